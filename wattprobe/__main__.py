@@ -1,0 +1,7 @@
+"""`python -m wattprobe`."""
+
+import sys
+
+from wattprobe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,68 @@
+"""Command line: wattprobe [GLOBAL OPTIONS] COMMAND [OPTIONS].
+
+Each command is a module with NAME, HELP, add_arguments(parser) and run(args) -> int; heavy
+imports stay inside run() so that start-up and `--help` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+from typing import NoReturn
+
+from wattprobe import __version__, sensors
+from wattprobe.errors import WattprobeError
+
+COMMANDS = (
+    "wattprobe.exporters.stdout",
+    "wattprobe.exporters.json",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line that says where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="wattprobe",
+        description="Measure host power and split it among processes, containers and VMs.",
+    )
+    parser.add_argument("--version", action="version", version=f"wattprobe {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logs on stderr (-vv: debug)")
+    parser.add_argument("--no-header", action="store_true", help="accepted for Scaphandre compatibility")
+    sensors.add_arguments(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    for module_name in COMMANDS:
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="wattprobe: %(levelname)s: %(message)s", stream=sys.stderr)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        return args.run(args) or 0
+    except WattprobeError as error:
+        print(f"wattprobe: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `wattprobe json | head`: the reader left, not an error
+        sys.stderr.close()
+        return 0
