@@ -19,6 +19,8 @@ from wattprobe.errors import WattprobeError
 COMMANDS = (
     "wattprobe.exporters.stdout",
     "wattprobe.exporters.json",
+    "wattprobe.providers.gmt_powerspy2",
+    "wattprobe.sensors.powerspy2.emulator_command",
 )
 
 
