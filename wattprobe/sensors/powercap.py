@@ -110,7 +110,7 @@ def discover(root: str, *, vm: bool = False) -> tuple[Zone, ...]:
 
 
 def _zone(path: str, package: int, is_domain: bool, dirs: dict[str, str], *, mmio: bool) -> Zone | None:
-    name = _read_text(f"{path}/name") or ("package-%d" % package if not is_domain else "")
+    name = _read_text(f"{path}/name") or (f"package-{package}" if not is_domain else "")
     if not name or not os.path.exists(f"{path}/energy_uj"):
         return None
     max_text = _read_text(f"{path}/max_energy_range_uj")
