@@ -9,5 +9,5 @@ from tests.powercap_tree import MAX_UJ, PowercapTree
 
 @pytest.fixture
 def powercap(tmp_path) -> PowercapTree:
-    """Two sockets (core, uncore, dram) and psys, counters 10 J below their wrap."""
-    return PowercapTree(tmp_path / "powercap", start_uj=MAX_UJ - 10_000_000)
+    """Two sockets (core, uncore, dram) and psys, counters 1 J below their wrap."""
+    return PowercapTree(tmp_path / "powercap", start_uj=MAX_UJ - 1_000_000)

@@ -24,6 +24,16 @@ def default_watts(sockets: int = 2, psys: bool = True) -> dict[Key, float]:
     return watts
 
 
+class FakeClock:
+    """A monotonic clock in ns for the sensor, advanced by PowercapTree.advance()."""
+
+    def __init__(self) -> None:
+        self.ns = 1_000_000_000
+
+    def __call__(self) -> int:
+        return self.ns
+
+
 class PowercapTree:
     """intel-rapl:N packages with core/uncore/dram domains and an optional psys zone, as sysfs lays them out.
 
@@ -43,6 +53,7 @@ class PowercapTree:
         self.root = root
         self.watts = dict(watts or default_watts())
         self.max_uj = max_uj
+        self.clock = FakeClock()  # pass as PowercapSensor(clock=...) for deterministic windows
         self.paths: dict[Key, Path] = {}
         self.energy: dict[Key, float] = {}
         sockets = sorted({s for s, _ in self.watts if s is not None})
@@ -77,10 +88,11 @@ class PowercapTree:
         os.replace(tmp, self.paths[key])
 
     def advance(self, seconds: float) -> None:
-        """Add watts x seconds to every counter (wrapping at max_energy_range_uj)."""
+        """Add watts x seconds to every counter (wrapping at max_energy_range_uj), and to the clock."""
         for key, watts in self.watts.items():
             self.energy[key] += watts * seconds * 1e6
             self._write(key)
+        self.clock.ns += round(seconds * 1e9)
 
     @contextmanager
     def running(self, period_s: float = 0.001) -> Iterator[None]:

@@ -249,7 +249,7 @@ def _read_file(path: str) -> bytes:
 # Controllers whose path names the process's cgroup, in order of preference (v2 unified first).
 _CGROUP_PREFERENCE = ("", "cpu", "cpuacct", "name=systemd")
 _CONTAINER_ID = re.compile(
-    r"(?:^|/)(?:(docker|cri-containerd|crio|libpod|nerdctl)-)?([0-9a-f]{64})(?:\.scope)?$"
+    r"(?:^|/)(?:(docker|cri-containerd|crio|libpod|nerdctl)-)?([0-9a-f]{64})(?:\.scope)?(?:/|$)"
 )
 _POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 _RUNTIME_BY_PREFIX = {
