@@ -21,18 +21,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from wattprobe.sensors import estimate
 
     parser.add_argument(
-        "-s", "--sensor", choices=SENSORS, default="auto",
+        "-s",
+        "--sensor",
+        choices=SENSORS,
+        default="auto",
         help="energy source (default auto: powercap when readable, else estimate, saying why)",
     )
     parser.add_argument(
-        "--vm", action="store_true",
+        "--vm",
+        action="store_true",
         help=f"inside a VM: read the powercap tree its hypervisor exports, at $SCAPHANDRE_POWERCAP_PATH "
         f"or {VM_POWERCAP}",
     )
     parser.add_argument("--powercap-root", metavar="PATH", help=f"powercap tree (default {HOST_POWERCAP})")
     parser.add_argument("--procfs-root", metavar="PATH", default="/proc", help="procfs mount (default /proc)")
-    parser.add_argument("--powerspy-device", metavar="PATH", default="/dev/rfcomm0",
-                        help="PowerSpy2 serial device for -s powerspy2 (default /dev/rfcomm0)")
+    parser.add_argument(
+        "--powerspy-device",
+        metavar="PATH",
+        default="/dev/rfcomm0",
+        help="PowerSpy2 serial device for -s powerspy2 (default /dev/rfcomm0)",
+    )
     estimate.add_arguments(parser)
 
 

@@ -1,0 +1,13 @@
+"""Shared fixtures: synthetic powercap trees."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.powercap_tree import MAX_UJ, PowercapTree
+
+
+@pytest.fixture
+def powercap(tmp_path) -> PowercapTree:
+    """Two sockets (core, uncore, dram) and psys, counters 1 J below their wrap."""
+    return PowercapTree(tmp_path / "powercap", start_uj=MAX_UJ - 1_000_000)

@@ -1,0 +1,117 @@
+"""A synthetic powercap tree on disk whose RAPL counters advance at chosen powers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# Intel's usual range: 2**32 units of 61.035 µJ.
+MAX_UJ = 262_143_328_850
+Key = tuple[int | None, str]
+
+
+def default_watts(sockets: int = 2, psys: bool = True) -> dict[Key, float]:
+    """Package 20 W (core 12, uncore 3) and dram 5 W per socket; psys = all that + 10 W."""
+    watts: dict[Key, float] = {}
+    for s in range(sockets):
+        watts |= {(s, "package"): 20.0, (s, "core"): 12.0, (s, "uncore"): 3.0, (s, "dram"): 5.0}
+    if psys:
+        watts[(None, "psys")] = 25.0 * sockets + 10.0
+    return watts
+
+
+class FakeClock:
+    """A monotonic clock in ns for the sensor, advanced by PowercapTree.advance()."""
+
+    def __init__(self) -> None:
+        self.ns = 1_000_000_000
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+class PowercapTree:
+    """intel-rapl:N packages with core/uncore/dram domains and an optional psys zone, as sysfs lays them out.
+
+    `start_uj` puts counters near their wrap; `advance()` adds energy deterministically;
+    `running()` advances them in real time from another process, for end-to-end runs.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        watts: dict[Key, float] | None = None,
+        *,
+        start_uj: int = 0,
+        max_uj: int = MAX_UJ,
+        mmio_duplicate: bool = False,
+    ) -> None:
+        self.root = root
+        self.watts = dict(watts or default_watts())
+        self.max_uj = max_uj
+        self.clock = FakeClock()  # pass as PowercapSensor(clock=...) for deterministic windows
+        self.paths: dict[Key, Path] = {}
+        self.energy: dict[Key, float] = {}
+        sockets = sorted({s for s, _ in self.watts if s is not None})
+        for s in sockets:
+            package = root / f"intel-rapl:{s}"
+            self._zone(package, (s, "package"), f"package-{s}", start_uj)
+            domains = [d for (sock, d) in self.watts if sock == s and d != "package"]
+            for i, domain in enumerate(domains):
+                self._zone(package / f"intel-rapl:{s}:{i}", (s, domain), domain, start_uj)
+                (root / f"intel-rapl:{s}:{i}").symlink_to(package / f"intel-rapl:{s}:{i}")
+        if (None, "psys") in self.watts:
+            self._zone(root / f"intel-rapl:{len(sockets)}", (None, "psys"), "psys", start_uj)
+        if mmio_duplicate:  # the same package-0 counter again through MMIO: must not be counted twice
+            mmio = root / "intel-rapl-mmio:0"
+            mmio.mkdir(parents=True)
+            (mmio / "name").write_text("package-0\n")
+            (mmio / "energy_uj").write_text("0\n")
+            (mmio / "max_energy_range_uj").write_text(f"{max_uj}\n")
+
+    def _zone(self, path: Path, key: Key, name: str, start_uj: int) -> None:
+        path.mkdir(parents=True)
+        (path / "name").write_text(name + "\n")
+        (path / "max_energy_range_uj").write_text(f"{self.max_uj}\n")
+        (path / "enabled").write_text("1\n")
+        self.paths[key] = path / "energy_uj"
+        self.energy[key] = float(start_uj)
+        self._write(key)
+
+    def _write(self, key: Key) -> None:
+        tmp = self.paths[key].with_suffix(".tmp")
+        tmp.write_text(f"{int(self.energy[key]) % (self.max_uj + 1)}\n")
+        os.replace(tmp, self.paths[key])
+
+    def advance(self, seconds: float) -> None:
+        """Add watts x seconds to every counter (wrapping at max_energy_range_uj), and to the clock."""
+        for key, watts in self.watts.items():
+            self.energy[key] += watts * seconds * 1e6
+            self._write(key)
+        self.clock.ns += round(seconds * 1e9)
+
+    @contextmanager
+    def running(self, period_s: float = 0.001) -> Iterator[None]:
+        """Advance the counters in real time, from another process, until the block ends."""
+        stop = multiprocessing.Event()
+        process = multiprocessing.get_context("fork").Process(
+            target=self._run, args=(stop, period_s), daemon=True
+        )
+        process.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            process.join(5)
+
+    def _run(self, stop, period_s: float) -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            time.sleep(period_s)
+            now = time.monotonic()
+            self.advance(now - last)
+            last = now

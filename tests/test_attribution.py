@@ -1,0 +1,118 @@
+"""Attribution with real busy processes on a synthetic powercap tree, and the sampler's guards."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.powercap_tree import PowercapTree
+from wattprobe.procfs import ProcfsReader
+from wattprobe.sampler import MAX_REJECTED, Sampler
+from wattprobe.sensors.powercap import PowercapSensor
+
+
+def duty_cycle_child(duty: float, seconds: float) -> subprocess.Popen:
+    """Burns CPU `duty` of each 20 ms for `seconds`, prints its own CPU time (ns), waits for stdin to close."""
+    code = (
+        "import sys, time\n"
+        f"end = time.monotonic() + {seconds}\n"
+        "while (now := time.monotonic()) < end:\n"
+        f"    busy_until = now + 0.02 * {duty}\n"
+        "    while time.monotonic() < busy_until: pass\n"
+        f"    time.sleep(0.02 * {1 - duty})\n"
+        "print(time.process_time_ns(), flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_busy_processes_get_their_cpu_share_of_host_power(powercap):
+    sampler = Sampler(PowercapSensor(str(powercap.root)), ProcfsReader())
+    with powercap.running():
+        sampler.tick()
+        children = [duty_cycle_child(0.8, 1.5), duty_cycle_child(0.3, 1.5)]
+        try:
+            own_ns = [int(child.stdout.readline()) for child in children]
+            frame = sampler.tick()
+        finally:
+            for child in children:
+                child.stdin.close()
+                child.wait()
+    assert frame is not None
+    assert frame.host_watts == pytest.approx(60.0, rel=0.01)
+    assert frame.host_source == "psys" and not frame.estimated
+    machine_ns = frame.n_cpus * frame.window_s * 1e9
+    by_pid = {c.info.pid: c for c in frame.consumers}
+    for child, ns in zip(children, own_ns, strict=True):
+        consumer = by_pid[child.pid]
+        assert consumer.cpu_share == pytest.approx(ns / machine_ns, rel=0.05)
+        assert consumer.watts == pytest.approx(frame.host_watts * ns / machine_ns, rel=0.05)
+    assert by_pid[children[0].pid].watts > 2 * by_pid[children[1].pid].watts
+    # Conservation: every watt is a consumer's or unattributed.
+    total = sum(c.watts for c in frame.consumers) + frame.unattributed_watts
+    assert total == pytest.approx(frame.host_watts, rel=1e-6)
+    # Aggregates add up too.
+    assert sum(g.watts for g in frame.cgroups) == pytest.approx(
+        frame.host_watts - frame.unattributed_watts, rel=1e-6
+    )
+    assert sum(g.watts for g in frame.exes) == pytest.approx(
+        frame.host_watts - frame.unattributed_watts, rel=1e-6
+    )
+    # Sockets and domains carry their own power.
+    assert [s.id for s in frame.sockets] == [0, 1]
+    for socket in frame.sockets:
+        assert socket.watts == pytest.approx(20.0, rel=0.01)
+        assert {d.name: round(d.watts) for d in socket.domains} == {"core": 12, "uncore": 3, "dram": 5}
+    sampler.close()
+
+
+def test_a_torn_read_is_skipped_not_turned_into_a_spike(tmp_path):
+    tree = PowercapTree(tmp_path, start_uj=10**11)
+    sampler = Sampler(PowercapSensor(str(tmp_path), clock=tree.clock), ProcfsReader())
+    sampler.tick()
+    tree.advance(1.0)
+    good = tree.paths[(None, "psys")].read_text()
+    tree.paths[(None, "psys")].write_text(good[:-3] + "\n")  # a torn, shorter value
+    assert sampler.tick() is None
+    tree.advance(1.0)
+    frame = sampler.tick()
+    assert frame is not None
+    # The window runs from the last good snapshot: two seconds' energy over two seconds' time.
+    assert frame.host_energy_j == pytest.approx(120.0, rel=1e-6)
+    assert frame.window_s == pytest.approx(2.0)
+    assert frame.host_watts == pytest.approx(60.0, rel=1e-6)
+    sampler.close()
+
+
+def test_a_reset_counter_is_rebased_after_a_few_ticks(tmp_path):
+    tree = PowercapTree(tmp_path, start_uj=10**9)
+    sampler = Sampler(PowercapSensor(str(tmp_path), clock=tree.clock), ProcfsReader())
+    sampler.tick()
+    for key in tree.energy:  # the host restarted its exporter: counters start again from 0
+        tree.energy[key] = 0
+    tree.advance(0.5)
+    results = [sampler.tick() for _ in range(MAX_REJECTED)]
+    assert results == [None] * MAX_REJECTED
+    tree.advance(0.5)
+    frame = sampler.tick()
+    assert frame is not None and frame.host_energy_j == pytest.approx(30.0, rel=1e-6)
+    sampler.close()
+
+
+def test_energy_totals_never_decrease_across_wraps(powercap):
+    sampler = Sampler(PowercapSensor(str(powercap.root), clock=powercap.clock), ProcfsReader())
+    sampler.tick()
+    totals = []
+    for _ in range(5):
+        powercap.advance(0.4)
+        frame = sampler.tick()
+        totals.append((frame.host_energy_j, frame.sockets[0].energy_j))
+    assert totals == sorted(totals)
+    assert frame.host_watts == pytest.approx(60.0, rel=1e-6)
+    assert totals[-1][0] == pytest.approx(60.0 * 2.0, rel=1e-6)
+    assert totals[-1][1] == pytest.approx(20.0 * 2.0, rel=1e-6)
+    sampler.close()

@@ -1,0 +1,251 @@
+"""The procfs reader: cgroup and container parsing, a synthetic /proc tree, and the real one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from wattprobe.procfs import TICK_NS, ProcfsReader, key_pid, parse_cgroup, read_machine_cpu
+
+ID = "4b6d1f1c7f9d2e3a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2"
+POD = "0f6c3c7e-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
+
+
+@pytest.mark.parametrize(
+    ("text", "cgroup", "runtime", "scheduler", "pod"),
+    [
+        # docker, cgroup v1, cgroupfs driver
+        (
+            f"12:cpu,cpuacct:/docker/{ID}\n11:memory:/docker/{ID}\n1:name=systemd:/docker/{ID}\n",
+            f"/docker/{ID}",
+            "docker",
+            "docker",
+            None,
+        ),
+        # docker, cgroup v2, systemd driver
+        (
+            f"0::/system.slice/docker-{ID}.scope\n",
+            f"/system.slice/docker-{ID}.scope",
+            "docker",
+            "docker",
+            None,
+        ),
+        # kubernetes + containerd, v2, systemd driver
+        (
+            f"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD.replace('-', '_')}.slice/"
+            f"cri-containerd-{ID}.scope\n",
+            None,
+            "containerd",
+            "kubernetes",
+            POD,
+        ),
+        # kubernetes (k3s), v1, cgroupfs driver: a bare id under the pod
+        (
+            f"4:cpu,cpuacct:/kubepods/besteffort/pod{POD}/{ID}\n",
+            f"/kubepods/besteffort/pod{POD}/{ID}",
+            None,
+            "kubernetes",
+            POD,
+        ),
+        # CRI-O, v2
+        (
+            f"0::/kubepods.slice/kubepods-pod{POD.replace('-', '_')}.slice/crio-{ID}.scope\n",
+            None,
+            "cri-o",
+            "kubernetes",
+            POD,
+        ),
+        # podman, v2, rootless under a user slice
+        (
+            f"0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container\n",
+            None,
+            "podman",
+            "podman",
+            None,
+        ),
+        # podman, v1, cgroupfs
+        (
+            f"3:cpu,cpuacct:/libpod_parent/libpod-{ID}\n",
+            f"/libpod_parent/libpod-{ID}",
+            "podman",
+            "podman",
+            None,
+        ),
+        # nerdctl (containerd), v2
+        (f"0::/system.slice/nerdctl-{ID}.scope\n", None, "containerd", "containerd", None),
+    ],
+)
+def test_container_ids_of_each_runtime(text, cgroup, runtime, scheduler, pod):
+    path, container = parse_cgroup(text)
+    assert container is not None
+    assert container.id == ID
+    assert (container.runtime, container.scheduler, container.pod_uid) == (runtime, scheduler, pod)
+    assert path == (cgroup or text.strip().split(":", 2)[2])
+
+
+def test_podman_conmon_is_not_the_container():
+    assert parse_cgroup(f"0::/machine.slice/libpod-conmon-{ID}.scope\n")[1] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "cgroup"),
+    [
+        ("0::/user.slice/user-1000.slice/session-2.scope\n", "/user.slice/user-1000.slice/session-2.scope"),
+        ("0::/\n", "/"),
+        # hybrid v1 + v2: the cpu controller's path when the unified one is the root
+        (
+            "12:cpu,cpuacct:/system.slice/nginx.service\n1:name=systemd:/system.slice/nginx.service\n0::/\n",
+            "/system.slice/nginx.service",
+        ),
+        # only the memory controller says where the process is
+        ("4:memory:/process_api/abc\n3:cpuset:/\n0::/\n", "/process_api/abc"),
+    ],
+)
+def test_cgroup_paths_without_containers(text, cgroup):
+    assert parse_cgroup(text) == (cgroup, None)
+
+
+def write_proc(
+    root,
+    pid,
+    *,
+    comm="worker",
+    ticks=(100, 50),
+    threads=1,
+    starttime=1000,
+    sched_ns=None,
+    cmdline=b"/usr/bin/worker\0--fast\0",
+    cgroup=f"0::/system.slice/docker-{ID}.scope\n",
+):
+    """One /proc/<pid> as the kernel lays it out (fields we read; the others are zeros)."""
+    d = root / str(pid)
+    d.mkdir(exist_ok=True)
+    fields = ["S"] + ["0"] * 50
+    fields[11], fields[12], fields[17], fields[19], fields[20], fields[21] = (
+        str(ticks[0]),
+        str(ticks[1]),
+        str(threads),
+        str(starttime),
+        "4096000",
+        "250",
+    )
+    (d / "stat").write_text(f"{pid} ({comm}) {' '.join(fields)}\n")
+    ns = sched_ns if sched_ns is not None else (ticks[0] + ticks[1]) * TICK_NS
+    (d / "schedstat").write_text(f"{ns} 0 0\n")
+    (d / "cmdline").write_bytes(cmdline)
+    (d / "cgroup").write_text(cgroup)
+    if not (d / "exe").is_symlink():
+        (d / "exe").symlink_to("/usr/bin/worker")
+
+
+def write_stat(root, busy=1000, idle=3000, cpus=4):
+    lines = [f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0"] + [f"cpu{i} 0 0 0 0 0 0 0 0 0 0" for i in range(cpus)]
+    (root / "stat").write_text("\n".join([*lines, "intr 0", "ctxt 0"]) + "\n")
+
+
+def test_synthetic_tree(tmp_path):
+    write_stat(tmp_path, cpus=4)
+    write_proc(tmp_path, 42, ticks=(100, 50), sched_ns=1_503_000_000)
+    write_proc(tmp_path, 43, threads=8, ticks=(700, 300), starttime=2000)
+    (tmp_path / "44").mkdir()  # vanished between listing and reading: skipped quietly
+    (tmp_path / "self").mkdir()
+    reader = ProcfsReader(str(tmp_path))
+    machine, tasks = reader.scan()
+    assert machine.n_cpus == 4 and machine.busy == 1000 and machine.idle == 3000
+    assert sorted(key_pid(k) for k in tasks) == [42, 43]
+    by_pid = {key_pid(k): (k, v) for k, v in tasks.items()}
+    assert by_pid[42][1] == 1_503_000_000  # single-threaded: schedstat's nanoseconds
+    assert by_pid[43][1] == 1000 * TICK_NS  # multi-threaded: stat's ticks, all threads
+    info, rss, vsize = reader.process(by_pid[42][0])
+    assert (info.pid, info.comm, info.exe, info.cmdline) == (
+        42,
+        "worker",
+        "/usr/bin/worker",
+        "/usr/bin/worker --fast",
+    )
+    assert info.container.id == ID and info.container.runtime == "docker"
+    assert rss == 250 * os.sysconf("SC_PAGE_SIZE") and vsize == 4096000
+
+    # The next tick: the file changes in place, as /proc does.
+    write_proc(tmp_path, 42, ticks=(110, 50), sched_ns=1_603_000_000)
+    _, tasks = reader.scan()
+    assert tasks[by_pid[42][0]] == 1_603_000_000
+
+    # pid 42 ends and its pid is reused by another process: a new key, a fresh CPU count.
+    import shutil
+
+    shutil.rmtree(tmp_path / "42")
+    _, tasks = reader.scan()
+    assert 42 not in {key_pid(k) for k in tasks}
+    write_proc(tmp_path, 42, comm="other", starttime=5000, ticks=(1, 1))
+    _, tasks = reader.scan()
+    new_key = next(k for k in tasks if key_pid(k) == 42)
+    assert new_key != by_pid[42][0] and tasks[new_key] == 2 * TICK_NS
+    assert reader.process(new_key)[0].comm == "other"
+    assert reader.process(by_pid[42][0]) is None
+    reader.close()
+
+
+def burner(seconds: float) -> subprocess.Popen:
+    """A child that burns `seconds` of CPU, prints its own CPU time, then waits for stdin to close."""
+    code = (
+        "import sys, time\n"
+        f"end = time.process_time() + {seconds}\n"
+        "while time.process_time() < end: pass\n"
+        "print(time.process_time_ns(), flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_real_process_cpu_time_is_precise():
+    reader = ProcfsReader()
+    reader.scan()
+    child = burner(0.35)
+    try:
+        own_ns = int(child.stdout.readline())
+        _, tasks = reader.scan()
+        key = next(k for k in tasks if key_pid(k) == child.pid)
+        # schedstat is exact to the nanosecond; stat ticks alone would be off by up to 20 ms.
+        assert abs(tasks[key] - own_ns) < 5_000_000
+        info = reader.process(key)[0]
+        assert info.cmdline.startswith(sys.executable + " -c import sys")
+        assert info.exe == os.path.realpath(sys.executable)
+    finally:
+        child.stdin.close()
+        child.wait()
+    _, tasks = reader.scan()
+    assert child.pid not in {key_pid(k) for k in tasks}
+
+
+def test_exec_is_noticed():
+    reader = ProcfsReader()
+    child = subprocess.Popen(["sh", "-c", "read x; exec sleep 30"], stdin=subprocess.PIPE)
+    try:
+        _, tasks = reader.scan()
+        key = next(k for k in tasks if key_pid(k) == child.pid)
+        assert reader.process(key)[0].comm == "sh"
+        child.stdin.write(b"go\n")
+        child.stdin.flush()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            reader.scan()
+            if reader.process(key)[0].comm == "sleep":
+                break
+            time.sleep(0.02)
+        assert reader.process(key)[0].cmdline == "sleep 30"
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_machine_cpu_of_this_machine():
+    machine = read_machine_cpu()
+    assert machine.n_cpus == os.cpu_count()
+    assert machine.busy > 0 and machine.idle > 0

@@ -1,0 +1,303 @@
+"""Fast /proc reader: CPU time of the machine and of every process, once per tick.
+
+The per-tick scan is the agent's hot path. Each process keeps its `stat` (and, while it is
+single-threaded, `schedstat`) file open, so a tick costs one pread per file and no open/close;
+a dead process's file answers ESRCH, which also tells a reused pid from the process we knew.
+Static facts (exe, cmdline, cgroup) are read lazily, once per (pid, starttime), and re-read
+when the command name changes (an exec).
+
+CPU time comes from `schedstat` (nanoseconds) while a process is single-threaded, else from
+`stat` utime+stime (clock ticks, summed over all its threads, dead ones included): `schedstat`
+of a pid only counts its main thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+
+from wattprobe.model import Container, MachineCpu, ProcessInfo
+
+TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+_PID_BITS = 22  # pid_max is at most 2**22
+_NO_FD = -1
+# How far a stat-ticks delta may exceed the schedstat delta before we trust stat: rounding of
+# utime and stime to ticks, at each end of the window. More means a short-lived thread ran.
+_TICK_SLACK_NS = 3 * TICK_NS
+
+
+def task_key(pid: int, starttime: int) -> int:
+    """One int that names a process for its whole life: (starttime, pid)."""
+    return (starttime << _PID_BITS) | pid
+
+
+def key_pid(key: int) -> int:
+    return key & ((1 << _PID_BITS) - 1)
+
+
+def read_machine_cpu(root: str = "/proc") -> MachineCpu:
+    """Whole-machine CPU time from /proc/stat."""
+    with open(f"{root}/stat", "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    fields = [int(x) for x in lines[0].split()[1:]]
+    fields += [0] * (8 - len(fields))
+    user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]
+    n_cpus = sum(1 for line in lines if line[:3] == b"cpu" and line[3:4].isdigit())
+    return MachineCpu(
+        busy=user + nice + system + irq + softirq, idle=idle + iowait, steal=steal, n_cpus=max(n_cpus, 1)
+    )
+
+
+class _Task:
+    """What the reader remembers of one live process between ticks."""
+
+    __slots__ = (
+        "comm",
+        "cpu_ns",
+        "info",
+        "key",
+        "pid",
+        "rss",
+        "sched_fd",
+        "sched_ns",
+        "stat_fd",
+        "threads",
+        "ticks",
+        "vsize",
+    )
+
+    def __init__(self, pid: int, key: int, stat_fd: int) -> None:
+        self.pid = pid
+        self.key = key
+        self.stat_fd = stat_fd
+        self.sched_fd = _NO_FD
+        self.comm = b""
+        self.ticks = 0
+        self.threads = 0
+        self.sched_ns = -1  # -1: not read at the last scan (process was multi-threaded)
+        self.cpu_ns = 0
+        self.rss = 0
+        self.vsize = 0
+        self.info: ProcessInfo | None = None
+
+
+def _parse_stat(data: bytes) -> tuple[bytes, int, int, int, int, int]:
+    """comm, utime+stime ticks, threads, starttime, vsize, rss pages from /proc/<pid>/stat."""
+    close = data.rindex(b")")
+    f = data[close + 2 :].split(b" ", 22)
+    return (
+        data[data.index(b"(") + 1 : close],
+        int(f[11]) + int(f[12]),
+        int(f[17]),
+        int(f[19]),
+        int(f[20]),
+        int(f[21]),
+    )
+
+
+class ProcfsReader:
+    """Scans a procfs tree; `root` is a parameter so tests can point it elsewhere."""
+
+    def __init__(self, root: str = "/proc") -> None:
+        self.root = root
+        self._tasks: dict[int, _Task] = {}
+        self._can_keep_fds = True
+
+    # -- the hot path -------------------------------------------------------------------------
+    def scan(self) -> tuple[MachineCpu, dict[int, int]]:
+        """Machine CPU time and cumulative CPU ns of every live process, keyed by task_key."""
+        machine = read_machine_cpu(self.root)
+        old = self._tasks
+        live: dict[int, _Task] = {}
+        cpu: dict[int, int] = {}
+        for name in os.listdir(self.root):
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            task = old.pop(pid, None)
+            if task is not None and not self._refresh(task):
+                self._forget(task)
+                task = None
+            if task is None:
+                task = self._first_sight(pid)
+                if task is None:
+                    continue  # vanished between listing and reading
+            live[pid] = task
+            cpu[task.key] = task.cpu_ns
+        for task in old.values():
+            self._forget(task)
+        self._tasks = live
+        return machine, cpu
+
+    def _refresh(self, task: _Task) -> bool:
+        """Advance a known process's CPU time; False when it is gone."""
+        try:
+            comm, ticks, threads, _, task.vsize, rss = _parse_stat(self._read(task.stat_fd, task.pid, "stat"))
+            sched_ns = self._schedstat(task) if threads == 1 else -1
+        except (OSError, ValueError, IndexError):
+            return False
+        delta = (ticks - task.ticks) * TICK_NS
+        if task.sched_ns >= 0 and sched_ns >= 0:
+            sched_delta = sched_ns - task.sched_ns
+            if delta <= sched_delta + _TICK_SLACK_NS:
+                delta = sched_delta
+        if delta > 0:
+            task.cpu_ns += delta
+        if comm != task.comm:
+            task.comm = comm
+            task.info = None  # exec'd: read exe, cmdline and cgroup again
+        task.ticks, task.threads, task.sched_ns, task.rss = ticks, threads, sched_ns, rss
+        return True
+
+    def _first_sight(self, pid: int) -> _Task | None:
+        path = f"{self.root}/{pid}/stat"
+        try:
+            fd = self._open(path)
+        except OSError:
+            return None
+        try:
+            comm, ticks, threads, starttime, vsize, rss = _parse_stat(self._read(fd, pid, "stat"))
+        except (OSError, ValueError, IndexError):
+            if fd != _NO_FD:
+                os.close(fd)
+            return None
+        task = _Task(pid, task_key(pid, starttime), fd)
+        task.comm, task.ticks, task.threads, task.vsize, task.rss = comm, ticks, threads, vsize, rss
+        task.cpu_ns = ticks * TICK_NS
+        if threads == 1:
+            try:
+                task.sched_ns = self._schedstat(task)
+            except (OSError, ValueError):
+                return task
+            if abs(task.cpu_ns - task.sched_ns) <= _TICK_SLACK_NS:
+                task.cpu_ns = task.sched_ns
+        return task
+
+    def _schedstat(self, task: _Task) -> int:
+        if task.sched_fd == _NO_FD and self._can_keep_fds:
+            task.sched_fd = self._open(f"{self.root}/{task.pid}/schedstat")
+        data = self._read(task.sched_fd, task.pid, "schedstat")
+        return int(data[: data.index(b" ")])
+
+    def _read(self, fd: int, pid: int, name: str) -> bytes:
+        return os.pread(fd, 1024, 0) if fd != _NO_FD else _read_file(f"{self.root}/{pid}/{name}")
+
+    def _open(self, path: str) -> int:
+        """An fd kept open across ticks; _NO_FD (read by path each tick) once fds run out."""
+        if not self._can_keep_fds:
+            return _NO_FD
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as error:
+            if error.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            self._can_keep_fds = False
+            return _NO_FD
+
+    @staticmethod
+    def _forget(task: _Task) -> None:
+        for fd in (task.stat_fd, task.sched_fd):
+            if fd != _NO_FD:
+                os.close(fd)
+        task.stat_fd = task.sched_fd = _NO_FD
+
+    # -- per consumer, off the hot path ---------------------------------------------------------
+    def process(self, key: int) -> tuple[ProcessInfo, int, int] | None:
+        """Static facts, RSS and virtual size (bytes) of a live process seen at the last scan."""
+        task = self._tasks.get(key_pid(key))
+        if task is None or task.key != key:
+            return None
+        if task.info is None:
+            task.info = self._read_info(task)
+        return task.info, task.rss * PAGE_SIZE, task.vsize
+
+    def _read_info(self, task: _Task) -> ProcessInfo:
+        base = f"{self.root}/{task.pid}"
+        try:
+            exe = os.readlink(f"{base}/exe")
+        except OSError:
+            exe = ""  # kernel thread, or another user's process without privileges
+        try:
+            cmdline = (
+                _read_file(f"{base}/cmdline").rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+            )
+            cgroup, container = parse_cgroup(_read_file(f"{base}/cgroup").decode(errors="replace"))
+        except OSError:
+            cmdline, cgroup, container = "", "/", None
+        return ProcessInfo(task.pid, task.comm.decode(errors="replace"), exe, cmdline, cgroup, container)
+
+    @property
+    def tracked(self) -> int:
+        """Processes tracked at the last scan."""
+        return len(self._tasks)
+
+    def close(self) -> None:
+        for task in self._tasks.values():
+            self._forget(task)
+        self._tasks = {}
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb", buffering=0) as f:
+        return f.read()
+
+
+# -- cgroups and containers ----------------------------------------------------------------------
+# Controllers whose path names the process's cgroup, in order of preference (v2 unified first).
+_CGROUP_PREFERENCE = ("", "cpu", "cpuacct", "name=systemd")
+_CONTAINER_ID = re.compile(
+    r"(?:^|/)(?:(docker|cri-containerd|crio|libpod|nerdctl)-)?([0-9a-f]{64})(?:\.scope)?(?:/|$)"
+)
+_POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
+_RUNTIME_BY_PREFIX = {
+    "docker": "docker",
+    "cri-containerd": "containerd",
+    "crio": "cri-o",
+    "libpod": "podman",
+    "nerdctl": "containerd",
+}
+
+
+def parse_cgroup(text: str) -> tuple[str, Container | None]:
+    """The cgroup path of a process and the container it runs in, from /proc/<pid>/cgroup.
+
+    Works for cgroup v1 (`N:controllers:/path`), v2 (`0::/path`) and hybrids; recognises docker,
+    containerd (CRI and nerdctl), CRI-O and podman ids, with the cgroupfs or the systemd driver,
+    under Kubernetes (kubepods, k3s) or not.
+    """
+    paths: dict[str, str] = {}
+    for line in text.splitlines():
+        _, controllers, path = line.partition(":")[2].partition(":")
+        for controller in controllers.split(","):
+            paths.setdefault(controller, path)
+    cgroup = next((paths[c] for c in _CGROUP_PREFERENCE if paths.get(c, "/") != "/"), None)
+    if cgroup is None:
+        cgroup = next((p for p in paths.values() if p != "/"), "/")
+    for path in (cgroup, *paths.values()):
+        container = _container(path)
+        if container is not None:
+            return cgroup, container
+    return cgroup, None
+
+
+def _container(path: str) -> Container | None:
+    match = _CONTAINER_ID.search(path)
+    if match is None:
+        return None
+    prefix, container_id = match.groups()
+    runtime = _RUNTIME_BY_PREFIX.get(prefix or "")
+    if runtime is None and ("/docker/" in path or path.startswith("/docker")):
+        runtime = "docker"
+    elif runtime is None and "libpod_parent" in path:
+        runtime = "podman"
+    pod = _POD_UID.search(path)
+    if "kubepods" in path:
+        scheduler = "kubernetes"
+    else:
+        scheduler = {"podman": "podman", "containerd": "containerd", "cri-o": "cri-o"}.get(
+            runtime or "", "docker"
+        )
+    return Container(container_id, runtime, scheduler, pod.group(1).replace("_", "-") if pod else None)
