@@ -192,7 +192,9 @@ class PowerSpy2:
         try:
             self._port = serial.Serial(self.path, timeout=READ_TIMEOUT_S, write_timeout=WRITE_TIMEOUT_S)
         except (serial.SerialException, OSError) as error:
-            raise LinkLost(f"cannot open: {error}") from None
+            raise LinkLost(
+                "device gone" if not os.path.exists(self.path) else f"cannot open: {error}"
+            ) from None
         self._framer = protocol.Framer()
         self._pending.clear()
         self._drain()

@@ -27,12 +27,12 @@ EXAMPLE_PACKET = "007A1FCA 001F82FB 003AC29C 0FA9 0AB5"
 
 FAULTS = {
     "silent": "neither answer nor stream (commands are still recorded)",
-    "burst": "hold packets back and release them together every `burst_s`",
-    "truncate": "cut every `every`-th packet short",
-    "garble": "damage every `every`-th packet and put noise between packets",
-    "nak": "answer <Z> to the next `count` commands",
+    "burst": "hold packets back and release them together (every 0.5 s by default)",
+    "truncate": "cut packets short (every third by default)",
+    "garble": "damage packets (every third by default) and put noise between them",
+    "nak": "answer <Z> to commands (the next three by default)",
     "ignore-stop": "acknowledge <Q> but keep streaming",
-    "drop": "close the link, remove the path, bring it back after `down_s`",
+    "drop": "close the link and remove its path, then bring it back (after 1 s by default)",
 }
 NOISE = b"\x00\xfe#~ \r\n"
 _TICK_S = 0.05  # longest wait of the serving loop

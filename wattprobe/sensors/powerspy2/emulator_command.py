@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--volts", type=float, default=230.7, help="RMS voltage to report (default 230.7)")
     parser.add_argument(
-        "--frequency", type=float, choices=(50.0, 60.0), default=50.0, help="line frequency, Hz"
+        "--frequency", type=int, choices=(50, 60), default=50, help="line frequency, Hz (default 50)"
     )
     parser.add_argument(
         "--v1", action="store_true", help="behave as the first PowerSpy (hardware version 02)"
@@ -39,8 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="inject this fault now and then (repeatable, taken in turn): "
         + "; ".join(f"{mode}: {what}" for mode, what in FAULTS.items()),
     )
-    parser.add_argument("--fault-every", type=float, default=10.0, metavar="S", help="seconds between faults")
-    parser.add_argument("--fault-for", type=float, default=2.0, metavar="S", help="how long each fault lasts")
+    parser.add_argument(
+        "--fault-every", type=float, default=10.0, metavar="S", help="seconds between faults (default 10)"
+    )
+    parser.add_argument(
+        "--fault-for", type=float, default=2.0, metavar="S", help="how long each fault lasts (default 2)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
