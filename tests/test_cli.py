@@ -43,13 +43,14 @@ def test_version():
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (("stdout", "-s", "abc"), "not a number of seconds"),
+        (("stdout", "-s", "abc"), "not a number"),
         (("stdout", "-s", "0"), "--step must be above 0"),
         (("stdout", "-p", "-3"), "must be >= 0"),
         (("stdout", "-r", "(unclosed"), "bad regular expression"),
         (("json", "-s", "0", "-n", "0"), "step"),
         (("-s", "bogus", "stdout"), "invalid choice"),
-        (("--tdp", "-5", "stdout"), "must be a finite number"),
+        (("--tdp", "-5", "stdout"), "must be a finite number above 0"),
+        (("--vcpu-min-watts", "nan", "stdout"), "not a number"),
         (
             ("-s", "estimate", "--vcpu-min-watts", "5", "--vcpu-max-watts", "1", "stdout"),
             "below --vcpu-min-watts",

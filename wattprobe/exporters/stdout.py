@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from wattprobe.errors import UsageError
-from wattprobe.exporters import count, regex, seconds, select_consumers
+from wattprobe.exporters import select_consumers
 from wattprobe.model import Frame
+from wattprobe.options import count, regex, seconds
 
 NAME = "stdout"
 HELP = "print power to the terminal every step"
