@@ -54,10 +54,10 @@ def _stop(signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop)
     args = build_parser().parse_args(argv)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="wattprobe: %(levelname)s: %(message)s", stream=sys.stderr)
-    signal.signal(signal.SIGTERM, _stop)
     try:
         return args.run(args) or 0
     except WattprobeError as error:

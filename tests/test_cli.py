@@ -1,0 +1,198 @@
+"""The command line end to end: real subprocesses, synthetic powercap trees, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from wattprobe import __version__
+
+
+def wattprobe(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30, prefix: tuple[str, ...] = ()
+):
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "wattprobe", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def one_error_line(result, code: int) -> str:
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_version():
+    result = wattprobe("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"wattprobe {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("stdout", "-s", "abc"), "not a number"),
+        (("stdout", "-s", "0"), "--step must be above 0"),
+        (("stdout", "-p", "-3"), "must be >= 0"),
+        (("stdout", "-r", "(unclosed"), "bad regular expression"),
+        (("json", "-s", "0", "-n", "0"), "step"),
+        (("-s", "bogus", "stdout"), "invalid choice"),
+        (("--tdp", "-5", "stdout"), "must be a finite number above 0"),
+        (("--vcpu-min-watts", "nan", "stdout"), "not a number"),
+        (
+            ("-s", "estimate", "--vcpu-min-watts", "5", "--vcpu-max-watts", "1", "stdout"),
+            "below --vcpu-min-watts",
+        ),
+        (("nosuchexporter",), "invalid choice"),
+        ((), "required"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(args, needle):
+    assert needle in one_error_line(wattprobe(*args), 2)
+
+
+def test_missing_powercap_names_every_fix(tmp_path):
+    line = one_error_line(
+        wattprobe("-s", "powercap_rapl", "--powercap-root", str(tmp_path / "no"), "stdout"), 1
+    )
+    assert "modprobe intel_rapl_common" in line and "--vm" in line and "-s estimate" in line
+
+
+def test_vm_without_an_exported_tree_says_where_it_looked(tmp_path):
+    missing = tmp_path / "scaphandre"
+    line = one_error_line(
+        wattprobe("-s", "powercap_rapl", "--vm", "stdout", env={"SCAPHANDRE_POWERCAP_PATH": str(missing)}), 1
+    )
+    assert str(missing) in line and "exported by the host" in line
+
+
+@pytest.mark.skipif(
+    not shutil.which("setpriv"), reason="needs setpriv to drop root's file-permission override"
+)
+def test_root_only_energy_uj_gives_the_permission_fix(powercap):
+    for path in powercap.paths.values():
+        path.chmod(0o000)
+    prefix: tuple[str, ...] = ()
+    if os.geteuid() == 0:  # root reads anything: drop the capabilities that let it
+        prefix = ("setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search")
+    result = wattprobe("-s", "powercap_rapl", "--powercap-root", str(powercap.root), "stdout", prefix=prefix)
+    line = one_error_line(result, 1)
+    assert "permission denied" in line and "chgrp powercap" in line and "Linux 5.10" in line
+
+
+def test_auto_falls_back_to_estimate_and_says_why_once(tmp_path):
+    result = wattprobe("--powercap-root", str(tmp_path / "none"), "stdout", "-t", "1", "-s", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("no usable powercap tree") == 1
+    assert "modprobe intel_rapl_common" in result.stderr
+    assert "estimating power from CPU load" in result.stderr
+    hosts = [line for line in result.stdout.splitlines() if line.startswith("Host:")]
+    assert len(hosts) == 2 and all("(estimated)" in line for line in hosts)
+
+
+def test_stdout_on_a_synthetic_tree(powercap):
+    with powercap.running():
+        result = wattprobe("--powercap-root", str(powercap.root), "stdout", "-t", "1", "-s", "0.5", "-p", "3")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    host = [line for line in lines if line.startswith("Host:")]
+    assert len(host) == 2
+    watts = float(host[-1].split("\t")[1].split()[0])
+    assert watts == pytest.approx(60.0, rel=0.05)
+    assert "from psys" in host[-1] and "estimated" not in host[-1]
+    assert any(line.startswith("Socket0\t") for line in lines) and any(
+        line.startswith("Socket1\t") for line in lines
+    )
+    assert "Top 3 consumers:" in lines
+
+
+def test_vm_reads_the_tree_named_by_the_environment(powercap):
+    with powercap.running():
+        result = wattprobe(
+            "--vm", "json", "-t", "1", "-s", "0.5", env={"SCAPHANDRE_POWERCAP_PATH": str(powercap.root)}
+        )
+    assert result.returncode == 0, result.stderr
+    documents = json.loads(result.stdout)
+    assert len(documents) == 2
+    assert documents[-1]["host"]["consumption"] == pytest.approx(60e6, rel=0.05)
+
+
+def test_json_is_valid_after_sigterm_and_has_every_socket(powercap, tmp_path):
+    out = tmp_path / "out.json"
+    with powercap.running():
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wattprobe",
+                "--powercap-root",
+                str(powercap.root),
+                "json",
+                "-s",
+                "0",
+                "-n",
+                "300000000",
+                "-m",
+                "2",
+                "--resources",
+                "-f",
+                str(out),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (not out.exists() or out.read_text().count('"host"') < 3):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0, process.stderr.read()
+    documents = json.loads(out.read_text())
+    assert len(documents) >= 3
+    last = documents[-1]
+    assert last["host"]["consumption"] == pytest.approx(60e6, rel=0.05)
+    assert last["host"]["estimated"] is False and last["host"]["source"] == "psys"
+    assert [s["id"] for s in last["sockets"]] == [0, 1]
+    assert sorted(d["name"] for d in last["sockets"][1]["domains"]) == ["core", "dram", "uncore"]
+    assert len(last["consumers"]) <= 2
+    consumer = last["consumers"][0]
+    assert {
+        "exe",
+        "cmdline",
+        "pid",
+        "consumption",
+        "timestamp",
+        "container",
+        "resources_usage",
+    } <= consumer.keys()
+    assert consumer["resources_usage"]["memory_usage"] > 0
+    total = sum(c["consumption"] for c in last["consumers"])
+    assert total <= last["host"]["consumption"] - last["host"]["unattributed_consumption"] + 1e-3
+
+
+def test_json_stopped_before_the_first_step_is_still_valid(tmp_path):
+    out = tmp_path / "out.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wattprobe", "-s", "estimate", "json", "-s", "30", "-f", str(out)]
+    )
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=5) == 0
+    assert json.loads(out.read_text()) == []
+
+
+def test_json_unwritable_file_is_one_line(tmp_path):
+    line = one_error_line(wattprobe("-s", "estimate", "json", "-f", str(tmp_path / "no" / "out.json")), 1)
+    assert "cannot write" in line
