@@ -11,6 +11,8 @@ import argparse
 import signal
 import sys
 
+from wattprobe.options import positive
+
 NAME = "powerspy2"
 HELP = "stream PowerSpy2 wall power as 'TIMESTAMP READING' lines (Green Metrics Tool provider)"
 
@@ -27,13 +29,6 @@ def unit(text: str) -> str:
         raise argparse.ArgumentTypeError(f"unknown unit {text!r}: one of {', '.join(UNITS)}") from None
 
 
-def interval_ms(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"the interval must be a positive number of ms, not {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="/dev/rfcomm0", help="RFCOMM tty of the meter (default /dev/rfcomm0)"
@@ -41,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-i",
         "--interval",
-        type=interval_ms,
+        type=positive,
         default=1000,
         metavar="MS",
         help="one reading every MS ms, rounded to whole mains periods (default 1000)",

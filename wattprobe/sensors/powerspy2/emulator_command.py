@@ -7,6 +7,8 @@ import itertools
 import sys
 import time
 
+from wattprobe.options import non_negative, positive
+
 NAME = "powerspy2-emulator"
 HELP = "serve an emulated PowerSpy2 on a pseudo-terminal, with optional faults (to try without a meter)"
 
@@ -16,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--link", required=True, metavar="PATH", help="symlink to create to the pty's device")
     parser.add_argument(
-        "--watts", type=float, default=171.14, help="power to report (0: no load; default 171.14)"
+        "--watts", type=non_negative, default=171.14, help="power to report (0: no load; default 171.14)"
     )
-    parser.add_argument("--volts", type=float, default=230.7, help="RMS voltage to report (default 230.7)")
+    parser.add_argument("--volts", type=positive, default=230.7, help="RMS voltage to report (default 230.7)")
     parser.add_argument(
         "--frequency", type=int, choices=(50, 60), default=50, help="line frequency, Hz (default 50)"
     )
@@ -40,10 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         + "; ".join(f"{mode}: {what}" for mode, what in FAULTS.items()),
     )
     parser.add_argument(
-        "--fault-every", type=float, default=10.0, metavar="S", help="seconds between faults (default 10)"
+        "--fault-every", type=positive, default=10.0, metavar="S", help="seconds between faults (default 10)"
     )
     parser.add_argument(
-        "--fault-for", type=float, default=2.0, metavar="S", help="how long each fault lasts (default 2)"
+        "--fault-for", type=positive, default=2.0, metavar="S", help="how long each fault lasts (default 2)"
     )
 
 
