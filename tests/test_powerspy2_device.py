@@ -94,10 +94,10 @@ def test_reconnects_after_the_link_drops(tmp_path):
         after = [next(stream) for _ in range(3)]
         device.stop()
         device.close()
-    assert meter.received.count("?") == 2  # identified again on the new link
-    stamps = [p.time for p in before + after]
-    assert all(b > a for a, b in itertools.pairwise(stamps))
-    assert after[0].time - before[-1].time > 0.4
+    assert meter.received.count("?") >= 2  # identified again on the new link
+    gaps = [b.time - a.time for a, b in itertools.pairwise(before + after)]
+    assert min(gaps) > 0
+    assert max(gaps) > 0.4  # the time the link was down
     assert all(p.watts == pytest.approx(99.0, abs=1e-3) for p in after)
 
 

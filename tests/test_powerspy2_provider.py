@@ -9,8 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
 
 import pytest
 
@@ -22,24 +22,78 @@ PERIOD_S = {100: 0.1, 250: 0.24, 1000: 1.0}  # real packet spacing at 50 Hz for 
 MATRIX = [(unit, interval) for unit in ("mW", "uJ") for interval in (100, 250, 1000)]
 
 
-@dataclass
 class Run:
-    meter: PowerSpy2Emulator
-    process: subprocess.Popen[str]
-    out: str = ""
-    err: str = ""
+    """A provider process and its emulator; stdout and stderr are collected as they come."""
+
+    def __init__(self, meter: PowerSpy2Emulator, process: subprocess.Popen[str]) -> None:
+        self.meter, self.process = meter, process
+        self.lines: list[str] = []
+        self.err_lines: list[str] = []
+        self._readers = [
+            threading.Thread(target=self.lines.extend, args=(process.stdout,), daemon=True),
+            threading.Thread(target=self.err_lines.extend, args=(process.stderr,), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def out(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def err(self) -> str:
+        return "".join(self.err_lines)
+
+    def wait_for(self, count: int, after: float = 0.0, timeout: float = 20.0) -> None:
+        """Wait until `count` readings stamped after `after` (Unix s) are out."""
+        deadline = time.monotonic() + timeout
+        while sum(_stamp(line) > after for line in list(self.lines)) < count:
+            assert time.monotonic() < deadline and self.process.poll() is None, (self.out, self.err)
+            time.sleep(0.05)
+
+    def wait_for_stderr(self, text: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.err:
+            assert time.monotonic() < deadline and self.process.poll() is None, self.err
+            time.sleep(0.05)
 
     def stop(self, signum: int = signal.SIGTERM) -> float:
         """Signal the provider; return how long it took to exit."""
         started = time.monotonic()
         self.process.send_signal(signum)
-        self.out, self.err = self.process.communicate(timeout=10)
+        self.process.wait(timeout=10)
+        elapsed = time.monotonic() - started
+        for reader in self._readers:
+            reader.join(timeout=5)
         self.meter.stop()
-        return time.monotonic() - started
+        return elapsed
+
+
+def _stamp(line: str) -> float:
+    """A line's timestamp in Unix s, 0 for a line that is not a reading."""
+    head = line.split(" ", 1)[0]
+    return int(head) / 1e6 if head.isdigit() else 0.0
+
+
+STARTED: list[Run] = []
 
 
 def provider(meter: PowerSpy2Emulator, *args: str) -> Run:
-    return Run(meter, wattprobe("powerspy2", "--device", meter.link, *args))
+    run = Run(meter, wattprobe("powerspy2", "--device", meter.link, *args))
+    STARTED.append(run)
+    return run
+
+
+@pytest.fixture(autouse=True)
+def reap():
+    """Whatever a failed test left running is killed."""
+    yield
+    while STARTED:
+        run = STARTED.pop()
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()
+        run.meter.stop()
 
 
 def no_traceback(run: Run) -> None:
@@ -48,7 +102,7 @@ def no_traceback(run: Run) -> None:
 
 @pytest.fixture(scope="module")
 def matrix_runs(tmp_path_factory) -> dict[tuple[str, int], Run]:
-    """Every unit × interval at once, plus the GMT drop-in as GMT starts it, for about 4.5 s."""
+    """Every unit × interval at once, plus the GMT drop-in as GMT starts it, until each has a few readings."""
     tmp = tmp_path_factory.mktemp("matrix")
     runs = {
         (unit, interval): provider(
@@ -58,7 +112,7 @@ def matrix_runs(tmp_path_factory) -> dict[tuple[str, int], Run]:
     }
     meter = emulator(tmp, "gmt", watts=WATTS)
     dropin = [sys.executable, str(ROOT / "contrib/gmt/metric-provider.py"), "-i", "250", "-u", "mJ"]
-    runs[("mJ", 250)] = Run(
+    runs[("mJ", 250)] = dropin_run = Run(
         meter,
         subprocess.Popen(
             [*dropin, "--device", meter.link],
@@ -68,7 +122,9 @@ def matrix_runs(tmp_path_factory) -> dict[tuple[str, int], Run]:
             text=True,
         ),
     )
-    time.sleep(4.5)
+    STARTED.append(dropin_run)
+    for (_, interval), run in runs.items():
+        run.wait_for({100: 20, 250: 10, 1000: 4}[interval])
     for run in runs.values():
         assert run.stop() < 2.0
     return runs
@@ -90,7 +146,7 @@ def test_output_is_what_gmt_accepts(matrix_runs, unit, interval):
 
 def test_no_load_reads_zero(tmp_path):
     run = provider(emulator(tmp_path, watts=0.0), "-i", "100", "-u", "uJ")
-    time.sleep(1.5)
+    run.wait_for(5)
     run.stop()
     assert run.process.returncode == 0, run.err
     assert {value for _, value in gmt_rows(run.out, 100, "uJ", no_load=True)} == {0}
@@ -115,7 +171,8 @@ def test_faults_are_survived(tmp_path):
     naysayer = emulator(tmp_path, "nak")
     naysayer.set_fault("nak", count=3)
     runs["nak"] = provider(naysayer, "-i", "100", "-u", "uJ")
-    time.sleep(1.5)
+    for run in runs.values():
+        run.wait_for(5)
     for mode, (options, _) in FAULTS.items():
         runs[mode].meter.set_fault(mode, **options)
     cleared_at = {}
@@ -125,25 +182,25 @@ def test_faults_are_survived(tmp_path):
         if mode != "drop":  # a dropped link comes back by itself
             runs[mode].meter.set_fault(None)
         cleared_at[mode] = time.time()
-    time.sleep(3.5)
+    for mode, run in runs.items():
+        run.wait_for(5, after=cleared_at.get(mode, 0.0) + 0.2)  # the stream resumed
     for run in runs.values():
         run.stop()
     for mode, run in runs.items():
         assert run.process.returncode == 0, (mode, run.err)
         no_traceback(run)
         rows = gmt_rows(run.out, 100, "uJ", lossy=mode in LOSSY)
-        assert all(value == pytest.approx(WATTS * 0.1 * 1e6, abs=1) for _, value in rows), mode
-        resumed = [t for t, _ in rows if t / 1e6 > cleared_at.get(mode, 0) + 0.2]
-        assert len(resumed) >= 5, (mode, run.err)
+        assert all(value == pytest.approx(WATTS * 0.1 * 1e6, rel=1e-6, abs=1) for _, value in rows), mode
     assert runs["nak"].meter.received.count("?") >= 2  # the first handshake was refused, then retried
 
 
 def test_sigterm_and_sigint_with_a_silent_meter_exit_0_quickly(tmp_path):
     just_silent = provider(emulator(tmp_path, "a"), "-i", "250", "-u", "mJ")
     reconnecting = provider(emulator(tmp_path, "b"), "-i", "250", "-u", "mJ", "--debug")
-    time.sleep(1.2)
+    just_silent.wait_for(3)
+    reconnecting.wait_for(3)
     reconnecting.meter.set_fault("silent")
-    time.sleep(2.6)  # past the silence bound: reconnecting, with backoff
+    reconnecting.wait_for_stderr("reconnecting")  # past the silence bound, backing off
     just_silent.meter.set_fault("silent")
     time.sleep(0.5)
     assert just_silent.stop(signal.SIGTERM) < 2.0

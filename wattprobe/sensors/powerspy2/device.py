@@ -116,10 +116,6 @@ class PowerSpy2:
         """Ask `open()` and `packets()` to return soon; a plain flag, so safe in a signal handler."""
         self._stop_requested = True
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop_requested
-
     def open(self) -> DeviceInfo:
         """Connect and read identity, calibration and line frequency, retrying a few times.
 
@@ -178,7 +174,7 @@ class PowerSpy2:
             deadline = time.monotonic() + CLOSE_WAIT_S
             while time.monotonic() < deadline:
                 frame = self._next_frame()
-                if frame and frame[0] in (protocol.ACK, protocol.NAK):
+                if frame in (protocol.ACK, protocol.NAK):
                     break
         except LinkLost:
             pass

@@ -69,7 +69,6 @@ class PowerSpy2Emulator:
         self.power_factor = power_factor
         self.identity = protocol.Identity("R", 1, 0, "0F", protocol.V1_HW_VERSION if v1 else "03", "0123")
         self.received: list[str] = []  # command payloads, in order (also while silent)
-        self.packets_sent = 0
         self.raw_packet: str | None = None  # when set, streamed verbatim instead of the set power
         self._watts, self._volts, self._line_hz = watts, volts, line_hz
         self._fault: Fault | None = None
@@ -176,7 +175,7 @@ class PowerSpy2Emulator:
             if self._master < 0:
                 time.sleep(_TICK_S)
                 continue
-            wait = min(_TICK_S, max(0.0, self._next_packet_at() - time.monotonic()))
+            wait = min(_TICK_S, max(0.0, self._next_event_at() - time.monotonic()))
             try:
                 readable, _, _ = select.select([self._master], [], [], wait)
                 data = os.read(self._master, 4096) if readable else b""
@@ -249,19 +248,21 @@ class PowerSpy2Emulator:
     def _restart_schedule(self) -> None:
         self._t0, self._sent_k = time.monotonic(), 0
 
-    def _next_packet_at(self) -> float:
-        if not self._streaming:
-            return math.inf
-        if self._held:
-            return min(self._t0 + (self._sent_k + 1) * self.period_s, self._hold_since + self._burst_s())
+    def _due_at(self) -> float:
+        """When the next packet of the stream is due."""
         return self._t0 + (self._sent_k + 1) * self.period_s
+
+    def _next_event_at(self) -> float:
+        """When the serving loop has something to send: the next packet, or the release of held ones."""
+        due = self._due_at() if self._streaming else math.inf
+        return min(due, self._hold_since + self._burst_s()) if self._held else due
 
     def _burst_s(self) -> float:
         return self._fault.burst_s if self._fault else 0.0
 
     def _send_due_packets(self) -> None:
         now = time.monotonic()
-        while self._streaming and self._t0 + (self._sent_k + 1) * self.period_s <= now:
+        while self._streaming and self._due_at() <= now:
             self._sent_k += 1
             self._emit(self._packet_bytes(self._sent_k))
         if self._held and now - self._hold_since >= self._burst_s():
@@ -277,13 +278,11 @@ class PowerSpy2Emulator:
             self._held.append(packet)
             return
         self._write(packet)
-        self.packets_sent += 1
 
     def _release_held(self) -> None:
         held, self._held = self._held, []
         for packet in held:
             self._write(packet)
-            self.packets_sent += 1
 
     def _packet_bytes(self, k: int) -> bytes:
         payload = self.raw_packet or protocol.packet_payload(self._measurement(), self.calibration)
