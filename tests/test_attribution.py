@@ -52,7 +52,6 @@ def test_busy_processes_get_their_cpu_share_of_host_power(powercap):
         consumer = by_pid[child.pid]
         assert consumer.cpu_share == pytest.approx(ns / machine_ns, rel=0.05)
         assert consumer.watts == pytest.approx(frame.host_watts * ns / machine_ns, rel=0.05)
-    assert by_pid[children[0].pid].watts > 2 * by_pid[children[1].pid].watts
     # Conservation: every watt is a consumer's or unattributed.
     total = sum(c.watts for c in frame.consumers) + frame.unattributed_watts
     assert total == pytest.approx(frame.host_watts, rel=1e-6)

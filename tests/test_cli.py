@@ -14,7 +14,6 @@ import pytest
 
 from wattprobe import __version__
 
-
 # The agent runs as a subprocess against a tree another process advances in real time: on a busy
 # 2-core machine that writer can lag a few tens of ms, so single short windows get a loose bound.
 # Exact power is tested in-process with a deterministic clock (test_powercap, test_attribution).
