@@ -19,6 +19,7 @@ from wattprobe.errors import WattprobeError
 COMMANDS = (
     "wattprobe.exporters.stdout",
     "wattprobe.exporters.json",
+    "wattprobe.exporters.powerapi",
     "wattprobe.powerapi.validate",
 )
 
