@@ -19,6 +19,8 @@ from wattprobe.errors import WattprobeError
 COMMANDS = (
     "wattprobe.exporters.stdout",
     "wattprobe.exporters.json",
+    "wattprobe.exporters.powerapi",
+    "wattprobe.powerapi.validate",
 )
 
 
