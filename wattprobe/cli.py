@@ -21,6 +21,8 @@ COMMANDS = (
     "wattprobe.exporters.json",
     "wattprobe.exporters.powerapi",
     "wattprobe.powerapi.validate",
+    "wattprobe.exporters.prometheus",
+    "wattprobe.exporters.push",
 )
 
 
