@@ -100,8 +100,8 @@ def test_prometheus_stores_host_power_and_a_busy_process(tmp_path: Path):
     assert abs(float(scaph["value"][1]) / 1e6 - HOST_WATTS) <= 0.01 * HOST_WATTS
     assert sorted(s["metric"]["socket"] for s in sockets) == ["0", "1"]
     assert all(abs(float(s["value"][1]) - 20.0) <= 0.2 for s in sockets)
-    # A spinning process, niced, on a machine that may be busy: a real share of the 60 W, below all of it.
-    assert 0.5 < float(child["value"][1]) < HOST_WATTS
+    # A spinning process on a machine that may be busy: some share of the 60 W, not all of it.
+    assert 0 < float(child["value"][1]) < HOST_WATTS
     assert child["metric"]["exe"].startswith("/") and child["metric"]["pid"].isdigit()
     assert scaph_child["metric"]["exe"].startswith("python")
     empty = [expr for expr, result in results.items() if not result and "container" not in expr]
