@@ -97,6 +97,7 @@ def test_group_url():
         "https://[::1]:9091/prefix/metrics/job/a%20b/instance@base64/aG9zdC94"
     )
     assert group_url("http", "gw", 1, "metrics", "j", "").endswith("/instance@base64/=")
+    assert group_url("http", "gw", 1, "", "j", "i") == "http://gw:1/job/j/instance/i"
 
 
 def test_bad_step_is_one_clear_line(tmp_path: Path):

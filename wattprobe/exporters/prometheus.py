@@ -1,9 +1,9 @@
 """`wattprobe prometheus`: serve metrics for Prometheus to scrape.
 
-A baseline and a first measurement are taken at start-up, so the first scrape already has power. A scrape makes a new
-measurement unless the last one is younger than --min-interval; scrapes inside one interval share
-one Frame. Power is the average over the window since the previous measurement; energy counters
-are cumulative since start and never go backwards.
+A baseline and a first measurement are taken at start-up, so the first scrape already has power.
+A scrape makes a new measurement unless the last one is younger than --min-interval; scrapes inside
+one interval share one Frame. Power is the average over the window since the previous measurement;
+energy counters are cumulative since start and never go backwards.
 """
 
 from __future__ import annotations

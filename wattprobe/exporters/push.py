@@ -56,8 +56,8 @@ def group_url(scheme: str, host: str, port: int, suffix: str, job: str, instance
     """The Pushgateway URL of the group job/instance; values with a / are base64-encoded, as its API asks."""
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    path = "/".join(p for p in suffix.split("/") if p)
-    return f"{scheme}://{host}:{port}/{path}/{_segment('job', job)}/{_segment('instance', instance)}"
+    path = "".join(f"/{p}" for p in suffix.split("/") if p)
+    return f"{scheme}://{host}:{port}{path}/{_segment('job', job)}/{_segment('instance', instance)}"
 
 
 def _segment(label: str, value: str) -> str:
@@ -139,7 +139,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         for frame in sampler.frames(args.step):
             current = frame
-            pusher.push(generate_latest(collector), deadline=time.monotonic() + 0.8 * args.step)
+            try:
+                body = generate_latest(collector)
+            except Exception as error:  # a bug must not stop the agent: this step is lost, not the next
+                log.error("cannot render the metrics: %r", error, exc_info=log.isEnabledFor(logging.DEBUG))
+                continue
+            pusher.push(body, deadline=time.monotonic() + 0.8 * args.step)
     finally:
         sampler.close()
     return 0
