@@ -23,6 +23,7 @@ COMMANDS = (
     "wattprobe.powerapi.validate",
     "wattprobe.exporters.prometheus",
     "wattprobe.exporters.push",
+    "wattprobe.exporters.riemann",
 )
 
 
