@@ -24,6 +24,8 @@ COMMANDS = (
     "wattprobe.exporters.prometheus",
     "wattprobe.exporters.push",
     "wattprobe.exporters.riemann",
+    "wattprobe.exporters.warp10",
+    "wattprobe.exporters.warpten",
 )
 
 
