@@ -26,6 +26,7 @@ COMMANDS = (
     "wattprobe.exporters.riemann",
     "wattprobe.exporters.warp10",
     "wattprobe.exporters.warpten",
+    "wattprobe.exporters.qemu",
 )
 
 
