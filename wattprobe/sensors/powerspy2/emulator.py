@@ -239,8 +239,11 @@ class PowerSpy2Emulator:
             self.calibration.uscale * FACTORY_SKEW, self.calibration.iscale * FACTORY_SKEW
         )
         image = bytearray(0x20)
-        image[0x02:0x0A] = protocol.eeprom_from_calibration(factory)
-        image[0x0E:0x16] = protocol.eeprom_from_calibration(self.calibration)
+        for addresses, calibration in (
+            (protocol.FACTORY_CALIBRATION_ADDRESSES, factory),
+            (protocol.CALIBRATION_ADDRESSES, self.calibration),
+        ):
+            image[addresses.start : addresses.stop] = protocol.eeprom_from_calibration(calibration)
         return image[address] if address < len(image) else 0xFF
 
     # -- streaming -----------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ import re
 import struct
 from dataclasses import dataclass
 
-# EEPROM addresses of the calibration in use (little-endian float32): voltage then current scale.
-USCALE_ADDRESSES = range(0x0E, 0x12)
-ISCALE_ADDRESSES = range(0x12, 0x16)
+# EEPROM addresses of the calibration in use (Uscale then Iscale, little-endian float32), and of the
+# factory one, which the current one supersedes.
 CALIBRATION_ADDRESSES = range(0x0E, 0x16)
+FACTORY_CALIBRATION_ADDRESSES = range(0x02, 0x0A)
 
 V2_CLOCK_HZ = 1_382_400  # line frequency = clock / <F> value
 V1_CLOCK_HZ = 1_000_000
@@ -25,9 +25,7 @@ NO_LOAD_RAW = 0xFFFFFFFF  # a power field of all ones: nothing plugged in, repor
 
 IDENTIFY = b"<?>"
 FREQUENCY = b"<F>"
-START = b"<S>"
 STOP = b"<Q>"
-CANCEL = b"<C>"
 ACK = "K"
 NAK = "Z"
 
