@@ -10,9 +10,10 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from wattprobe.exporters.promfamilies import AgentStats, cmdline_label, render, selected_consumers, vm_name
+from wattprobe.exporters.promfamilies import AgentStats, cmdline_label, render, selected_consumers
 from wattprobe.exporters.promoptions import SeriesOptions
 from wattprobe.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
+from wattprobe.vms import guest_name
 
 POD = "0a1b2c3d-0000-1111-2222-333344445555"
 CONTAINER = Container("c" * 64, "containerd", "kubernetes", POD)
@@ -235,12 +236,12 @@ def test_qemu_processes_always_get_series_with_qemu():
         ("qemu-system-aarch64 -machine virt -name db,process=qemu-db", "db"),
         ("/usr/libexec/qemu-kvm -name guest=a,,b,debug-threads=on", "a,b"),
         ("qemu-system-x86_64 --name plain", "plain"),
-        ("qemu-system-x86_64 -m 512", None),
+        ("qemu-system-x86_64 -m 512", "pid-77"),
         ("/usr/bin/python -name guest=notavm", None),
     ],
 )
 def test_vm_name(cmdline, name):
-    assert vm_name(cmdline) == name
+    assert guest_name(ProcessInfo(77, "qemu", "", cmdline, "/", None)) == name
 
 
 def test_long_cmdline_is_truncated_and_escaped():

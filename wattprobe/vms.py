@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from wattprobe.model import ProcessInfo
+
 # Program names of QEMU system emulators: qemu-system-x86_64, qemu-system-aarch64, RHEL's qemu-kvm.
 QEMU_PROGRAMS = ("qemu-system", "qemu-kvm")
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
@@ -42,6 +44,11 @@ def vm_name(cmdline: str, pid: int) -> str:
         if value:
             return f"{prefix}-{value}"
     return f"pid-{pid}"
+
+
+def guest_name(info: ProcessInfo) -> str | None:
+    """The VM name of a process, or None when it is not a QEMU guest."""
+    return vm_name(info.cmdline, info.pid) if is_qemu(info.cmdline, info.exe) else None
 
 
 def _option(words: list[str], flag: str) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wattprobe.model import Frame
-from wattprobe.vms import is_qemu, vm_name
+from wattprobe.vms import guest_name
 
 # Long command lines make huge labels (a JVM's can pass 4000 characters): keep the start.
 MAX_CMDLINE = 256
@@ -76,8 +76,9 @@ def frame_points(frame: Frame, *, qemu: bool = False) -> list[Point]:
     for consumer in frame.consumers:
         info = consumer.info
         labels = (("pid", str(info.pid)), ("exe", info.name), ("cmdline", info.cmdline[:MAX_CMDLINE]))
-        if qemu and is_qemu(info.cmdline, info.exe):
-            labels += (("vmname", vm_name(info.cmdline, info.pid)),)
+        name = guest_name(info) if qemu else None
+        if name is not None:
+            labels += (("vmname", name),)
         points.append(
             Point(
                 "scaph_process_power_consumption_microwatts",

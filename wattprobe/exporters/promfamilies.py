@@ -29,24 +29,9 @@ from wattprobe.exporters import select_consumers
 from wattprobe.exporters.promoptions import SeriesOptions
 from wattprobe.model import Consumer, Container, Frame
 from wattprobe.sampler import Sampler
-
+from wattprobe.vms import guest_name
 
 # -- labels --------------------------------------------------------------------------------------
-def vm_name(cmdline: str) -> str | None:
-    """The VM name of a qemu process: `-name guest=NAME,...` or `-name NAME[,...]`; None otherwise."""
-    if "qemu-system" not in cmdline and "qemu-kvm" not in cmdline:
-        return None
-    args = cmdline.split(" ")
-    for i, arg in enumerate(args[:-1]):
-        if arg in ("-name", "--name"):
-            # qemu options are comma-separated; ",," is a literal comma.
-            parts = [p.replace("\0", ",") for p in args[i + 1].replace(",,", "\0").split(",")]
-            guest = [p[len("guest=") :] for p in parts if p.startswith("guest=")]
-            name = guest[0] if guest else parts[0]
-            return name or None
-    return None
-
-
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -78,7 +63,7 @@ def _process_labels(consumer: Consumer, opts: SeriesOptions) -> dict[str, str]:
         labels = {"pid": str(info.pid), "exe": info.exe or f"[{info.comm}]", "comm": info.comm}
     labels["cmdline"] = cmdline_label(info.cmdline, opts.cmdline_max)
     if opts.qemu:
-        name = vm_name(info.cmdline)
+        name = guest_name(info)
         if name:
             labels["vmname"] = name
     if opts.containers:
@@ -91,7 +76,7 @@ def selected_consumers(frame: Frame, opts: SeriesOptions) -> list[Consumer]:
     chosen = list(select_consumers(frame, opts.top, opts.process_regex))
     if opts.qemu:
         pids = {c.info.pid for c in chosen}
-        chosen += [c for c in frame.consumers if c.info.pid not in pids and vm_name(c.info.cmdline)]
+        chosen += [c for c in frame.consumers if c.info.pid not in pids and guest_name(c.info)]
     return chosen
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from wattprobe.errors import WattprobeError
 from wattprobe.model import Frame
 from wattprobe.options import non_negative, positive
-from wattprobe.vms import is_qemu, path_component, vm_name
+from wattprobe.vms import guest_name, path_component
 
 NAME = "qemu"
 HELP = "write each QEMU/KVM guest's share of host energy as a powercap tree the guest can read"
@@ -138,10 +138,10 @@ class VmTrees:
         core_watts = sum(cores)
         shares: dict[str, list[float]] = {}
         for consumer in frame.consumers:
-            info = consumer.info
-            if not is_qemu(info.cmdline, info.exe):
+            name = guest_name(consumer.info)
+            if name is None:
                 continue
-            share = shares.setdefault(path_component(vm_name(info.cmdline, info.pid)), [0.0, 0.0])
+            share = shares.setdefault(path_component(name), [0.0, 0.0])
             share[0] += consumer.watts
             share[1] += (consumer.cpu_share * core_watts) if cores else consumer.watts
         for name, (watts, core) in shares.items():
