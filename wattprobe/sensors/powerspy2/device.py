@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 READ_TIMEOUT_S = 0.1  # every blocking read: bounds how late a stop request is seen
 WRITE_TIMEOUT_S = 0.5
 ANSWER_TIMEOUT_S = 1.0  # the spec: wait for an answer or 1 s
-DRAIN_QUIET_S = 0.2  # an earlier session's stream is drained when the line is this quiet...
+DRAIN_QUIET_S = 0.2  # an earlier run's stream is drained when the line is this quiet...
 DRAIN_MAX_S = 1.5  # ...or after this long, for a meter that keeps streaming after <Q>
 CLOSE_WAIT_S = 0.5  # how long close() waits for <Q> to be acknowledged
 SILENCE_S = 2.0  # no packet for this long plus two periods: the link is lost
@@ -218,7 +218,7 @@ class PowerSpy2:
         return self.info
 
     def _drain(self) -> None:
-        """Stop a stream an earlier session left running and discard what is in flight."""
+        """Stop a stream an earlier run left running and discard what is in flight."""
         self._send(protocol.STOP)
         start = quiet_since = time.monotonic()
         while (now := time.monotonic()) - quiet_since < DRAIN_QUIET_S and now - start < DRAIN_MAX_S:

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--streaming",
         action="store_true",
-        help="start streaming, as if an earlier session left a stream running",
+        help="start streaming, as if an earlier run left a stream running",
     )
     parser.add_argument(
         "--fault",
