@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from wattprobe.attribution import EnergyTotals, attribute, energy_deltas, host_energy
 from wattprobe.errors import SensorReadError
 from wattprobe.model import Frame, Sensor, Snapshot
-from wattprobe.procfs import ProcfsReader
+from wattprobe.procfs import ProcfsReader, raise_fd_limit
 
 log = logging.getLogger(__name__)
 
@@ -110,4 +110,5 @@ def open_sampler(args: argparse.Namespace) -> Sampler:
     """The sampler the global options describe."""
     from wattprobe.sensors import make_sensor
 
+    raise_fd_limit()
     return Sampler(make_sensor(args), ProcfsReader(args.procfs_root))
