@@ -14,6 +14,11 @@ import pytest
 
 from wattprobe import __version__
 
+# The agent runs as a subprocess against a tree another process advances in real time: on a busy
+# 2-core machine that writer can lag a few tens of ms, so single short windows get a loose bound.
+# Exact power is tested in-process with a deterministic clock (test_powercap, test_attribution).
+REAL_TIME = 0.1
+
 
 def wattprobe(
     *args: str, env: dict[str, str] | None = None, timeout: float = 30, prefix: tuple[str, ...] = ()
@@ -43,13 +48,14 @@ def test_version():
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (("stdout", "-s", "abc"), "not a number of seconds"),
+        (("stdout", "-s", "abc"), "not a number"),
         (("stdout", "-s", "0"), "--step must be above 0"),
         (("stdout", "-p", "-3"), "must be >= 0"),
         (("stdout", "-r", "(unclosed"), "bad regular expression"),
         (("json", "-s", "0", "-n", "0"), "step"),
         (("-s", "bogus", "stdout"), "invalid choice"),
-        (("--tdp", "-5", "stdout"), "must be a finite number"),
+        (("--tdp", "-5", "stdout"), "must be a finite number above 0"),
+        (("--vcpu-min-watts", "nan", "stdout"), "not a number"),
         (
             ("-s", "estimate", "--vcpu-min-watts", "5", "--vcpu-max-watts", "1", "stdout"),
             "below --vcpu-min-watts",
@@ -110,7 +116,7 @@ def test_stdout_on_a_synthetic_tree(powercap):
     host = [line for line in lines if line.startswith("Host:")]
     assert len(host) == 2
     watts = float(host[-1].split("\t")[1].split()[0])
-    assert watts == pytest.approx(60.0, rel=0.05)
+    assert watts == pytest.approx(60.0, rel=REAL_TIME)
     assert "from psys" in host[-1] and "estimated" not in host[-1]
     assert any(line.startswith("Socket0\t") for line in lines) and any(
         line.startswith("Socket1\t") for line in lines
@@ -126,7 +132,7 @@ def test_vm_reads_the_tree_named_by_the_environment(powercap):
     assert result.returncode == 0, result.stderr
     documents = json.loads(result.stdout)
     assert len(documents) == 2
-    assert documents[-1]["host"]["consumption"] == pytest.approx(60e6, rel=0.05)
+    assert documents[-1]["host"]["consumption"] == pytest.approx(60e6, rel=REAL_TIME)
 
 
 def test_json_is_valid_after_sigterm_and_has_every_socket(powercap, tmp_path):
@@ -161,7 +167,7 @@ def test_json_is_valid_after_sigterm_and_has_every_socket(powercap, tmp_path):
     documents = json.loads(out.read_text())
     assert len(documents) >= 3
     last = documents[-1]
-    assert last["host"]["consumption"] == pytest.approx(60e6, rel=0.05)
+    assert last["host"]["consumption"] == pytest.approx(60e6, rel=REAL_TIME)
     assert last["host"]["estimated"] is False and last["host"]["source"] == "psys"
     assert [s["id"] for s in last["sockets"]] == [0, 1]
     assert sorted(d["name"] for d in last["sockets"][1]["domains"]) == ["core", "dram", "uncore"]

@@ -2,40 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 
 from wattprobe.model import Consumer, Frame
-
-
-def regex(text: str) -> re.Pattern[str]:
-    """argparse type: a regular expression, with a one-line error when it does not compile."""
-    try:
-        return re.compile(text)
-    except re.error as error:
-        raise argparse.ArgumentTypeError(f"bad regular expression {text!r}: {error}") from None
-
-
-def seconds(text: str) -> float:
-    """argparse type: a number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
-    return value
-
-
-def count(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
+from wattprobe.options import count, regex, seconds  # noqa: F401  (argparse types, used by exporters)
 
 
 def select_consumers(

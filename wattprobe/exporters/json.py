@@ -12,8 +12,9 @@ import sys
 from typing import Any, TextIO
 
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.exporters import count, regex, seconds, select_consumers
+from wattprobe.exporters import select_consumers
 from wattprobe.model import Consumer, Frame
+from wattprobe.options import count, regex, seconds
 
 NAME = "json"
 HELP = "write one JSON document per step to a file or stdout"

@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from wattprobe.errors import UsageError
-from wattprobe.exporters import count, regex, seconds, select_consumers
+from wattprobe.exporters import select_consumers
 from wattprobe.model import Frame
+from wattprobe.options import count, regex, seconds
 
 NAME = "stdout"
 HELP = "print power to the terminal every step"
@@ -99,18 +100,23 @@ def _live(frames, args: argparse.Namespace) -> None:
             f"CPU load {frame.cpu_load:.0%} of {frame.n_cpus} CPUs, "
             f"unattributed {_watts(frame.unattributed_watts)}"
         )
-        sockets = Table("Socket", "Package", "Domains", box=None)
+        sockets = Table("Socket", "Package", "Domains", box=None, title="Sockets", title_justify="left")
         for socket in frame.sockets:
             domains = "  ".join(f"{d.name} {_watts(d.watts)}" for d in socket.domains)
             sockets.add_row(str(socket.id), _watts(socket.watts), domains)
-        processes = Table("Power", "CPU", "PID", "Exe", "Cmdline", box=None)
+        title = "Matching processes" if args.regex_filter else f"Top {args.processes} consumers"
+        processes = Table(
+            "Power", "CPU", "PID", "Exe", "Cmdline", box=None, title=title, title_justify="left"
+        )
         for c in select_consumers(frame, args.processes, args.regex_filter):
             processes.add_row(
                 _watts(c.watts), f"{c.cpu_share:.1%}", str(c.info.pid), c.info.name, c.info.cmdline[:60]
             )
         parts = [head, sockets, processes]
         if args.containers:
-            containers = Table("Power", "Runtime", "Container", box=None)
+            containers = Table(
+                "Power", "Runtime", "Container", box=None, title="Containers", title_justify="left"
+            )
             for g in frame.containers[: args.processes]:
                 containers.add_row(
                     _watts(g.watts), g.container.runtime or "-" if g.container else "-", g.key[:12]

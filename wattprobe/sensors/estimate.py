@@ -17,6 +17,7 @@ from bisect import bisect_right
 
 from wattprobe.errors import UsageError
 from wattprobe.model import Counter, EnergyReading, MachineCpu
+from wattprobe.options import non_negative, positive
 from wattprobe.procfs import read_machine_cpu
 
 # Watts per vCPU at idle and at full load (Cloud Carbon Footprint, SPECpower averages).
@@ -50,7 +51,7 @@ def teads_fraction(load: float) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("estimate sensor (-s estimate, or auto without RAPL)")
     group.add_argument(
-        "--tdp", type=_positive, metavar="WATTS", help="the CPU's TDP: use the Teads load curve scaled to it"
+        "--tdp", type=positive, metavar="WATTS", help="the CPU's TDP: use the Teads load curve scaled to it"
     )
     group.add_argument(
         "--cpu-profile",
@@ -58,34 +59,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="unknown",
         help="CPU family for the per-vCPU linear model (default unknown: 0.74-3.5 W per vCPU)",
     )
-    group.add_argument("--vcpu-min-watts", type=_non_negative, metavar="WATTS", help="idle watts per vCPU")
+    group.add_argument("--vcpu-min-watts", type=non_negative, metavar="WATTS", help="idle watts per vCPU")
     group.add_argument(
-        "--vcpu-max-watts", type=_non_negative, metavar="WATTS", help="full-load watts per vCPU"
+        "--vcpu-max-watts", type=non_negative, metavar="WATTS", help="full-load watts per vCPU"
     )
     group.add_argument(
         "--memory-watts-per-gb",
-        type=_non_negative,
+        type=non_negative,
         default=0.0,
         metavar="WATTS",
         help="add memory power as a dram domain (Cloud Carbon Footprint uses 0.392; default 0)",
     )
-
-
-def _positive(text: str) -> float:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
 
 
 class EstimateSensor:
