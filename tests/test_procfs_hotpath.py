@@ -79,15 +79,17 @@ def target(fd):
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return ""  # the descriptor of the listing itself
-kept = sum(target(fd).startswith(str(root)) for fd in os.listdir("/proc/self/fd"))
-assert kept == 5, kept
+held = [target(fd) for fd in os.listdir("/proc/self/fd")]
+held = [path for path in held if path.startswith(str(root))]
+assert len(held) == 5, held
 assert sorted(first.values()) == [pid * TICK_NS for pid in range(100, 110)], first
-# pid 105 (read by path) exits and a new process gets its pid before the next scan.
-shutil.rmtree(root / "105")
-write_proc(root, 105, comm="newcomer", starttime=9999, ticks=(1, 0), sched_ns=TICK_NS)
+# A process read by path exits and a new process gets its pid before the next scan.
+victim = min(set(range(100, 110)) - {int(path.split("/")[-2]) for path in held})
+shutil.rmtree(root / str(victim))
+write_proc(root, victim, comm="newcomer", starttime=9999, ticks=(1, 0), sched_ns=TICK_NS)
 second = reader.scan()[1]
 assert len(second) == 10, second
-new_key = next(k for k in second if key_pid(k) == 105)
+new_key = next(k for k in second if key_pid(k) == victim)
 assert new_key not in first and second[new_key] == TICK_NS, second
 assert reader.process(new_key)[0].comm == "newcomer"
 """
