@@ -122,6 +122,7 @@ class ProcfsReader:
     def __init__(self, root: str = "/proc", *, schedstat: bool = True) -> None:
         self.root = root
         self._tasks: dict[str, _Task] = {}  # by the pid's directory name
+        self._by_key: dict[int, _Task] = {}  # the same, by task_key
         self._kept = 0  # descriptors held open across ticks
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self._max_kept = (1 << 62) if soft == resource.RLIM_INFINITY else max(soft - FD_RESERVE, 0)
@@ -160,15 +161,16 @@ class ProcfsReader:
             if name.isdigit():
                 task = self._first_sight(int(name))
                 if task is not None:  # else it vanished between listing and reading
-                    tasks[name] = task
+                    tasks[name] = self._by_key[task.key] = task
         return machine, {task.key: task.cpu_ns for task in tasks.values()}
 
     def _refresh(self, task: _Task, sched_ns: int) -> bool:
         """Advance a known process's CPU time (`sched_ns`: schedstat if read); False when it is gone."""
+        fd = task.stat_fd
         try:
-            data = self._read(task.stat_fd, task.pid, "stat")
+            data = os.pread(fd, 1024, 0) if fd != _NO_FD else _read_file(f"{self.root}/{task.pid}/stat")
             comm, ticks, threads, starttime, task.vsize, rss = _parse_stat(data)
-            if task.stat_fd == _NO_FD and task_key(task.pid, starttime) != task.key:
+            if fd == _NO_FD and task_key(task.pid, starttime) != task.key:
                 return False  # read by path: the pid now names another process
             if threads != 1:
                 sched_ns = -1
@@ -252,6 +254,7 @@ class ProcfsReader:
             self._kept -= 1
 
     def _forget(self, task: _Task) -> None:
+        self._by_key.pop(task.key, None)
         self._close(task.stat_fd)
         self._close(task.sched_fd)
         task.stat_fd = task.sched_fd = _NO_FD
@@ -259,8 +262,8 @@ class ProcfsReader:
     # -- per consumer, off the hot path ---------------------------------------------------------
     def process(self, key: int) -> tuple[ProcessInfo, int, int] | None:
         """Static facts, RSS and virtual size (bytes) of a live process seen at the last scan."""
-        task = self._tasks.get(str(key_pid(key)))
-        if task is None or task.key != key:
+        task = self._by_key.get(key)
+        if task is None:
             return None
         if task.info is None:
             task.info = self._read_info(task)
@@ -290,6 +293,7 @@ class ProcfsReader:
         for task in self._tasks.values():
             self._forget(task)
         self._tasks = {}
+        self._by_key = {}
 
 
 def _read_file(path: str) -> bytes:
