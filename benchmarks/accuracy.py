@@ -50,7 +50,8 @@ def bench(window_s: float = 0.1, windows: int = 300, duties: tuple[float, ...] =
             sampler.tick()
         after = children.cpu_ns()
         truth_prev = [(a + b) / 2 for a, b in zip(before, after, strict=True)]
-        due = time.monotonic()
+        implausible = 0
+        due = t_prev = time.monotonic()
         for _ in range(windows):
             due += window_s
             time.sleep(max(0.0, due - time.monotonic()))
@@ -58,6 +59,8 @@ def bench(window_s: float = 0.1, windows: int = 300, duties: tuple[float, ...] =
             before = children.cpu_ns()
             frames = {name: sampler.tick() for name, sampler in samplers.items()}
             after = children.cpu_ns()
+            t_now = time.monotonic()
+            elapsed_ns, t_prev = (t_now - t_prev) * 1e9, t_now
             truth = [(a + b) / 2 for a, b in zip(before, after, strict=True)]
             spread += [(b - a) / 2 for a, b in zip(before, after, strict=True)]
             for name, frame in frames.items():
@@ -67,6 +70,9 @@ def bench(window_s: float = 0.1, windows: int = 300, duties: tuple[float, ...] =
                 for pid, duty, now_ns, prev_ns in zip(children.pids, duties, truth, truth_prev, strict=True):
                     own = now_ns - prev_ns
                     if own <= 0:
+                        continue
+                    if own > 1.05 * elapsed_ns:  # more CPU than time from one thread: a bad reference
+                        implausible += 1
                         continue
                     if name == "schedstat":
                         achieved[duty].append(own / (window_s * 1e9))
@@ -109,8 +115,10 @@ def bench(window_s: float = 0.1, windows: int = 300, duties: tuple[float, ...] =
         duty_rows.append(cells)
     result.tables.append(duty_rows)
     result.numbers["truth_uncertainty_ns"] = median(spread)
+    result.numbers["implausible_references"] = implausible
     result.notes.append(
         f"The children's own clocks moved by {median(spread) / 1e3:.0f} µs (median) during a pair of ticks: "
-        "the uncertainty of the reference."
+        f"the uncertainty of the reference. Windows left out because a child's own clock moved more than the "
+        f"wall clock: {implausible}."
     )
     return result

@@ -112,19 +112,20 @@ class Swarm:
 
 
 # A busy child: burns `duty` of every `period` seconds and keeps its own CPU time (time.process_time_ns)
-# in an 8-byte slot of a shared anonymous map, so the benchmark can read it at any instant.
+# in an 8-byte slot of a shared file mapping, so the benchmark can read it at any instant.
 _BUSY = r"""
-import mmap, os, struct, sys, time
+import mmap, os, sys, time
 duty, period, slot, fd = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-shared = mmap.mmap(fd, 0)
-pack, cpu = struct.pack_into, time.process_time_ns
+# One aligned 8-byte store per update (struct.pack_into zero-fills first: a reader could see 0).
+shared = memoryview(mmap.mmap(fd, 0)).cast("q")
+cpu = time.process_time_ns
 os.write(1, b"ready\n")
 next_period = time.monotonic()
 while True:
     busy_until = next_period + duty * period
     while (now := time.monotonic()) < busy_until:
-        pack("q", shared, 8 * slot, cpu())
-    pack("q", shared, 8 * slot, cpu())
+        shared[slot] = cpu()
+    shared[slot] = cpu()
     next_period += period
     if now < next_period:
         time.sleep(next_period - now)
@@ -141,6 +142,7 @@ class BusyChildren:
         self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self._file.truncate(8 * len(duties))
         self._map = mmap.mmap(self._file.fileno(), 8 * len(duties))
+        self._slots = memoryview(self._map).cast("q")
         self.children = [
             subprocess.Popen(
                 [
@@ -164,9 +166,7 @@ class BusyChildren:
         self.pids = [child.pid for child in self.children]
 
     def cpu_ns(self) -> list[int]:
-        import struct
-
-        return list(struct.unpack_from(f"{len(self.children)}q", self._map, 0))
+        return self._slots.tolist()
 
     def close(self) -> None:
         for child in self.children:
@@ -174,6 +174,7 @@ class BusyChildren:
         for child in self.children:
             child.wait()
             child.stdout.close()
+        self._slots.release()
         self._map.close()
         self._file.close()
 
