@@ -82,23 +82,42 @@ def _machine_section() -> str:
 
 
 def update(path: str, sections: dict[str, str]) -> None:
-    """Replace each section's text between its markers; append sections the file lacks."""
+    """Replace each section's text between its markers (appending those the file lacks), then the summary."""
     try:
         with open(path) as f:
             text = f.read()
     except FileNotFoundError:
         text = "# Performance\n"
     for name, body in sections.items():
-        begin, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
-        block = f"{begin}\n{body.rstrip()}\n{end}"
-        match = re.search(re.escape(begin) + r".*?" + re.escape(end), text, re.DOTALL)
-        if match:
-            text = text[: match.start()] + block + text[match.end() :]
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
+        text = _replace(text, name, body)
+    text = _replace(text, "summary", summary(text))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         f.write(text)
+
+
+def _replace(text: str, name: str, body: str) -> str:
+    begin, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    match = re.search(re.escape(begin) + r".*?" + re.escape(end), text, re.DOTALL)
+    if match:
+        return text[: match.start()] + block + text[match.end() :]
+    return text.rstrip() + "\n\n" + block + "\n"
+
+
+def summary(text: str) -> str:
+    """Every budget row of every recorded section, with when it was measured."""
+    rows = [["budget", "measured", "target", "", "measured on"]]
+    for match in re.finditer(r"<!-- results:(\w+) -->\n(.*?)<!-- /results:\1 -->", text, re.DOTALL):
+        body = match.group(2)
+        stamp = re.search(r"^_(\d{4}-\d\d-\d\d) [\d:]+ UTC, (\w+) mode", body, re.MULTILINE)
+        when = f"{stamp.group(1)} ({stamp.group(2)})" if stamp else ""
+        table = re.search(
+            r"^\| budget \| measured \| target \|.*\n\|[-|]+\|\n((?:\|.*\n?)+)", body, re.MULTILINE
+        )
+        for line in table.group(1).strip().splitlines() if table else []:
+            rows.append([*(cell.strip() for cell in line.strip().strip("|").split("|")), when])
+    return markdown_table(rows) + "\n" if len(rows) > 1 else "No benchmark has been recorded yet.\n"
 
 
 if __name__ == "__main__":

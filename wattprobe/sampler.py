@@ -45,7 +45,7 @@ class Sampler:
 
     def _tick(self) -> Frame | None:
         # A tick makes tens of thousands of short-lived objects without reference cycles (refcounting
-        # frees them); letting them trigger collections of the whole heap mid-tick cost up to 40 % of
+        # frees them); letting them trigger collections of the whole heap mid-tick cost over a third of
         # a tick with 10,000 consumers. The collector runs again after the tick.
         collecting = gc.isenabled()
         gc.disable()
