@@ -86,7 +86,7 @@ class PowercapTree:
 
     def _write(self, key: Key) -> None:
         tmp = self.paths[key].with_suffix(".tmp")
-        tmp.write_text(f"{int(self.energy[key]) % (self.max_uj + 1)}\n")
+        tmp.write_text(f"{int(self.energy[key]) % self.max_uj}\n")  # as the sensor reads a wrap
         os.replace(tmp, self.paths[key])
 
     def advance(self, seconds: float) -> None:

@@ -19,6 +19,16 @@ from wattprobe.errors import WattprobeError
 COMMANDS = (
     "wattprobe.exporters.stdout",
     "wattprobe.exporters.json",
+    "wattprobe.exporters.powerapi",
+    "wattprobe.powerapi.validate",
+    "wattprobe.exporters.prometheus",
+    "wattprobe.exporters.push",
+    "wattprobe.exporters.riemann",
+    "wattprobe.exporters.warp10",
+    "wattprobe.exporters.warpten",
+    "wattprobe.exporters.qemu",
+    "wattprobe.providers.gmt_powerspy2",
+    "wattprobe.sensors.powerspy2.emulator_command",
 )
 
 

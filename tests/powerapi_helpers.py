@@ -1,0 +1,129 @@
+"""Helpers for the PowerAPI tests: a deterministic sampler on a synthetic tree, UTC, hand-made frames."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.powercap_tree import PowercapTree
+from wattprobe.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
+from wattprobe.procfs import ProcfsReader
+from wattprobe.sampler import Sampler
+from wattprobe.sensors.powercap import PowercapSensor
+
+
+class FakeClock:
+    """A monotonic clock in ns that moves only when told."""
+
+    def __init__(self) -> None:
+        self.ns = 1_000_000_000
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+class TreeSampler:
+    """A real Sampler on a synthetic tree whose counters and clock advance together, exactly."""
+
+    def __init__(self, tree: PowercapTree) -> None:
+        self.tree = tree
+        self.clock = FakeClock()
+        self.sampler = Sampler(PowercapSensor(str(tree.root), clock=self.clock), ProcfsReader())
+        assert self.sampler.tick() is None  # the baseline
+
+    def frame(self, seconds: float = 1.0) -> tuple[Frame, dict[Any, float]]:
+        """Advance by `seconds`; the Frame and the joules each counter gained, as the tree wrote them."""
+        before = {key: int(uj) for key, uj in self.tree.energy.items()}
+        self.tree.advance(seconds)
+        self.clock.ns += round(seconds * 1e9)
+        _burn_cpu(0.01)  # so that this process has a CPU share to report
+        frame = self.sampler.tick()
+        assert frame is not None
+        gained = {key: (int(uj) - before[key]) / 1e6 for key, uj in self.tree.energy.items()}
+        return frame, gained
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
+def _burn_cpu(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@contextmanager
+def utc() -> Iterator[None]:
+    """Local time = UTC for the block: PowerAPI reads naive timestamps as local time."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def naive_utc(ms: int) -> datetime:
+    """What PowerAPI makes of an integer-ms timestamp when TZ=UTC."""
+    return datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def json_roundtrip(report: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(report))
+
+
+def make_frame(*, estimated: bool = False, host_source: str = "psys") -> Frame:
+    """A frame with two sockets, a container cgroup, a plain cgroup and two processes."""
+    container = Container("ab" * 32, "docker", "docker")
+    web = ProcessInfo(
+        101,
+        "nginx",
+        "/usr/sbin/nginx",
+        "nginx -g daemon off;",
+        f"/system.slice/docker-{'ab' * 32}.scope",
+        container,
+    )
+    db = ProcessInfo(
+        202, "postgres", "/usr/bin/postgres", "postgres", "/system.slice/postgresql.service", None
+    )
+    sockets = tuple(
+        SocketPower(s, 20.0 + s, 100.0, (DomainPower("core", 12.0, 60.0), DomainPower("dram", 5.0, 25.0)))
+        for s in (0, 1)
+    )
+    return Frame(
+        timestamp=1_700_000_000.123456,
+        window_s=2.0,
+        sensor="estimate" if estimated else "powercap_rapl",
+        estimated=estimated,
+        host_source=host_source,
+        host_watts=60.0,
+        host_energy_j=600.0,
+        sockets=sockets,
+        unattributed_watts=30.0,
+        cpu_load=0.5,
+        n_cpus=4,
+        consumers=(Consumer(web, 10**9, 0.3, 18.0, 1, 2), Consumer(db, 4 * 10**8, 0.2, 12.0, 1, 2)),
+        cgroups=(
+            Group(web.cgroup, 18.0, 0.3, 1, container),
+            Group(db.cgroup, 12.0, 0.2, 1),
+        ),
+        containers=(Group(container.id, 18.0, 0.3, 1, container),),
+        exes=(),
+    )

@@ -1,0 +1,108 @@
+"""A real Prometheus scrapes the exporter every second; its query API gives the tree's power back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.parse
+from pathlib import Path
+
+from tests.powercap_tree import PowercapTree
+from tests.prometheus_support import (
+    binary,
+    busy_child,
+    dashboard_expressions,
+    free_port,
+    http_get,
+    running,
+    serving,
+    tree_sampler,
+    wait_for,
+)
+
+HOST_WATTS = 60.0
+MARKER = "wattprobe-prometheus-test-busy-child"
+# Grafana's variables, as the dashboard's defaults set them.
+DASHBOARD_VARIABLES = {
+    "${process_filter}": "",
+    "$instance": ".*",
+    "$__range": "5m",
+    "$__rate_interval": "1m",
+}
+
+
+def query(base: str, promql: str) -> list[dict]:
+    status, _, body = http_get(f"{base}/api/v1/query?query={urllib.parse.quote(promql)}")
+    answer = json.loads(body)
+    assert status == 200 and answer["status"] == "success", (promql, answer)
+    return answer["data"]["result"]
+
+
+def test_prometheus_stores_host_power_and_a_busy_process(tmp_path: Path):
+    prometheus = binary("prometheus")
+    with (
+        busy_child(MARKER),
+        tree_sampler(PowercapTree(tmp_path / "powercap")) as sampler,  # one sampler, two endpoints
+        serving(sampler) as native_url,
+        serving(sampler, "--naming", "scaphandre", "--process-regex", MARKER) as scaph_url,
+    ):
+        config = tmp_path / "prometheus.yml"
+        config.write_text(
+            json.dumps(  # JSON is YAML
+                {
+                    "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                    "scrape_configs": [
+                        {
+                            "job_name": job,
+                            "metrics_path": urllib.parse.urlsplit(url).path,
+                            "static_configs": [{"targets": [urllib.parse.urlsplit(url).netloc]}],
+                        }
+                        for job, url in (("native", native_url), ("scaphandre", scaph_url))
+                    ],
+                }
+            )
+        )
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        command = [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ]
+        with running(command, stdout=(tmp_path / "prometheus.log").open("w"), stderr=subprocess.STDOUT):
+            wait_for(lambda: http_get(f"{base}/-/ready")[0] == 200, 30, "Prometheus to be ready")
+            wait_for(
+                lambda: query(base, 'count_over_time(wattprobe_host_power_watts{job="native"}[1m]) >= 3'),
+                30,
+                "three scrapes",
+            )
+            wait_for(
+                lambda: query(base, f'wattprobe_process_power_watts{{cmdline=~".*{MARKER}.*"}}'),
+                10,
+                "busy child",
+            )
+            (host,) = query(base, 'wattprobe_host_power_watts{job="native"}')
+            (scaph,) = query(base, 'scaph_host_power_microwatts{job="scaphandre"}')
+            (child,) = query(base, f'wattprobe_process_power_watts{{cmdline=~".*{MARKER}.*"}}')
+            (scaph_child,) = query(
+                base, f'scaph_process_power_consumption_microwatts{{cmdline=~".*{MARKER}.*"}}'
+            )
+            sockets = query(base, 'wattprobe_socket_power_watts{job="native"}')
+            results = {}
+            for expr in dashboard_expressions():
+                for variable, value in DASHBOARD_VARIABLES.items():
+                    expr = expr.replace(variable, value)
+                results[expr] = query(base, expr)  # every dashboard query runs
+
+    assert abs(float(host["value"][1]) - HOST_WATTS) <= 0.01 * HOST_WATTS
+    assert abs(float(scaph["value"][1]) / 1e6 - HOST_WATTS) <= 0.01 * HOST_WATTS
+    assert sorted(s["metric"]["socket"] for s in sockets) == ["0", "1"]
+    assert all(abs(float(s["value"][1]) - 20.0) <= 0.2 for s in sockets)
+    # A spinning process on a machine that may be busy: some share of the 60 W, not all of it.
+    assert 0 < float(child["value"][1]) < HOST_WATTS
+    assert child["metric"]["exe"].startswith("/") and child["metric"]["pid"].isdigit()
+    assert scaph_child["metric"]["exe"].startswith("python")
+    empty = [expr for expr, result in results.items() if not result and "container" not in expr]
+    assert not empty, f"dashboard queries with no data: {empty}"

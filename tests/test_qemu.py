@@ -1,0 +1,297 @@
+"""`wattprobe qemu`: per-VM powercap trees, and power inside a VM end to end with `--vm`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.powercap_tree import PowercapTree
+from wattprobe.exporters.qemu import MAX_ENERGY_RANGE_UJ, VmTrees
+from wattprobe.model import Consumer, DomainPower, Frame, ProcessInfo, SocketPower
+from wattprobe.sensors.powercap import PowercapSensor
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def frame(
+    consumers: list[tuple[int, str, float]], *, window_s: float = 1.0, core_watts: float = 0.0
+) -> Frame:
+    """A Frame of 100 W whose consumers are (pid, cmdline, watts); one socket with a core domain."""
+    host = 100.0
+    domains = (DomainPower("core", core_watts, 0.0),) if core_watts else ()
+    return Frame(
+        timestamp=time.time(),
+        window_s=window_s,
+        sensor="powercap_rapl",
+        estimated=False,
+        host_source="psys",
+        host_watts=host,
+        host_energy_j=0.0,
+        sockets=(SocketPower(0, 50.0, 0.0, domains),),
+        unattributed_watts=host - sum(w for _, _, w in consumers),
+        cpu_load=0.5,
+        n_cpus=4,
+        consumers=tuple(
+            Consumer(
+                ProcessInfo(
+                    pid, "x", "/usr/bin/" + cmdline.split()[0].rsplit("/", 1)[-1], cmdline, "/", None
+                ),
+                1,
+                watts / host,
+                watts,
+                0,
+                0,
+            )
+            for pid, cmdline, watts in consumers
+        ),
+        cgroups=(),
+        containers=(),
+        exes=(),
+    )
+
+
+def read_uj(path: Path) -> int:
+    return int(path.read_text())
+
+
+def test_tree_layout_energy_and_core_share(tmp_path: Path) -> None:
+    trees = VmTrees(str(tmp_path), grace_s=60)
+    vm1 = "qemu-system-x86_64 -name guest=vm1,debug-threads=on"
+    # vm1: 20 W + 5 W from two processes (say, an iothread helper), 2 s windows; core domain 40 W.
+    for _ in range(3):
+        trees.update(
+            frame(
+                [(10, vm1, 20.0), (11, vm1, 5.0), (12, "/usr/bin/nginx", 30.0)], window_s=2.0, core_watts=40.0
+            )
+        )
+    zone = tmp_path / "vm1" / "intel-rapl:0"
+    assert (zone / "name").read_text() == "package-0\n"
+    assert read_uj(zone / "max_energy_range_uj") == MAX_ENERGY_RANGE_UJ
+    assert read_uj(zone / "energy_uj") == 3 * 25 * 2 * 1_000_000  # energy, in µJ: 25 W x 6 s
+    domain = zone / "intel-rapl:0:0"
+    assert (domain / "name").read_text() == "core\n"
+    assert read_uj(domain / "energy_uj") == 3 * 40 * 0.25 * 2 * 1_000_000  # its 25 % CPU share of 40 W
+    assert (tmp_path / "vm1" / "intel-rapl:0:0").resolve() == domain.resolve()  # where sysfs has it too
+    assert sorted(os.listdir(tmp_path)) == ["vm1"]  # nginx is no VM; no temporary files are left
+    assert sorted(os.listdir(zone)) == ["energy_uj", "intel-rapl:0:0", "max_energy_range_uj", "name"]
+
+
+def test_small_share_is_never_rounded_away(tmp_path: Path) -> None:
+    trees = VmTrees(str(tmp_path))
+    for _ in range(25):  # 0.2 µJ per step: 5 µJ in all
+        trees.update(frame([(10, "qemu-system-x86_64 -name guest=tiny", 2e-7)], window_s=1.0))
+    assert read_uj(tmp_path / "tiny" / "intel-rapl:0" / "energy_uj") in (
+        4,
+        5,
+    )  # 4.999... before the last step
+
+
+def test_resumes_a_previous_run_without_going_backwards(tmp_path: Path) -> None:
+    cmdline = "qemu-system-x86_64 -name guest=vm1"
+    VmTrees(str(tmp_path)).update(frame([(10, cmdline, 10.0)]))
+    trees = VmTrees(str(tmp_path))  # the agent restarted
+    trees.update(frame([(10, cmdline, 10.0)]))
+    assert read_uj(tmp_path / "vm1" / "intel-rapl:0" / "energy_uj") == 20_000_000
+
+
+def test_vm_gone_is_removed_only_after_the_grace_period(tmp_path: Path) -> None:
+    trees = VmTrees(str(tmp_path), grace_s=30)
+    (tmp_path / "mounted").mkdir()  # a VM folder prepared by the admin (a tmpfs libvirt shares)
+    trees.update(
+        frame(
+            [
+                (10, "qemu-system-x86_64 -name guest=vm1", 10.0),
+                (11, "qemu-system-x86_64 -name guest=mounted", 1.0),
+            ]
+        ),
+        now=100.0,
+    )
+    trees.update(frame([]), now=125.0)
+    assert (tmp_path / "vm1" / "intel-rapl:0" / "energy_uj").exists()
+    trees.update(frame([]), now=131.0)
+    assert not (tmp_path / "vm1").exists()
+    assert os.listdir(tmp_path / "mounted") == []  # the zone went, the admin's folder stayed
+
+
+def test_hostile_vm_names_stay_inside_the_output_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    names = ["../escape", "../../etc", "..", ".", "a/../../b", "/abs", ".hidden", "x\nnl"]
+    trees = VmTrees(str(root))
+    trees.update(
+        frame(
+            [
+                (100 + i, f"qemu-system-x86_64 -name guest={n},debug-threads=on", 1.0)
+                for i, n in enumerate(names)
+            ]
+        )
+    )
+    assert sorted(os.listdir(tmp_path)) == ["root"]  # nothing was written beside the root
+    folders = os.listdir(root)
+    assert len(folders) == len(names)  # every VM got its own folder
+    for folder in folders:
+        assert (root / folder / "intel-rapl:0" / "energy_uj").resolve().is_relative_to(root.resolve())
+        assert not folder.startswith(".")
+
+
+def test_a_planted_symlink_is_not_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    trees = VmTrees(str(root))
+    cmdline = "qemu-system-x86_64 -name guest=vm1"
+    trees.update(frame([(10, cmdline, 1.0)]))
+    zone = root / "vm1" / "intel-rapl:0"
+    os.rename(zone, tmp_path / "old-zone")
+    zone.symlink_to(outside, target_is_directory=True)  # a guest with a writable share could do this
+    (outside / "intel-rapl:0:0").mkdir()
+    trees.update(frame([(10, cmdline, 1.0)]))
+    assert sorted(os.listdir(outside)) == ["intel-rapl:0:0"]
+    assert os.listdir(outside / "intel-rapl:0:0") == []
+
+
+def _read_until(root: str, stop, conn) -> None:
+    """In another process: read the VM's tree as the guest would, until told to stop; send back the values."""
+    seen = []
+    try:
+        sensor = PowercapSensor(root, vm=True)
+        while not stop.is_set():
+            seen.append(sensor.read().counters[0].uj)  # SensorReadError on an empty or garbled value
+    except Exception as error:  # the test shows it
+        conn.send(f"{error!r} after {len(seen)} good reads")
+    else:
+        conn.send(seen)
+
+
+def test_a_guest_reader_racing_the_writer_never_sees_a_torn_value(tmp_path: Path) -> None:
+    trees = VmTrees(str(tmp_path))
+    cmdline = "qemu-system-x86_64 -name guest=vm1"
+    trees.update(frame([(10, cmdline, 1.0)]))
+    context = multiprocessing.get_context("fork")
+    stop, (ours, theirs) = context.Event(), context.Pipe()
+    reader = context.Process(target=_read_until, args=(str(tmp_path / "vm1"), stop, theirs))
+    reader.start()
+    deadline = time.monotonic() + 1.0
+    writes = 0
+    try:
+        while time.monotonic() < deadline:
+            # Values whose digit count grows (9 -> 12 digits) make torn reads easy to tell.
+            trees.update(frame([(10, cmdline, 123_456.789)], window_s=0.0137))
+            writes += 1
+    finally:
+        stop.set()
+        seen = ours.recv() if ours.poll(10) else "no answer from the reader"
+        reader.join(5)
+    assert isinstance(seen, list), seen
+    assert writes > 100 and len(seen) > 100
+    assert seen == sorted(seen)  # never backwards: no partial value, no stale value after a newer one
+    assert seen[0] >= 1_000_000 and seen[-1] <= read_uj(tmp_path / "vm1" / "intel-rapl:0" / "energy_uj")
+
+
+def machine_cpus() -> int:
+    with open("/proc/stat") as f:
+        return sum(1 for line in f if line[:3] == "cpu" and line[3:4].isdigit())
+
+
+def cpu_ns(pid: int) -> int:
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+class CpuTrace:
+    """Samples a process's CPU time against wall time, from a thread, to know its use over any span."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.samples = pid, [(time.time(), cpu_ns(pid))]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.samples.append((time.time(), cpu_ns(self.pid)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def at(self, t: float) -> float:
+        """CPU ns used by time t, interpolated between samples."""
+        for (t0, c0), (t1, c1) in itertools.pairwise(self.samples):
+            if t0 <= t <= t1:
+                return c0 + (c1 - c0) * (t - t0) / (t1 - t0)
+        raise ValueError(f"{t} is outside the trace")
+
+
+def test_power_inside_a_vm_end_to_end(tmp_path: Path) -> None:
+    """A fake VM burns CPU on a 60 W host; the guest's agent reads the VM's share through its tree."""
+    tree = PowercapTree(tmp_path / "powercap")  # psys 60 W: the host's power
+    out = tmp_path / "vms"
+    burner = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            'exec -a "qemu-system-x86_64 -name guest=vm1,debug-threads=on -m 1G" bash -c "while :; do :; done"',
+        ]
+    )
+    wattprobe = [sys.executable, "-m", "wattprobe", "-s", "powercap_rapl"]
+    host_agent = trace = None
+    host_log = tmp_path / "host.log"
+    try:
+        with tree.running(period_s=0.01), open(host_log, "w") as log:
+            host_agent = subprocess.Popen(
+                [
+                    *wattprobe,
+                    "--powercap-root",
+                    str(tree.root),
+                    "qemu",
+                    "--output-root",
+                    str(out),
+                    "-s",
+                    "0.1",
+                ],
+                cwd=REPO,
+                stderr=log,
+            )
+            energy = out / "vm1" / "intel-rapl:0" / "energy_uj"
+            deadline = time.monotonic() + 10
+            while not energy.exists() and time.monotonic() < deadline and host_agent.poll() is None:
+                time.sleep(0.05)
+            assert energy.exists(), host_log.read_text()
+
+            trace = CpuTrace(burner.pid)
+            guest = subprocess.run(
+                [*wattprobe, "--vm", "json", "-s", "1", "-t", "6"],
+                cwd=REPO,
+                env={**os.environ, "SCAPHANDRE_POWERCAP_PATH": str(out / "vm1")},
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            time.sleep(0.1)
+    finally:
+        if trace is not None:
+            trace.stop()
+        burner.kill()
+        burner.wait()
+        if host_agent is not None:
+            host_agent.terminate()
+            host_agent.wait(5)
+    assert guest.returncode == 0, guest.stderr
+    documents = json.loads(guest.stdout)
+    assert len(documents) >= 5
+    assert all(d["host"]["source"] == "package" for d in documents)  # the VM's tree: one package-0
+    # The guest's power over its windows after the first, against vm1's share of the host's 60 W over
+    # the same span: 60 W x its CPU time / all the machine's CPU time.
+    measured = documents[1:]
+    guest_watts = sum(d["host"]["consumption"] for d in measured) / len(measured) / 1e6
+    start, end = documents[0]["host"]["timestamp"], documents[-1]["host"]["timestamp"]
+    vm_share_watts = 60.0 * (trace.at(end) - trace.at(start)) / 1e9 / (machine_cpus() * (end - start))
+    assert guest_watts == pytest.approx(vm_share_watts, rel=0.05)

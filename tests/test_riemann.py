@@ -1,0 +1,340 @@
+"""`wattprobe riemann` against a Riemann server on loopback that decodes with protoc's own code."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import importlib.util
+import ipaddress
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.powercap_tree import PowercapTree
+from wattprobe.exporters import riemann_proto
+
+REPO = Path(__file__).resolve().parents[1]
+PROTO = REPO / "wattprobe" / "exporters" / "riemann.proto"
+
+
+@pytest.fixture(scope="module")
+def pb2(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """riemann.proto compiled by protoc: the server's decoder, independent of wattprobe's."""
+    from grpc_tools import protoc
+
+    out = tmp_path_factory.mktemp("pb2")
+    assert protoc.main(["protoc", f"-I{PROTO.parent}", f"--python_out={out}", str(PROTO)]) == 0
+    spec = importlib.util.spec_from_file_location("riemann_pb2", out / "riemann_pb2.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_runtime_descriptor_matches_protoc(pb2: ModuleType) -> None:
+    from google.protobuf import descriptor_pb2
+
+    compiled = descriptor_pb2.FileDescriptorProto()
+    pb2.DESCRIPTOR.CopyToProto(compiled)
+    assert riemann_proto.parse(PROTO.read_text()) == compiled
+
+
+def test_proto_reader_refuses_what_it_does_not_understand() -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        riemann_proto.parse('syntax = "proto2";\nmessage A { map<string, string> m = 1; }')
+    with pytest.raises(ValueError, match="unknown type"):
+        riemann_proto.parse("message A { optional Missing m = 1; }")
+
+
+class RiemannServer:
+    """A Riemann TCP (or TLS) server: reads length-framed Msgs, keeps their events, answers ok."""
+
+    def __init__(self, pb2: ModuleType, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self.pb2, self.tls = pb2, tls
+        self.events: list = []
+        self.peer_certs: list[dict] = []
+        self.changed = threading.Condition()
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", port))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+                self.peer_certs.append(conn.getpeercert())
+            self.connections.append(conn)
+            while True:
+                header = self._read(conn, 4)
+                msg = self.pb2.Msg.FromString(self._read(conn, struct.unpack(">I", header)[0]))
+                with self.changed:
+                    self.events += msg.events
+                    self.changed.notify_all()
+                reply = self.pb2.Msg(ok=True).SerializeToString()
+                conn.sendall(struct.pack(">I", len(reply)) + reply)
+        except (OSError, EOFError):
+            conn.close()
+
+    @staticmethod
+    def _read(conn: socket.socket, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = conn.recv(size - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+
+    def wait_for(self, service_prefix: str, count: int = 1, timeout: float = 10.0) -> list:
+        def matching() -> list:
+            return [e for e in self.events if e.service.startswith(service_prefix)]
+
+        with self.changed:
+            self.changed.wait_for(lambda: len(matching()) >= count, timeout)
+            return matching()
+
+    def stop(self) -> None:
+        """Go away: stop listening and drop every connection (shutdown wakes the blocked threads)."""
+        for sock in (self.listener, *self.connections):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+def agent(tree: PowercapTree, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wattprobe",
+            "-s",
+            "powercap_rapl",
+            "--powercap-root",
+            str(tree.root),
+            "riemann",
+            *args,
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(process: subprocess.Popen) -> str:
+    process.terminate()
+    _, err = process.communicate(timeout=10)
+    return err
+
+
+@pytest.fixture
+def fake_vm():
+    """A process that looks like a libvirt guest to /proc and burns CPU so that it has power."""
+    process = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            'exec -a "qemu-system-x86_64 -name guest=vm-r,debug-threads=on" bash -c "while :; do :; done"',
+        ]
+    )
+    yield process
+    process.kill()
+    process.wait()
+
+
+def attributes(event) -> dict[str, str]:
+    return {a.key: a.value for a in event.attributes}
+
+
+def mean_metric(events: list) -> float:
+    """The mean value of events: single short windows jitter with scheduling on a loaded machine."""
+    return sum(e.metric_d for e in events) / len(events)
+
+
+def test_events_services_values_and_attributes(pb2: ModuleType, powercap: PowercapTree, fake_vm) -> None:
+    with powercap.running():  # before the server: the counters' process must not inherit its socket
+        server = RiemannServer(pb2)
+        process = agent(powercap, "-a", "127.0.0.1", "-p", str(server.port), "-d", "0.4", "-q")
+        try:
+            hosts = server.wait_for("scaph_host_power_microwatts", count=3)
+            vm_service = f"scaph_process_power_consumption_microwatts_{fake_vm.pid}_bash"
+            vm_events = server.wait_for(vm_service)
+        finally:
+            stderr = stop(process)
+            server.stop()
+    assert len(hosts) >= 3, stderr
+    host = hosts[-1]
+    assert host.host == socket.gethostname()
+    assert mean_metric(hosts) == pytest.approx(60e6, rel=0.1)  # psys: 60 W, in µW
+    assert host.ttl >= 60 and host.state == "ok" and "scaphandre" in host.tags
+    assert abs(host.time_micros / 1e6 - time.time()) < 30 and host.time == host.time_micros // 1_000_000
+    energy = [e for e in server.events if e.service == "scaph_host_energy_microjoules"]
+    assert energy[-1].HasField("metric_sint64") and energy[-1].metric_sint64 > energy[0].metric_sint64
+    sockets = [e for e in server.events if e.service == "scaph_socket_power_microwatts"]
+    assert {attributes(e)["socket_id"] for e in sockets} == {"0", "1"}
+    assert mean_metric(sockets) == pytest.approx(20e6, rel=0.1)
+    domains = [e for e in server.events if e.service == "scaph_domain_power_microwatts"]
+    assert {attributes(e)["domain_name"] for e in domains} == {"core", "uncore", "dram"}
+
+    assert vm_events, stderr
+    labels = attributes(vm_events[-1])
+    assert labels["pid"] == str(fake_vm.pid) and labels["exe"] == "bash" and labels["vmname"] == "vm-r"
+    assert labels["cmdline"].startswith("qemu-system-x86_64 -name guest=vm-r")
+    assert 0 < vm_events[-1].metric_d <= 60e6
+
+
+def make_pki(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for localhost and a client certificate, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    files: dict[str, Path] = {}
+
+    def issue(name: str, issuer_key, issuer_name, *, ca: bool = False, server: bool = False):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer_name or subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        else:
+            usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+        cert = builder.sign(issuer_key or key, hashes.SHA256())
+        files[f"{name}.pem"] = directory / f"{name}.pem"
+        files[f"{name}.pem"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        files[f"{name}.key"] = directory / f"{name}.key"
+        files[f"{name}.key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        return key, subject
+
+    ca_key, ca_name = issue("ca", None, None, ca=True)
+    issue("localhost", ca_key, ca_name, server=True)
+    issue("wattprobe-client", ca_key, ca_name)
+    return files
+
+
+def test_mutual_tls(pb2: ModuleType, powercap: PowercapTree, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=pki["ca.pem"])
+    tls.verify_mode = ssl.CERT_REQUIRED  # the server insists on a client certificate from the CA
+    tls.load_cert_chain(pki["localhost.pem"], pki["localhost.key"])
+    mtls = ["--mtls", "--ca", str(pki["ca.pem"]), "--cert", str(pki["wattprobe-client.pem"])]
+    with powercap.running():
+        server = RiemannServer(pb2, tls=tls)
+        process = agent(
+            powercap,
+            "-a",
+            "localhost",
+            "-p",
+            str(server.port),
+            "-d",
+            "0.3",
+            *mtls,
+            "--key",
+            str(pki["wattprobe-client.key"]),
+        )
+        try:
+            events = server.wait_for("scaph_host_power_microwatts", count=2)
+        finally:
+            stderr = stop(process)
+            server.stop()
+    assert len(events) >= 2, stderr
+    assert mean_metric(events) == pytest.approx(60e6, rel=0.1)
+    subject = dict(item for rdn in server.peer_certs[0]["subject"] for item in rdn)
+    assert subject["commonName"] == "wattprobe-client"
+
+
+def test_mtls_options_are_checked_up_front(powercap: PowercapTree, tmp_path: Path) -> None:
+    base = [
+        sys.executable,
+        "-m",
+        "wattprobe",
+        "-s",
+        "powercap_rapl",
+        "--powercap-root",
+        str(powercap.root),
+        "riemann",
+    ]
+    run = subprocess.run(
+        [*base, "--mtls", "--ca", "ca.pem"], cwd=REPO, capture_output=True, text=True, timeout=10
+    )
+    assert run.returncode == 2 and "--mtls needs --cert --key" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    run = subprocess.run([*base, "--ca", "ca.pem"], cwd=REPO, capture_output=True, text=True, timeout=10)
+    assert run.returncode == 2 and "only make sense with --mtls" in run.stderr
+    missing = str(tmp_path / "missing.pem")
+    run = subprocess.run(
+        [*base, "--mtls", "--ca", missing, "--cert", missing, "--key", missing],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert (
+        run.returncode == 1
+        and "cannot load the CA certificate" in run.stderr
+        and "Traceback" not in run.stderr
+    )
+
+
+def test_survives_a_server_restart(pb2: ModuleType, powercap: PowercapTree) -> None:
+    with powercap.running():
+        first = RiemannServer(pb2)
+        port = first.port
+        process = agent(powercap, "-a", "127.0.0.1", "-p", str(port), "-d", "0.2")
+        try:
+            assert first.wait_for("scaph_host_power_microwatts", count=2)
+            first.stop()
+            time.sleep(1.0)  # down for a few dispatches: the agent must keep measuring and retrying
+            assert process.poll() is None
+            second = RiemannServer(pb2, port=port)
+            events = second.wait_for("scaph_host_power_microwatts", count=2, timeout=15)
+            second.stop()
+        finally:
+            stderr = stop(process)
+    assert len(events) >= 2, stderr
+    assert mean_metric(events) == pytest.approx(60e6, rel=0.1)
+    assert "retrying" in stderr and "Traceback" not in stderr

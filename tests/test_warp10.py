@@ -1,0 +1,245 @@
+"""`wattprobe warp10` against a Warp 10 ingress stand-in on loopback that checks every request and line."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+
+from tests.powercap_tree import PowercapTree
+from wattprobe.exporters.points import Point
+from wattprobe.exporters.warp10 import gts_line
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "wr1te-T0ken.with+odd/chars=="
+
+# TS/LAT:LON/ELEV CLASS{LABELS} VALUE; we send no location: `TS// class{k=v,...} value`.
+ENCODED = r"(?:[A-Za-z0-9._~-]|%[0-9A-F]{2})+"
+GTS = re.compile(
+    rf"^(\d{{16}})// ({ENCODED})\{{((?:{ENCODED}={ENCODED})(?:,{ENCODED}={ENCODED})*)?\}} (\S+)$"
+)
+LONG = re.compile(r"^-?\d+$")
+DOUBLE = re.compile(r"^-?\d+(\.\d+)?(e[+-]?\d+)?$")
+
+
+class Ingress(ThreadingHTTPServer):
+    """Accepts POST /api/v0/update with the right token; records parsed points and every protocol error."""
+
+    daemon_threads = True
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), Handler)
+        self.points: list[tuple[int, str, dict[str, str], int | float]] = []
+        self.errors: list[str] = []
+        self.requests = 0
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def count(self, name: str) -> int:
+        return sum(1 for p in self.points if p[1] == name)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Ingress
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.errors.append(f"GET {self.path}")
+        self.send_error(405)
+
+    do_PUT = do_GET
+
+    def do_POST(self) -> None:
+        self.server.requests += 1
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        if self.path != "/api/v0/update":
+            self.server.errors.append(f"path {self.path}")
+        if self.headers.get("X-Warp10-Token") != TOKEN:
+            self.server.errors.append(f"token {self.headers.get('X-Warp10-Token')!r}")
+            self.send_error(403)
+            return
+        for line in body.splitlines():
+            match = GTS.match(line)
+            if match is None:
+                self.server.errors.append(f"line {line!r}")
+                continue
+            ts, name, labels, value = match.groups()
+            if not (LONG.match(value) or DOUBLE.match(value)):
+                self.server.errors.append(f"value {value!r}")
+                continue
+            pairs = dict(pair.split("=") for pair in labels.split(",")) if labels else {}
+            self.server.points.append(
+                (
+                    int(ts),
+                    unquote(name),
+                    {unquote(k): unquote(v) for k, v in pairs.items()},
+                    int(value) if LONG.match(value) else float(value),
+                )
+            )
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_gts_line_encodes_class_labels_and_typed_values() -> None:
+    point = Point("my class{x}", 12.5, (("cmdline", "a b,c=d}{%é"), ("empty", "")), "")
+    line = gts_line(point, 1_700_000_000_123_456, "host 1")
+    assert line == (
+        "1700000000123456// my%20class%7Bx%7D{host=host%201,cmdline=a%20b%2Cc%3Dd%7D%7B%25%C3%A9} 12.5"
+    )
+    assert gts_line(Point("e", 42, (), ""), 1, "h").endswith("{host=h} 42")  # a long, not a string
+    assert gts_line(Point("p", 3.0, (), ""), 1, "h").endswith(" 3.0")  # a decimal stays a decimal
+    assert gts_line(Point("p", 1e-7, (), ""), 1, "h").endswith(" 1e-07")
+
+
+def environment(**extra: str) -> dict[str, str]:
+    """This environment without a Warp 10 token or HTTP proxies (loopback must not go through one)."""
+    drop = {
+        "SCAPH_WARP10_WRITE_TOKEN",
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    }
+    return {k: v for k, v in os.environ.items() if k not in drop} | extra
+
+
+def agent(tree: PowercapTree, port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            *(
+                sys.executable,
+                "-m",
+                "wattprobe",
+                "-vv",
+                "-s",
+                "powercap_rapl",
+                "--powercap-root",
+                str(tree.root),
+            ),
+            *("warp10", "-H", "127.0.0.1", "-p", str(port), *args),
+        ],
+        cwd=REPO,
+        env=env or environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def test_lines_are_valid_gts_and_an_outage_loses_no_point(powercap: PowercapTree) -> None:
+    step = 0.25
+    env = environment(SCAPH_WARP10_WRITE_TOKEN=TOKEN)
+    with powercap.running():  # before the server: the counters' process must not inherit its socket
+        server = Ingress()
+        port = server.server_address[1]
+        servers = [server]
+        process = agent(powercap, port, "-s", str(step), env=env)
+        try:
+            assert wait_until(lambda: server.count("scaph_host_power_microwatts") >= 3)
+            server.stop()  # Warp 10 goes away: connections are refused
+            time.sleep(1.5)
+            assert process.poll() is None
+            servers.append(Ingress(port))
+            assert wait_until(lambda: servers[1].count("scaph_host_power_microwatts") >= 10)
+        finally:
+            process.terminate()
+            _, stderr = process.communicate(timeout=10)
+            servers[-1].stop()
+    assert [e for s in servers for e in s.errors] == []
+    points = [p for s in servers for p in s.points]
+    host = sorted(p for p in points if p[1] == "scaph_host_power_microwatts")
+    stamps = [ts for ts, *_ in host]
+    assert len(set(stamps)) == len(stamps)  # each point once
+    gaps = [(b - a) / 1e6 for a, b in itertools.pairwise(stamps)]
+    assert max(gaps) < 2.5 * step, gaps  # points measured during the outage arrived after it
+    assert len(servers[1].points) > 0 and min(p[0] for p in servers[1].points) < stamps[-1] - 1.0e6
+    assert all(isinstance(v, float) for *_, v in host)
+    assert sum(v for *_, v in host) / len(host) == pytest.approx(60e6, rel=0.1)
+    assert host[0][2]["host"]
+    energy = sorted(p for p in points if p[1] == "scaph_host_energy_microjoules")
+    assert all(isinstance(v, int) for *_, v in energy)
+    assert [v for *_, v in energy] == sorted(v for *_, v in energy)
+    sockets = {p[2]["socket_id"] for p in points if p[1] == "scaph_socket_power_microwatts"}
+    assert sockets == {"0", "1"}
+    assert TOKEN not in stderr and "cannot send" in stderr and "Traceback" not in stderr
+
+
+def test_hostile_labels_arrive_intact(powercap: PowercapTree) -> None:
+    vm = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            'exec -a "qemu-system-x86_64 -name guest=evil{vm},,x=1 %41 a=b" bash -c "while :; do :; done"',
+        ]
+    )
+    try:
+        with powercap.running():
+            server = Ingress()
+            process = agent(powercap, server.server_address[1], "-s", "0.3", "-q", "-t", TOKEN)
+            try:
+                assert wait_until(
+                    lambda: any(p[2].get("pid") == str(vm.pid) for p in server.points), timeout=10
+                )
+            finally:
+                process.terminate()
+                _, stderr = process.communicate(timeout=10)
+    finally:
+        vm.kill()
+        vm.wait()
+        server.stop()
+    assert server.errors == []
+    labels = next(p[2] for p in server.points if p[2].get("pid") == str(vm.pid))
+    assert labels["vmname"] == "evil{vm},x=1"
+    assert labels["cmdline"].startswith("qemu-system-x86_64 -name guest=evil{vm},,x=1 %41 a=b")
+    assert TOKEN not in stderr
+
+
+def test_missing_token_is_a_one_line_error(powercap: PowercapTree) -> None:
+    env = environment()
+    for command in ("warp10", "warpten"):
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "wattprobe",
+                "-s",
+                "powercap_rapl",
+                "--powercap-root",
+                str(powercap.root),
+                command,
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert run.returncode == 1
+        assert run.stderr.strip().splitlines() == [
+            "wattprobe: error: no Warp 10 write token: pass -t/--write-token TOKEN or set SCAPH_WARP10_WRITE_TOKEN"
+        ]

@@ -1,0 +1,243 @@
+"""The HTTP endpoint of the pull exporter: the metrics path and an index page, nothing else.
+
+The exposition (text format 0.0.4 or OpenMetrics, by the scraper's Accept header) is prometheus_client's;
+this module adds the listening socket (IPv6 `::` with an IPv4 fallback), optional TLS and basic auth,
+and one-line errors for what a user can get wrong (address, port, TLS and password files).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import errno
+import gzip
+import hmac
+import html
+import logging
+import socket
+import ssl
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from urllib.parse import urlsplit
+
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from wattprobe import __version__
+from wattprobe.errors import UsageError, WattprobeError
+
+log = logging.getLogger(__name__)
+
+ANY_ADDRESS = "::"
+
+
+class MetricsServer(ThreadingHTTPServer):
+    """A thread per connection; serves `collector` at `metrics_path`."""
+
+    daemon_threads = True
+    collector: Collector
+    metrics_path = "/metrics"
+    credentials: bytes | None = None  # b"user:password" when basic auth is on
+    tls: ssl.SSLContext | None = None
+
+    def __init__(self, family: socket.AddressFamily, address: tuple) -> None:
+        self.address_family = family
+        super().__init__(address, _Handler, bind_and_activate=False)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:  # `::` takes IPv4 clients too
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        TCPServer.server_bind(self)  # not HTTPServer's: its reverse DNS lookup can hang start-up
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+    def url(self) -> str:
+        host = self.server_name
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.server_port}{self.metrics_path}"
+
+    def use_tls(self, context: ssl.SSLContext) -> None:
+        # The handshake happens in the connection's thread (see _Handler.setup), not in accept().
+        self.tls = context
+        self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        log.debug("connection from %s failed", client_address[0], exc_info=True)
+
+
+def listen(address: str, port: int) -> MetricsServer:
+    """A bound, listening server; WattprobeError with the fix when the address or port cannot work."""
+    if address == ANY_ADDRESS:
+        try:
+            return _listen(socket.AF_INET6, ("::", port, 0, 0), address, port)
+        except OSError as error:  # IPv6 disabled on this host
+            if error.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                raise
+            log.info("IPv6 unavailable (%s): listening on 0.0.0.0", error.strerror)
+            return _listen(socket.AF_INET, ("0.0.0.0", port), "0.0.0.0", port)
+    try:
+        infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as error:
+        raise WattprobeError(
+            f"cannot listen on {address!r}: not an IP address or a known host name ({error}); "
+            f"give -a an address of this machine, e.g. :: (all) or 127.0.0.1"
+        ) from None
+    family, _, _, _, sockaddr = infos[0]
+    return _listen(family, sockaddr, address, port)
+
+
+def _listen(family: socket.AddressFamily, sockaddr: tuple, address: str, port: int) -> MetricsServer:
+    server = None
+    try:
+        server = MetricsServer(family, sockaddr)
+        server.server_bind()
+        server.server_activate()
+    except OSError as error:
+        if server is not None:
+            server.server_close()
+        if address == ANY_ADDRESS and error.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+            raise
+        raise WattprobeError(_bind_error(error, address, port)) from None
+    return server
+
+
+def _bind_error(error: OSError, address: str, port: int) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return f"port {port} on {address} is already in use; stop what uses it or choose another port with -p"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"{address} is not an address of this machine; use -a :: (all addresses) or one of its own"
+    if error.errno == errno.EACCES:
+        return f"no permission to listen on port {port} (ports below 1024 need privileges); use -p 8080"
+    return f"cannot listen on {address} port {port}: {error.strerror}"
+
+
+def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """A server TLS context from PEM files, or None when neither is given."""
+    if not cert and not key:
+        return None
+    if not cert or not key:
+        raise UsageError("--tls-cert and --tls-key go together: give both PEM files")
+    for what, path in (("certificate", cert), ("key", key)):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as error:
+            raise WattprobeError(f"cannot read the TLS {what} {path}: {error.strerror}") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as error:
+        reason = getattr(error, "reason", None) or error.strerror or str(error)
+        raise WattprobeError(
+            f"cannot use {cert} and {key} as a TLS certificate and its key ({reason}); "
+            f"give a PEM certificate (chain) and the PEM private key that matches it"
+        ) from None
+    return context
+
+
+def read_credentials(path: str | None) -> bytes | None:
+    """`USER:PASSWORD` from the first line of a file (kept out of the command line, which is visible)."""
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            line = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise WattprobeError(f"cannot read the basic auth file {path}: {reason}") from None
+    user, colon, password = line.partition(":")
+    if not user or not colon or not password:
+        raise WattprobeError(f"the basic auth file {path} must hold one line USER:PASSWORD")
+    return line.encode()
+
+
+INDEX_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>wattprobe</title></head>
+<body><h1>wattprobe {version}</h1><p>Metrics for Prometheus: <a href="{path}">{path}</a></p></body></html>
+"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: MetricsServer
+    server_version = f"wattprobe/{__version__}"
+    protocol_version = "HTTP/1.1"  # keep-alive: a scraper reuses its connection
+    timeout = 30  # seconds a silent connection (or TLS handshake) may hold its thread
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
+
+    def do_GET(self) -> None:
+        self._respond(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._respond(send_body=False)
+
+    def _respond(self, *, send_body: bool) -> None:
+        if not self._authorized():
+            self._send(
+                401, b"401 unauthorized\n", "text/plain; charset=utf-8", send_body,
+                [("WWW-Authenticate", 'Basic realm="wattprobe", charset="UTF-8"')],
+            )  # fmt: skip
+            return
+        path = urlsplit(self.path).path
+        if path == self.server.metrics_path:
+            self._metrics(send_body)
+        elif path == "/":
+            page = INDEX_PAGE.format(version=__version__, path=html.escape(self.server.metrics_path))
+            self._send(200, page.encode(), "text/html; charset=utf-8", send_body)
+        else:
+            self._send(404, b"404 not found\n", "text/plain; charset=utf-8", send_body)
+
+    def _metrics(self, send_body: bool) -> None:
+        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        try:
+            body = encoder(self.server.collector)
+        except Exception as error:  # a bug must not take the agent down: this scrape fails, not the next
+            log.error("scrape failed: %r", error, exc_info=log.isEnabledFor(logging.DEBUG))
+            self._send(
+                500, b"500 scrape failed, see the agent's log\n", "text/plain; charset=utf-8", send_body
+            )
+            return
+        headers = []
+        if _accepts_gzip(self.headers.get("Accept-Encoding", "")):
+            body = gzip.compress(body, compresslevel=5)
+            headers.append(("Content-Encoding", "gzip"))
+        self._send(200, body, content_type, send_body, headers)
+
+    def _authorized(self) -> bool:
+        expected = self.server.credentials
+        if expected is None:
+            return True
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            given = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        return hmac.compare_digest(given, expected)
+
+    def _send(
+        self, status: int, body: bytes, content_type: str, send_body: bool, headers: list | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers or ():
+            self.send_header(name, value)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+def _accepts_gzip(header: str) -> bool:
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() == "gzip" and params.replace(" ", "") not in ("q=0", "q=0.0"):
+            return True
+    return False

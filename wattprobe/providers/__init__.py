@@ -1,0 +1,1 @@
+"""Streams in other tools' formats (the Green Metrics Tool's metric providers)."""
