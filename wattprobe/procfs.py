@@ -1,8 +1,11 @@
 """Fast /proc reader: CPU time of the machine and of every process, once per tick.
 
-The per-tick scan is the agent's hot path. Each process keeps its `stat` (and, while it is
-single-threaded, `schedstat`) file open, so a tick costs one pread per file and no open/close;
-a dead process's file answers ESRCH, which also tells a reused pid from the process we knew.
+The per-tick scan is the agent's hot path (docs/performance.md measures it). Each process keeps
+its `stat` (and, while it is single-threaded, `schedstat`) file open, so a tick costs a pread per
+file and no open/close; a dead process's file answers ESRCH, which also tells a reused pid from
+the process we knew. A single-threaded process whose `schedstat` run time has not moved has not
+run, so nothing else can have changed: that one 30-byte read is all a sleeper costs. Descriptors
+are kept up to a budget (the soft fd limit less FD_RESERVE); processes beyond it are read by path.
 Static facts (exe, cmdline, cgroup) are read lazily, once per (pid, starttime), and re-read
 when the command name changes (an exec).
 
