@@ -109,6 +109,8 @@ def summary(text: str) -> str:
     """Every budget row of every recorded section, with when it was measured."""
     rows = [["budget", "measured", "target", "", "measured on"]]
     for match in re.finditer(r"<!-- results:(\w+) -->\n(.*?)<!-- /results:\1 -->", text, re.DOTALL):
+        if match.group(1) == "summary":
+            continue
         body = match.group(2)
         stamp = re.search(r"^_(\d{4}-\d\d-\d\d) [\d:]+ UTC, (\w+) mode", body, re.MULTILINE)
         when = f"{stamp.group(1)} ({stamp.group(2)})" if stamp else ""
