@@ -99,8 +99,8 @@ def attribute(
     busy = now.machine.busy - prev.machine.busy
     idle = now.machine.idle - prev.machine.idle
     machine_ns = now.machine.n_cpus * (now.t_ns - prev.t_ns)
-    used = [(key, cpu - prev.tasks.get(key, 0)) for key, cpu in now.tasks.items()]
-    used = [(key, ns) for key, ns in used if ns > 0]
+    before = prev.tasks
+    used = [(key, ns) for key, cpu in now.tasks.items() if (ns := cpu - before.get(key, 0)) > 0]
     # Scan timing can make the processes' sum exceed the machine's time by a hair: never give out more.
     scale = 1.0 / max(machine_ns, sum(ns for _, ns in used), 1)
     consumers = []

@@ -1,8 +1,11 @@
 """Fast /proc reader: CPU time of the machine and of every process, once per tick.
 
-The per-tick scan is the agent's hot path. Each process keeps its `stat` (and, while it is
-single-threaded, `schedstat`) file open, so a tick costs one pread per file and no open/close;
-a dead process's file answers ESRCH, which also tells a reused pid from the process we knew.
+The per-tick scan is the agent's hot path (docs/performance.md measures it). Each process keeps
+its `stat` (and, while it is single-threaded, `schedstat`) file open, so a tick costs a pread per
+file and no open/close; a dead process's file answers ESRCH, which also tells a reused pid from
+the process we knew. A single-threaded process whose `schedstat` run time has not moved has not
+run, so nothing else can have changed: that one 30-byte read is all a sleeper costs. Descriptors
+are kept up to a budget (the soft fd limit less FD_RESERVE); processes beyond it are read by path.
 Static facts (exe, cmdline, cgroup) are read lazily, once per (pid, starttime), and re-read
 when the command name changes (an exec).
 
@@ -13,9 +16,11 @@ of a pid only counts its main thread.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
+import resource
 
 from wattprobe.model import Container, MachineCpu, ProcessInfo
 
@@ -23,9 +28,21 @@ TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _PID_BITS = 22  # pid_max is at most 2**22
 _NO_FD = -1
+# Descriptors the reader leaves to the rest of the agent (sockets, sensor files, reads by path).
+FD_RESERVE = 256
 # How far a stat-ticks delta may exceed the schedstat delta before we trust stat: rounding of
 # utime and stime to ticks, at each end of the window. More means a short-lived thread ran.
 _TICK_SLACK_NS = 3 * TICK_NS
+
+
+def raise_fd_limit() -> None:
+    """Lift the soft limit on open files to the hard one: the reader keeps up to two per process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        # If refused, the soft limit stays: processes beyond the fd budget are read by path.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def task_key(pid: int, starttime: int) -> int:
@@ -99,44 +116,69 @@ def _parse_stat(data: bytes) -> tuple[bytes, int, int, int, int, int]:
 
 
 class ProcfsReader:
-    """Scans a procfs tree; `root` is a parameter so tests can point it elsewhere."""
+    """Scans a procfs tree; `root` is a parameter so tests can point it elsewhere.
 
-    def __init__(self, root: str = "/proc") -> None:
+    `schedstat=False` forces `stat` clock ticks for every process, as agents that only read
+    `stat` do (used to compare the two at short windows).
+    """
+
+    def __init__(self, root: str = "/proc", *, schedstat: bool = True) -> None:
         self.root = root
-        self._tasks: dict[int, _Task] = {}
-        self._can_keep_fds = True
+        self._tasks: dict[str, _Task] = {}  # by the pid's directory name
+        self._by_key: dict[int, _Task] = {}  # the same, by task_key
+        self._kept = 0  # descriptors held open across ticks
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self._max_kept = (1 << 62) if soft == resource.RLIM_INFINITY else max(soft - FD_RESERVE, 0)
+        self._use_schedstat = schedstat
 
     # -- the hot path -------------------------------------------------------------------------
     def scan(self) -> tuple[MachineCpu, dict[int, int]]:
         """Machine CPU time and cumulative CPU ns of every live process, keyed by task_key."""
         machine = read_machine_cpu(self.root)
-        old = self._tasks
-        live: dict[int, _Task] = {}
-        cpu: dict[int, int] = {}
-        for name in os.listdir(self.root):
-            if not name.isdigit():
+        names = set(os.listdir(self.root))
+        tasks = self._tasks
+        pread, refresh = os.pread, self._refresh
+        gone = []
+        for name, task in tasks.items():
+            if name not in names:
+                gone.append(name)
                 continue
-            pid = int(name)
-            task = old.pop(pid, None)
-            if task is not None and not self._refresh(task):
-                self._forget(task)
-                task = None
-            if task is None:
-                task = self._first_sight(pid)
-                if task is None:
-                    continue  # vanished between listing and reading
-            live[pid] = task
-            cpu[task.key] = task.cpu_ns
-        for task in old.values():
-            self._forget(task)
-        self._tasks = live
-        return machine, cpu
+            sched_ns = -1
+            if task.sched_ns >= 0:
+                # Single-threaded at the last scan: if its one thread has not run since, nothing
+                # we track can have changed (CPU time, a new thread and an exec all need it to
+                # run), so `stat` need not be read. Most processes sleep through most ticks.
+                try:
+                    data = pread(task.sched_fd, 128, 0)
+                    sched_ns = int(data[: data.index(b" ")])
+                except (OSError, ValueError):
+                    sched_ns = -1  # gone, or read by path: _refresh tells
+                if sched_ns == task.sched_ns:
+                    continue
+            if not refresh(task, sched_ns):
+                gone.append(name)
+        for name in gone:
+            self._forget(tasks.pop(name))
+        # New processes, and pids reused by a new process since the last scan.
+        for name in names - tasks.keys():
+            if name.isdigit():
+                task = self._first_sight(int(name))
+                if task is not None:  # else it vanished between listing and reading
+                    tasks[name] = self._by_key[task.key] = task
+        return machine, {task.key: task.cpu_ns for task in tasks.values()}
 
-    def _refresh(self, task: _Task) -> bool:
-        """Advance a known process's CPU time; False when it is gone."""
+    def _refresh(self, task: _Task, sched_ns: int) -> bool:
+        """Advance a known process's CPU time (`sched_ns`: schedstat if read); False when it is gone."""
+        fd = task.stat_fd
         try:
-            comm, ticks, threads, _, task.vsize, rss = _parse_stat(self._read(task.stat_fd, task.pid, "stat"))
-            sched_ns = self._schedstat(task) if threads == 1 else -1
+            data = os.pread(fd, 1024, 0) if fd != _NO_FD else _read_file(f"{self.root}/{task.pid}/stat")
+            comm, ticks, threads, starttime, task.vsize, rss = _parse_stat(data)
+            if fd == _NO_FD and task_key(task.pid, starttime) != task.key:
+                return False  # read by path: the pid now names another process
+            if threads != 1:
+                sched_ns = -1
+            elif sched_ns < 0:
+                sched_ns = self._schedstat(task)
         except (OSError, ValueError, IndexError):
             return False
         delta = (ticks - task.ticks) * TICK_NS
@@ -161,54 +203,70 @@ class ProcfsReader:
         try:
             comm, ticks, threads, starttime, vsize, rss = _parse_stat(self._read(fd, pid, "stat"))
         except (OSError, ValueError, IndexError):
-            if fd != _NO_FD:
-                os.close(fd)
+            self._close(fd)
             return None
         task = _Task(pid, task_key(pid, starttime), fd)
         task.comm, task.ticks, task.threads, task.vsize, task.rss = comm, ticks, threads, vsize, rss
         task.cpu_ns = ticks * TICK_NS
         if threads == 1:
             try:
-                task.sched_ns = self._schedstat(task)
+                sched_ns = self._schedstat(task)
             except (OSError, ValueError):
                 return task
-            if abs(task.cpu_ns - task.sched_ns) <= _TICK_SLACK_NS:
-                task.cpu_ns = task.sched_ns
+            if sched_ns >= 0:
+                task.sched_ns = sched_ns
+                if abs(task.cpu_ns - sched_ns) <= _TICK_SLACK_NS:
+                    task.cpu_ns = sched_ns
         return task
 
     def _schedstat(self, task: _Task) -> int:
-        if task.sched_fd == _NO_FD and self._can_keep_fds:
-            task.sched_fd = self._open(f"{self.root}/{task.pid}/schedstat")
-        data = self._read(task.sched_fd, task.pid, "schedstat")
+        """Run time of the process's (one) thread in ns; -1 when schedstat is off or absent."""
+        if not self._use_schedstat:
+            return -1
+        try:
+            if task.sched_fd == _NO_FD:
+                task.sched_fd = self._open(f"{self.root}/{task.pid}/schedstat")
+            data = self._read(task.sched_fd, task.pid, "schedstat")
+        except FileNotFoundError:
+            if os.path.exists(f"{self.root}/{task.pid}/stat"):
+                self._use_schedstat = False  # a kernel without schedstat: stat ticks from now on
+                return -1
+            raise
         return int(data[: data.index(b" ")])
 
     def _read(self, fd: int, pid: int, name: str) -> bytes:
         return os.pread(fd, 1024, 0) if fd != _NO_FD else _read_file(f"{self.root}/{pid}/{name}")
 
     def _open(self, path: str) -> int:
-        """An fd kept open across ticks; _NO_FD (read by path each tick) once fds run out."""
-        if not self._can_keep_fds:
+        """An fd kept open across ticks, or _NO_FD (read by path each tick) when over the fd budget."""
+        if self._kept >= self._max_kept:
             return _NO_FD
         try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as error:
             if error.errno not in (errno.EMFILE, errno.ENFILE):
                 raise
-            self._can_keep_fds = False
+            self._max_kept = self._kept  # the limit is nearer than it said: keep no more
             return _NO_FD
+        self._kept += 1
+        return fd
 
-    @staticmethod
-    def _forget(task: _Task) -> None:
-        for fd in (task.stat_fd, task.sched_fd):
-            if fd != _NO_FD:
-                os.close(fd)
+    def _close(self, fd: int) -> None:
+        if fd != _NO_FD:
+            os.close(fd)
+            self._kept -= 1
+
+    def _forget(self, task: _Task) -> None:
+        self._by_key.pop(task.key, None)
+        self._close(task.stat_fd)
+        self._close(task.sched_fd)
         task.stat_fd = task.sched_fd = _NO_FD
 
     # -- per consumer, off the hot path ---------------------------------------------------------
     def process(self, key: int) -> tuple[ProcessInfo, int, int] | None:
         """Static facts, RSS and virtual size (bytes) of a live process seen at the last scan."""
-        task = self._tasks.get(key_pid(key))
-        if task is None or task.key != key:
+        task = self._by_key.get(key)
+        if task is None:
             return None
         if task.info is None:
             task.info = self._read_info(task)
@@ -238,6 +296,7 @@ class ProcfsReader:
         for task in self._tasks.values():
             self._forget(task)
         self._tasks = {}
+        self._by_key = {}
 
 
 def _read_file(path: str) -> bytes:

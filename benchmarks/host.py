@@ -1,0 +1,50 @@
+"""Host-only sampling rate: RAPL reads and host power, without the /proc scan.
+
+A tick here is what host power needs: `PowercapSensor.read()` of a synthetic powercap tree (two
+sockets with core, uncore and dram, and psys: 9 counters), the per-counter deltas across wraps and
+the host energy, as the sampler computes them. Ticks run back to back for the given time.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import Budget, Result, fmt
+from tests.powercap_tree import PowercapTree
+from wattprobe.attribution import energy_deltas, host_energy
+from wattprobe.sensors.powercap import PowercapSensor
+
+
+def bench(seconds: float = 3.0) -> Result:
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = PowercapTree(Path(tmp) / "powercap")
+        sensor = PowercapSensor(str(tree.root))
+        prev = sensor.read()
+        ticks = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+        while (now := time.perf_counter()) < deadline:
+            reading = sensor.read()
+            deltas = energy_deltas(prev, reading)
+            if deltas is not None:
+                host_energy(deltas)
+            prev = reading
+            ticks += 1
+        rate = ticks / (now - start)
+        counters = len(reading.counters)
+    result = Result(
+        "host",
+        "Host-only sampling rate (RAPL)",
+        __doc__.split("\n", 2)[2] + f"\n{seconds:g} s of ticks.",
+    )
+    result.tables.append(
+        [
+            ["counters", "ticks per second", "time per tick"],
+            [str(counters), fmt(rate), f"{1e6 / rate:.1f} µs"],
+        ]
+    )
+    result.numbers = {"ticks_per_s": rate, "counters": counters}
+    result.budgets.append(Budget("host-only ticks per second", rate, 1000, "/s", at_least=True))
+    return result

@@ -1,0 +1,185 @@
+"""Many cheap processes for benchmarks: idle ones, churning ones, and busy ones at a duty cycle.
+
+Every child is forked by one small helper interpreter, started in its own session. The children
+block reading a pipe whose only write end this process holds, so they all exit when the swarm is
+closed or when this process dies, whatever kills it: nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+
+# The helper: fork `n` children that wait for EOF on fd 0, print their pids, then (churn mode)
+# fork one more and kill the oldest churned child `rate` times a second, until stdin closes.
+_HELPER = r"""
+import os, select, signal, sys, time
+n, rate, keep = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+def child():
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(1)
+            os.read(0, 1)
+        finally:
+            os._exit(0)
+    return pid
+pids = [child() for _ in range(n)]
+os.write(1, (" ".join(map(str, pids)) + "\n").encode())
+churned, born, killed = [], 0, 0
+due = time.monotonic()
+while True:
+    if rate > 0:
+        wait = max(0.0, due - time.monotonic())
+    else:
+        wait = None
+    if select.select([0], [], [], wait)[0]:
+        break  # EOF: the benchmark is done
+    if rate > 0:
+        due += 1 / rate
+        churned.append(child())
+        born += 1
+        if len(churned) > keep:
+            victim = churned.pop(0)
+            os.kill(victim, signal.SIGKILL)
+            os.waitpid(victim, 0)
+            killed += 1
+for pid in pids + churned:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+os.write(1, f"{born} {killed}\n".encode())
+"""
+
+
+def raise_limits(processes: int) -> None:
+    """Soft limits up to what `processes` extra processes (and one fd pair each) need, within the hard ones."""
+    for limit, want in (
+        (resource.RLIMIT_NOFILE, 4 * processes + 1024),
+        (resource.RLIMIT_NPROC, processes + 4096),
+    ):
+        soft, hard = resource.getrlimit(limit)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(limit, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+
+
+class Swarm:
+    """`n` idle processes; with `churn_per_s`, also processes born and SIGKILLed at that rate."""
+
+    def __init__(self, n: int, *, churn_per_s: float = 0.0, churn_alive: int = 100) -> None:
+        raise_limits(n + churn_alive)
+        read_end, self._write_end = os.pipe()
+        self.helper = subprocess.Popen(
+            [sys.executable, "-S", "-c", _HELPER, str(n), str(churn_per_s), str(churn_alive)],
+            stdin=read_end,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+        os.close(read_end)
+        line = self.helper.stdout.readline().split()
+        self.pids = [int(pid) for pid in line]
+        if len(self.pids) != n:
+            self.close()
+            raise RuntimeError(f"the swarm helper started {len(self.pids)} of {n} processes")
+        self.born = self.killed = 0
+
+    def close(self) -> None:
+        """Close the pipe: every child reads EOF and exits; the helper reaps them and reports churn."""
+        if self._write_end >= 0:
+            os.close(self._write_end)
+            self._write_end = -1
+        try:
+            counts = self.helper.stdout.readline().split()
+            self.helper.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.helper.pid, signal.SIGKILL)
+            self.helper.wait()
+            counts = []
+        self.helper.stdout.close()
+        if len(counts) == 2:
+            self.born, self.killed = int(counts[0]), int(counts[1])
+
+    def __enter__(self) -> Swarm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# A busy child: burns `duty` of every `period` seconds and keeps its own CPU time (time.process_time_ns)
+# in an 8-byte slot of a shared file mapping, so the benchmark can read it at any instant.
+_BUSY = r"""
+import mmap, os, sys, time
+duty, period, slot, fd = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+# One aligned 8-byte store per update (struct.pack_into zero-fills first: a reader could see 0).
+shared = memoryview(mmap.mmap(fd, 0)).cast("q")
+cpu = time.process_time_ns
+os.write(1, b"ready\n")
+next_period = time.monotonic()
+while True:
+    busy_until = next_period + duty * period
+    while (now := time.monotonic()) < busy_until:
+        shared[slot] = cpu()
+    shared[slot] = cpu()
+    next_period += period
+    if now < next_period:
+        time.sleep(next_period - now)
+"""
+
+
+class BusyChildren:
+    """One child per duty cycle; `cpu_ns()` gives each child's own CPU time, as it measured it."""
+
+    def __init__(self, duties: list[float], period_s: float = 0.02) -> None:
+        import mmap
+        import tempfile
+
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        self._file.truncate(8 * len(duties))
+        self._map = mmap.mmap(self._file.fileno(), 8 * len(duties))
+        self._slots = memoryview(self._map).cast("q")
+        self.children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-S",
+                    "-c",
+                    _BUSY,
+                    str(duty),
+                    str(period_s),
+                    str(i),
+                    str(self._file.fileno()),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                pass_fds=(self._file.fileno(),),
+            )
+            for i, duty in enumerate(duties)
+        ]
+        for child in self.children:
+            child.stdout.readline()
+        self.pids = [child.pid for child in self.children]
+
+    def cpu_ns(self) -> list[int]:
+        return self._slots.tolist()
+
+    def close(self) -> None:
+        for child in self.children:
+            child.kill()
+        for child in self.children:
+            child.wait()
+            child.stdout.close()
+        self._slots.release()
+        self._map.close()
+        self._file.close()
+
+    def __enter__(self) -> BusyChildren:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

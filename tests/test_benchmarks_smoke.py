@@ -1,0 +1,93 @@
+"""A small run of every benchmark: they work and report what they claim. Timing is for benchmarks/run.py."""
+
+from __future__ import annotations
+
+import math
+
+from benchmarks import accuracy, agent, host, run, scrape, tick
+from benchmarks.common import wait_until as wait_for
+from benchmarks.swarm import Swarm
+
+
+def assert_reported(result, *numbers: str) -> None:
+    for name in numbers:
+        assert name in result.numbers, sorted(result.numbers)
+        assert result.numbers[name] >= 0 and not math.isnan(result.numbers[name]), name
+    text = result.markdown()
+    assert text.startswith(f"### {result.title}")
+    for budget in result.budgets:
+        assert budget.name in text
+
+
+def test_swarm_processes_exist_and_go():
+    with Swarm(20) as swarm:
+        assert len(swarm.pids) == 20
+        assert wait_for(lambda: all(_state(pid) == "S" for pid in swarm.pids), 10)  # all asleep
+    # closed: every child read EOF and was reaped by the helper
+    assert not any(_alive(pid) for pid in swarm.pids)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    return _state(pid) not in ("", "Z")
+
+
+def test_tick_against_the_floor_and_psutil():
+    result = tick.bench(sizes=(30,), repeats=2, psutil_repeats=1)
+    assert_reported(result, "tick_30", "floor_30", "pread_floor_30", "psutil_30")
+    assert result.numbers["processes_30"] >= 30
+    assert result.numbers["frames_30"] == 2  # every timed tick made a Frame
+
+
+def test_host_sampling_rate():
+    result = host.bench(seconds=0.1)
+    assert_reported(result, "ticks_per_s")
+    assert result.numbers["counters"] == 9
+
+
+def test_accuracy_with_schedstat_and_stat_ticks():
+    result = accuracy.bench(window_s=0.05, windows=6, duties=(0.5,))
+    assert_reported(result, "schedstat_median", "schedstat_p95", "stat_ticks_median", "stat_ticks_p95")
+
+
+def test_steady_state_overhead():
+    result = agent.bench_steady(seconds=1.5, big_seconds=1, sizes=(10, 20), warmup_s=0.5)
+    assert_reported(result, "cpu_percent_10", "rss_mean_10", "hwm_20")
+    assert result.numbers["processes_20"] >= 20
+    assert 5e6 < result.numbers["hwm_20"] < 500e6
+
+
+def test_churn_soak():
+    result = agent.bench_soak(seconds=3, extra=10, churn_per_s=20, churn_alive=10)
+    assert_reported(result, "rss_start", "rss_end", "growth", "fds_max")
+    assert result.numbers["born"] >= 20 and result.numbers["killed"] > 0
+
+
+def test_scrape():
+    result = scrape.bench(sizes=(20,), target_series=None, rounds=1, min_interval_s=0.3)
+    if not scrape.has_prometheus():
+        assert "Not measured" in result.markdown()
+        return
+    assert_reported(result, "native_20_fresh", "native_20_bytes", "scaphandre_20_shared")
+    assert result.numbers["native_20_consumers"] == 20
+
+
+def test_run_replaces_only_the_sections_it_ran(tmp_path):
+    out = tmp_path / "performance.md"
+    out.write_text(
+        "# Performance\n\nWritten by hand.\n\n<!-- results:host -->\nold\n<!-- /results:host -->\n\n"
+        "<!-- results:tick -->\nkept\n<!-- /results:tick -->\n"
+    )
+    assert run.main(["--only", "host", "--quick", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# Performance\n\nWritten by hand.")
+    assert "old" not in text and "Host-only sampling rate" in text and "quick mode" in text
+    assert "<!-- results:tick -->\nkept\n<!-- /results:tick -->" in text
+    assert "<!-- results:machine -->" in text

@@ -1,0 +1,117 @@
+"""The procfs hot path: sleepers cost one schedstat read, stat-only mode, no descriptors left, no schedstat."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.test_procfs import write_proc, write_stat
+from wattprobe.procfs import TICK_NS, ProcfsReader, key_pid
+
+
+def cpu_by_pid(tasks: dict[int, int]) -> dict[int, int]:
+    return {key_pid(k): v for k, v in tasks.items()}
+
+
+def test_a_sleeper_is_not_reread_and_a_runner_is(tmp_path):
+    write_stat(tmp_path)
+    write_proc(tmp_path, 42, ticks=(100, 50), sched_ns=1_500_000_000)
+    reader = ProcfsReader(str(tmp_path))
+    reader.scan()
+    key = next(iter(reader.scan()[1]))
+    # stat changes but schedstat does not: the process did not run, its stat is not read again.
+    write_proc(tmp_path, 42, comm="renamed", ticks=(100, 50), sched_ns=1_500_000_000)
+    assert cpu_by_pid(reader.scan()[1]) == {42: 1_500_000_000}
+    assert reader.process(key)[0].comm == "worker"
+    # It ran: both are read, schedstat's nanoseconds win, the exec is noticed.
+    write_proc(tmp_path, 42, comm="renamed", ticks=(101, 50), sched_ns=1_512_345_678)
+    assert cpu_by_pid(reader.scan()[1]) == {42: 1_512_345_678}
+    assert reader.process(key)[0].comm == "renamed"
+    # It starts threads: from now on stat's ticks (all threads), added to what we had.
+    write_proc(tmp_path, 42, comm="renamed", ticks=(111, 60), threads=4, sched_ns=1_520_000_000)
+    assert cpu_by_pid(reader.scan()[1]) == {42: 1_512_345_678 + 20 * TICK_NS}
+    write_proc(tmp_path, 42, comm="renamed", ticks=(121, 60), threads=4, sched_ns=1_520_000_000)
+    assert cpu_by_pid(reader.scan()[1]) == {42: 1_512_345_678 + 30 * TICK_NS}
+    reader.close()
+
+
+def test_stat_only_mode_counts_clock_ticks(tmp_path):
+    write_stat(tmp_path)
+    write_proc(tmp_path, 42, ticks=(100, 50), sched_ns=1_503_000_000)
+    reader = ProcfsReader(str(tmp_path), schedstat=False)
+    assert cpu_by_pid(reader.scan()[1]) == {42: 150 * TICK_NS}
+    write_proc(tmp_path, 42, ticks=(103, 50), sched_ns=1_531_000_000)
+    assert cpu_by_pid(reader.scan()[1]) == {42: 153 * TICK_NS}
+    reader.close()
+
+
+def test_without_schedstat_files_stat_ticks_are_used(tmp_path):
+    write_stat(tmp_path)
+    write_proc(tmp_path, 42, ticks=(100, 50))
+    (tmp_path / "42" / "schedstat").unlink()
+    reader = ProcfsReader(str(tmp_path))
+    first = reader.scan()[1]
+    assert cpu_by_pid(first) == {42: 150 * TICK_NS}
+    write_proc(tmp_path, 42, ticks=(100, 60))
+    (tmp_path / "42" / "schedstat").unlink()
+    second = reader.scan()[1]
+    assert second == {next(iter(first)): 160 * TICK_NS}  # the same process, not seen anew
+    reader.close()
+
+
+_OUT_OF_FDS = """
+import os, resource, shutil, sys
+from pathlib import Path
+from tests.test_procfs import write_proc, write_stat
+from wattprobe.procfs import FD_RESERVE, TICK_NS, ProcfsReader, key_pid
+
+root = Path(sys.argv[1])
+write_stat(root)
+for pid in range(100, 110):
+    write_proc(root, pid, ticks=(pid, 0), sched_ns=pid * TICK_NS)
+# A budget of 5 kept descriptors: 2 processes keep both of theirs, the others are read by path.
+resource.setrlimit(resource.RLIMIT_NOFILE, (FD_RESERVE + 5, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+reader = ProcfsReader(str(root))
+first = reader.scan()[1]
+def target(fd):
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return ""  # the descriptor of the listing itself
+held = [target(fd) for fd in os.listdir("/proc/self/fd")]
+held = [path for path in held if path.startswith(str(root))]
+assert len(held) == 5, held
+assert sorted(first.values()) == [pid * TICK_NS for pid in range(100, 110)], first
+# A process read by path exits and a new process gets its pid before the next scan.
+victim = min(set(range(100, 110)) - {int(path.split("/")[-2]) for path in held})
+shutil.rmtree(root / str(victim))
+write_proc(root, victim, comm="newcomer", starttime=9999, ticks=(1, 0), sched_ns=TICK_NS)
+second = reader.scan()[1]
+assert len(second) == 10, second
+new_key = next(k for k in second if key_pid(k) == victim)
+assert new_key not in first and second[new_key] == TICK_NS, second
+assert reader.process(new_key)[0].comm == "newcomer"
+"""
+
+
+def test_out_of_descriptors_reads_by_path_and_tells_a_reused_pid(tmp_path):
+    # In a fresh interpreter: the limit applies to every descriptor the process holds.
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_FDS, str(tmp_path)], capture_output=True, text=True, cwd=repo
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_agent_lifts_its_soft_fd_limit():
+    code = (
+        "import resource\n"
+        "from wattprobe.procfs import raise_fd_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))\n"
+        "raise_fd_limit()\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard) or hard == resource.RLIM_INFINITY)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
