@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import pytest
 
-from tests.powercap_tree import PowercapTree
+from tests.powercap_tree import PowercapTree, agent_command
 from wattprobe.cli import build_parser
 from wattprobe.exporters import prometheus
 from wattprobe.model import EnergyReading
@@ -88,16 +88,7 @@ def http_get(url: str, headers: dict[str, str] | None = None, **kwargs) -> tuple
 
 def wattprobe(powercap_root: Path, *args: str) -> list[str]:
     """The command line of an agent reading a synthetic powercap tree."""
-    return [
-        sys.executable,
-        "-m",
-        "wattprobe",
-        "-s",
-        "powercap_rapl",
-        "--powercap-root",
-        str(powercap_root),
-        *args,
-    ]
+    return agent_command(powercap_root, *args)
 
 
 @contextmanager

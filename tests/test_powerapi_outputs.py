@@ -6,7 +6,6 @@ import json
 import logging
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from powerapi.database import CsvDB, SocketDB
 from powerapi.report import HWPCReport, PowerReport
 
 from tests.powerapi_helpers import TreeSampler, free_port, naive_utc, utc
-from tests.powercap_tree import PowercapTree
+from tests.powercap_tree import PowercapTree, agent_command
 from wattprobe import cli
 from wattprobe.powerapi.csvdir import CsvDirectory
 from wattprobe.powerapi.reports import hwpc_reports, power_reports, rapl_joules
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def agent(tree: PowercapTree, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run `wattprobe powerapi ARGS` on the tree, its counters advancing in real time."""
-    command = [sys.executable, "-m", "wattprobe", "-s", "powercap_rapl", "--powercap-root", str(tree.root)]
+    command = agent_command(tree.root)
     with tree.running():
         return subprocess.run(
             [*command, "powerapi", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
@@ -97,16 +96,18 @@ def test_socket_stream_is_received_by_powerapi_socketdb(powercap, tmp_path):
     port = free_port()
     db = SocketDB(HWPCReport, "127.0.0.1", port)
     jsonl = tmp_path / "r.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "wattprobe",
+    command = agent_command(
+        powercap.root,
+        "powerapi",
+        "--socket",
+        f"127.0.0.1:{port}",
         "-s",
-        "powercap_rapl",
-        "--powercap-root",
-        str(powercap.root),
-    ]
-    command += ["powerapi", "--socket", f"127.0.0.1:{port}", "-s", "0.25", "-t", "2.5", "-f", str(jsonl)]
+        "0.25",
+        "-t",
+        "2.5",
+        "-f",
+        str(jsonl),
+    )
     with powercap.running():
         agent = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         try:

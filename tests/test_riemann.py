@@ -10,7 +10,6 @@ import socket
 import ssl
 import struct
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.powercap_tree import PowercapTree
+from tests.powercap_tree import PowercapTree, agent_command
 from wattprobe.exporters import riemann_proto
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,13 +122,7 @@ class RiemannServer:
 def agent(tree: PowercapTree, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "wattprobe",
-            "-s",
-            "powercap_rapl",
-            "--powercap-root",
-            str(tree.root),
+            *agent_command(tree.root),
             "riemann",
             *args,
         ],
@@ -289,13 +282,7 @@ def test_mutual_tls(pb2: ModuleType, powercap: PowercapTree, tmp_path: Path) -> 
 
 def test_mtls_options_are_checked_up_front(powercap: PowercapTree, tmp_path: Path) -> None:
     base = [
-        sys.executable,
-        "-m",
-        "wattprobe",
-        "-s",
-        "powercap_rapl",
-        "--powercap-root",
-        str(powercap.root),
+        *agent_command(powercap.root),
         "riemann",
     ]
     run = subprocess.run(

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.powercap_tree import PowercapTree
+from tests.powercap_tree import PowercapTree, agent_command
 from wattprobe.exporters.points import Point
 from wattprobe.exporters.warp10 import gts_line
 
@@ -224,13 +224,7 @@ def test_missing_token_is_a_one_line_error(powercap: PowercapTree) -> None:
     for command in ("warp10", "warpten"):
         run = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "wattprobe",
-                "-s",
-                "powercap_rapl",
-                "--powercap-root",
-                str(powercap.root),
+                *agent_command(powercap.root),
                 command,
             ],
             cwd=REPO,
