@@ -18,30 +18,18 @@ from wattprobe.sampler import Sampler
 from wattprobe.sensors.powercap import PowercapSensor
 
 
-class FakeClock:
-    """A monotonic clock in ns that moves only when told."""
-
-    def __init__(self) -> None:
-        self.ns = 1_000_000_000
-
-    def __call__(self) -> int:
-        return self.ns
-
-
 class TreeSampler:
     """A real Sampler on a synthetic tree whose counters and clock advance together, exactly."""
 
     def __init__(self, tree: PowercapTree) -> None:
         self.tree = tree
-        self.clock = FakeClock()
-        self.sampler = Sampler(PowercapSensor(str(tree.root), clock=self.clock), ProcfsReader())
+        self.sampler = Sampler(PowercapSensor(str(tree.root), clock=tree.clock), ProcfsReader())
         assert self.sampler.tick() is None  # the baseline
 
     def frame(self, seconds: float = 1.0) -> tuple[Frame, dict[Any, float]]:
         """Advance by `seconds`; the Frame and the joules each counter gained, as the tree wrote them."""
         before = {key: int(uj) for key, uj in self.tree.energy.items()}
-        self.tree.advance(seconds)
-        self.clock.ns += round(seconds * 1e9)
+        self.tree.advance(seconds)  # the counters and the sensor's clock, together
         _burn_cpu(0.01)  # so that this process has a CPU share to report
         frame = self.sampler.tick()
         assert frame is not None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from wattprobe.errors import UsageError
 from wattprobe.exporters import promoptions
-from wattprobe.options import non_negative
+from wattprobe.options import non_negative, port
 
 if TYPE_CHECKING:
     from wattprobe.exporters.metrics_http import MetricsServer
@@ -34,9 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-a", "--address", default="::", help="address to listen on (default :: = all, IPv4 too)"
     )
-    parser.add_argument(
-        "-p", "--port", type=promoptions.port, default=8080, help="TCP port (default 8080; 0: any free)"
-    )
+    parser.add_argument("-p", "--port", type=port, default=8080, help="TCP port (default 8080; 0: any free)")
     parser.add_argument("-s", "--suffix", default="metrics", help="metrics path: /SUFFIX (default metrics)")
     parser.add_argument(
         "--min-interval",

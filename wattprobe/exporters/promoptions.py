@@ -13,13 +13,6 @@ DEFAULT_TOP = 20
 DEFAULT_CMDLINE_MAX = 256
 
 
-def port(text: str) -> int:
-    """argparse type: a TCP port."""
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535): {text!r}")
-    return int(text)
-
-
 @dataclass(frozen=True, slots=True)
 class SeriesOptions:
     """What to emit and how to label it."""

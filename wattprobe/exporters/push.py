@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from wattprobe.errors import UsageError
 from wattprobe.exporters import promoptions
-from wattprobe.options import positive
+from wattprobe.options import port, positive
 
 NAME = "prometheus-push"
 HELP = "push metrics to a Prometheus Pushgateway every step"
@@ -33,9 +33,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-H", "--host", default="localhost", help="Pushgateway host (default localhost)")
-    parser.add_argument(
-        "-p", "--port", type=promoptions.port, default=9091, help="Pushgateway port (default 9091)"
-    )
+    parser.add_argument("-p", "--port", type=port, default=9091, help="Pushgateway port (default 9091)")
     parser.add_argument("--suffix", default="metrics", help="Pushgateway API path (default metrics)")
     parser.add_argument("-S", "--scheme", choices=("http", "https"), default="http", help="default http")
     parser.add_argument(

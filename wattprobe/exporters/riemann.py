@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.exporters.points import Point, frame_points
-from wattprobe.options import positive
+from wattprobe.options import port, positive
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Riemann server's name or IP address; with --mtls, the name its certificate carries "
         "(default localhost)",
     )
-    parser.add_argument("-p", "--port", type=int, default=5555, help="Riemann TCP port (default 5555)")
+    parser.add_argument("-p", "--port", type=port, default=5555, help="Riemann TCP port (default 5555)")
     parser.add_argument(
         "-d",
         "--dispatch",

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.exporters.points import Point, frame_points
-from wattprobe.options import count, positive
+from wattprobe.options import count, port, positive
 
 NAME = "warp10"
 HELP = "send power to a Warp 10 platform (GTS over HTTP)"
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-H", "--host", default="localhost", help="Warp 10 host name or IP (default localhost)"
     )
-    parser.add_argument("-p", "--port", type=int, default=8080, help="Warp 10 port (default 8080)")
+    parser.add_argument("-p", "--port", type=port, default=8080, help="Warp 10 port (default 8080)")
     parser.add_argument("-S", "--scheme", choices=("http", "https"), default="http", help="default http")
     parser.add_argument(
         "-t", "--write-token", help=f"Warp 10 write token (default: the {TOKEN_ENV} environment variable)"
