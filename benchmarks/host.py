@@ -1,8 +1,8 @@
 """Host-only sampling rate: RAPL reads and host power, without the /proc scan.
 
 A tick here is what host power needs: `PowercapSensor.read()` of a synthetic powercap tree (two
-sockets with core, uncore and dram, and psys: 9 counters), the per-counter deltas across wraps and
-the host energy, as the sampler computes them. Ticks run back to back for the given time.
+sockets with core, uncore and dram, and psys: 9 counters) judged by the sampler's `CounterGuard`
+(per-counter deltas across wraps, bounds, host energy). Ticks run back to back for the given time.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmarks.common import Budget, Result, fmt
 from tests.powercap_tree import PowercapTree
-from wattprobe.attribution import energy_deltas, host_energy
+from wattprobe.counters import CounterGuard
 from wattprobe.sensors.powercap import PowercapSensor
 
 
@@ -21,19 +21,18 @@ def bench(seconds: float = 3.0) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         tree = PowercapTree(Path(tmp) / "powercap")
         sensor = PowercapSensor(str(tree.root))
+        guard = CounterGuard(sensor)
         prev = sensor.read()
         ticks = 0
         start = time.perf_counter()
         deadline = start + seconds
         while (now := time.perf_counter()) < deadline:
-            reading = sensor.read()
-            deltas = energy_deltas(prev, reading)
-            if deltas is not None:
-                host_energy(deltas)
-            prev = reading
+            accepted = guard.next(prev)  # read, judged against the last reading
+            if accepted is not None:
+                prev = accepted.reading
             ticks += 1
         rate = ticks / (now - start)
-        counters = len(reading.counters)
+        counters = len(prev.counters)
     result = Result(
         "host",
         "Host-only sampling rate (RAPL)",

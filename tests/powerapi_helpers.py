@@ -13,9 +13,6 @@ from typing import Any
 
 from tests.powercap_tree import PowercapTree
 from wattprobe.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
-from wattprobe.procfs import ProcfsReader
-from wattprobe.sampler import Sampler
-from wattprobe.sensors.powercap import PowercapSensor
 
 
 class TreeSampler:
@@ -23,7 +20,7 @@ class TreeSampler:
 
     def __init__(self, tree: PowercapTree) -> None:
         self.tree = tree
-        self.sampler = Sampler(PowercapSensor(str(tree.root), clock=tree.clock), ProcfsReader())
+        self.sampler = tree.sampler()
         assert self.sampler.tick() is None  # the baseline
 
     def frame(self, seconds: float = 1.0) -> tuple[Frame, dict[Any, float]]:

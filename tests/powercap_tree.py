@@ -11,6 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from wattprobe.procfs import ProcfsReader
+from wattprobe.sampler import Sampler
+from wattprobe.sensors.powercap import PowercapSensor
+
 # Intel's usual range: 2**32 units of 61.035 µJ.
 MAX_UJ = 262_143_328_850
 Key = tuple[int | None, str]
@@ -65,10 +69,14 @@ class PowercapTree:
         start_uj: int = 0,
         max_uj: int = MAX_UJ,
         mmio_duplicate: bool = False,
+        tear_pause_s: float | None = None,
+        max_power_w: float | None = None,
     ) -> None:
         self.root = root
         self.watts = dict(watts or default_watts())
         self.max_uj = max_uj
+        self.tear_pause_s = tear_pause_s
+        self.max_power_w = max_power_w
         self.clock = FakeClock()  # pass as PowercapSensor(clock=...) for deterministic windows
         self._stamp = multiprocessing.Value("q", 0, lock=False)  # see running()
         self.paths: dict[Key, Path] = {}
@@ -95,33 +103,75 @@ class PowercapTree:
         (path / "name").write_text(name + "\n")
         (path / "max_energy_range_uj").write_text(f"{self.max_uj}\n")
         (path / "enabled").write_text("1\n")
+        if self.max_power_w is not None:  # as RAPL names its limits: long_term (PL1), short_term (PL2)
+            (path / "constraint_0_name").write_text("long_term\n")
+            (path / "constraint_0_max_power_uw").write_text(f"{round(self.max_power_w * 1e6)}\n")
+            (path / "constraint_1_name").write_text("short_term\n")
+            (path / "constraint_1_max_power_uw").write_text("0\n")
         self.paths[key] = path / "energy_uj"
         self.energy[key] = float(start_uj)
         self._write(key)
 
     def _write(self, key: Key) -> None:
+        text = f"{int(self.energy[key]) % self.max_uj}\n"  # as the sensor reads a wrap
+        if self.tear_pause_s is not None and self.paths[key].exists():
+            # In place, as a writer that truncates then writes in pieces (a guest reading the tree through
+            # 9p or virtiofs sees this): a reader may find the file empty or holding the first digits.
+            fd = os.open(self.paths[key], os.O_WRONLY | os.O_TRUNC)
+            try:
+                half = len(text) // 2
+                os.write(fd, text[:half].encode())
+                time.sleep(self.tear_pause_s)
+                os.write(fd, text[half:].encode())
+            finally:
+                os.close(fd)
+            return
         tmp = self.paths[key].with_suffix(".tmp")
-        tmp.write_text(f"{int(self.energy[key]) % self.max_uj}\n")  # as the sensor reads a wrap
+        tmp.write_text(text)
         os.replace(tmp, self.paths[key])
 
-    def advance(self, seconds: float) -> None:
-        """Add watts x seconds to every counter (wrapping at max_energy_range_uj), and to the clock."""
+    def sampler(self, procfs: ProcfsReader | None = None) -> Sampler:
+        """A Sampler reading this tree on the tree's clock: its pauses (between re-reads) let the tree's
+        time pass, as real time passes for RAPL."""
+        return Sampler(
+            PowercapSensor(str(self.root), clock=self.clock), procfs or ProcfsReader(), sleep=self.advance
+        )
+
+    def write_torn(self, key: Key, keep: int | None = None) -> None:
+        """Leave `key`'s file as a writer caught mid-write would: the first `keep` digits of its value
+        (default: half of them), or empty with keep=0. `advance()` or `rewrite()` completes it."""
+        text = f"{int(self.energy[key]) % self.max_uj}"
+        self.paths[key].write_text(text[: len(text) // 2 if keep is None else keep])
+
+    def rewrite(self) -> None:
+        """Write every counter's current value again (finishing torn writes)."""
+        for key in self.energy:
+            self._write(key)
+
+    def advance(self, seconds: float, *, write: bool = True) -> None:
+        """Add watts x seconds to every counter (wrapping at max_energy_range_uj), and to the clock.
+
+        `write=False`: the energy is spent but not yet on disk (a writer that is stuck).
+        """
         for key, watts in self.watts.items():
             self.energy[key] += watts * seconds * 1e6
-            self._write(key)
+            if write:
+                self._write(key)
         self.clock.ns += round(seconds * 1e9)
 
     @contextmanager
-    def running(self, period_s: float = 0.001) -> Iterator[None]:
+    def running(self, period_s: float = 0.001, stall: tuple[float, float] | None = None) -> Iterator[None]:
         """Advance the counters in real time, from another process, until the block ends.
 
         Meanwhile `written_at()` is the monotonic time (ns) the counters on disk stand for: a clock
         for an in-process PowercapSensor that stays exact however late the writer runs on a busy machine.
+        `stall=(every_s, for_s)`: every `every_s` the writer stops writing for `for_s`, then catches up
+        with the energy of the whole stall at once (a host exporter that hung).
         """
         stop = multiprocessing.Event()
         self._stamp.value = time.monotonic_ns()
         process = multiprocessing.get_context("fork").Process(
-            target=self._run, args=(stop, period_s), daemon=True
+            target=self._run, args=(stop, period_s, stall), daemon=True
         )
         process.start()
         try:
@@ -133,12 +183,17 @@ class PowercapTree:
     def written_at(self) -> int:
         return self._stamp.value
 
-    def _run(self, stop, period_s: float) -> None:
+    def _run(self, stop, period_s: float, stall: tuple[float, float] | None) -> None:
         with contextlib.suppress(OSError):
             os.nice(-10)  # keep up on a busy machine, where allowed
         last = self._stamp.value
+        next_stall = last + round(stall[0] * 1e9) if stall else None
         while not stop.is_set():
             time.sleep(period_s)
             now = time.monotonic_ns()
+            if stall and next_stall is not None and now >= next_stall:
+                stop.wait(stall[1])
+                next_stall = time.monotonic_ns() + round(stall[0] * 1e9)
+                continue
             self.advance((now - last) / 1e9)
             self._stamp.value = last = now

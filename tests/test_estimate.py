@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from wattprobe.attribution import energy_deltas, host_energy
+from wattprobe.counters import energy_deltas, host_energy
 from wattprobe.sensors.estimate import CPU_PROFILES, EstimateSensor, teads_fraction
 
 

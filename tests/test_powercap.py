@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.powercap_tree import MAX_UJ, PowercapTree, default_watts
-from wattprobe.attribution import counter_delta, energy_deltas, host_energy
+from wattprobe.counters import energy_deltas, host_energy
 from wattprobe.errors import SensorReadError, WattprobeError
-from wattprobe.model import Counter
 from wattprobe.sensors.powercap import PowercapSensor
 
 
@@ -60,24 +59,11 @@ def test_an_empty_or_garbled_read_is_a_skipped_sample(powercap, content):
         sensor.read()
 
 
-def test_counter_delta_rules():
-    max_uj = 1000
-    assert counter_delta(Counter(0, "package", 100, max_uj), Counter(0, "package", 300, max_uj)) == 200
-    assert (
-        counter_delta(Counter(0, "package", 900, max_uj), Counter(0, "package", 100, max_uj)) == 200
-    )  # wrap
-    # A torn value (a digit short) after a wrap-sized jump: not a wrap.
-    assert counter_delta(Counter(0, "package", 200, max_uj), Counter(0, "package", 20, max_uj)) is None
-    # A counter with no known range never wraps: a decrease is a reset or a torn read.
-    assert counter_delta(Counter(0, "package", 600), Counter(0, "package", 60)) is None
-    assert counter_delta(Counter(0, "package", 0, max_uj), Counter(0, "package", 900, max_uj)) is None
-
-
-def test_missing_tree_names_the_module_vm_and_estimate(tmp_path):
+def test_missing_tree_names_the_module_and_vm(tmp_path):
     with pytest.raises(WattprobeError) as error:
         PowercapSensor(str(tmp_path / "nope"))
     message = str(error.value)
-    assert "modprobe intel_rapl_common" in message and "--vm" in message and "-s estimate" in message
+    assert "modprobe intel_rapl_common" in message and "--vm" in message
 
 
 def test_tree_without_rapl_zones_is_an_error(tmp_path):

@@ -1,4 +1,4 @@
-"""Two snapshots -> one Frame: energy deltas (wrap handled here, once), power, and its split.
+"""Two snapshots -> one Frame: power from the energy deltas (judged in `wattprobe.counters`), and its split.
 
 Attribution: a process's power = host power x its CPU time / machine CPU time (all CPUs) over the
 same window. What no process explains (idle CPUs, processes that exited inside the window, work
@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from wattprobe.counters import CounterKey, host_energy
 from wattprobe.model import (
-    HOST_DOMAINS,
     Consumer,
-    Counter,
     DomainPower,
-    EnergyReading,
     Frame,
     Group,
     ProcessInfo,
@@ -24,48 +22,7 @@ from wattprobe.model import (
     SocketPower,
 )
 
-CounterKey = tuple[int | None, str]
 ProcessLookup = Callable[[int], tuple[ProcessInfo, int, int] | None]
-
-
-def counter_delta(prev: Counter, now: Counter) -> int | None:
-    """µJ spent between two reads of one counter, across a wrap; None when the pair is implausible.
-
-    A counter goes down only when it wraps at max_uj. Between two reads a few seconds apart it
-    cannot legitimately advance by half its range (that takes minutes to hours at full power), so
-    such a delta, or a decrease on a counter with no known range, is a torn or reset value.
-    """
-    delta = now.uj - prev.uj
-    if delta < 0 and prev.max_uj > 0:
-        delta += prev.max_uj
-    if delta < 0 or (prev.max_uj > 0 and delta > prev.max_uj // 2):
-        return None
-    return delta
-
-
-def energy_deltas(prev: EnergyReading, now: EnergyReading) -> dict[CounterKey, int] | None:
-    """Per-counter µJ over the window; None if any counter present in both reads is implausible."""
-    before = {c.key: c for c in prev.counters}
-    deltas = {}
-    for counter in now.counters:
-        old = before.get(counter.key)
-        if old is None:
-            continue
-        delta = counter_delta(old, counter)
-        if delta is None:
-            return None
-        deltas[counter.key] = delta
-    return deltas
-
-
-def host_energy(deltas: dict[CounterKey, int]) -> tuple[int, str]:
-    """Host µJ and where it comes from: a host-wide counter (psys, wall) if any, else packages + dram."""
-    for domain in HOST_DOMAINS:
-        if (None, domain) in deltas:
-            return deltas[(None, domain)], domain
-    packages = sum(d for (_, domain), d in deltas.items() if domain == "package")
-    dram = [d for (_, domain), d in deltas.items() if domain == "dram"]
-    return packages + sum(dram), "package+dram" if dram else "package"
 
 
 @dataclass

@@ -13,5 +13,21 @@ class UsageError(WattprobeError):
     exit_code = 2
 
 
+class SensorUnavailable(WattprobeError):
+    """A sensor that cannot work here: `reason` says why, `fix` what to do about it."""
+
+    def __init__(self, reason: str, fix: str) -> None:
+        super().__init__(f"{reason}; {fix}")
+        self.reason = reason
+        self.fix = fix
+
+
 class SensorReadError(Exception):
-    """A transient failure to read a sensor (torn or garbled value): the tick is skipped."""
+    """A failure to read a sensor: the sample is skipped.
+
+    `lasting`: waiting will not cure it (permissions), so start-up gives up at once.
+    """
+
+    def __init__(self, message: str, *, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.lasting = lasting

@@ -21,6 +21,7 @@ class Counter:
     domain: str  # package, core, uncore, dram, psys, wall
     uj: int  # cumulative energy, µJ
     max_uj: int = 0  # the value at which the counter wraps to 0 (max_energy_range_uj); 0: never wraps
+    max_w: float = 0.0  # the most its zone can draw, W; 0: unknown (wattprobe.counters bounds it)
 
     @property
     def key(self) -> tuple[int | None, str]:
@@ -42,7 +43,7 @@ class Sensor(Protocol):
     estimated: bool  # True when the figures come from a model, not a measurement
 
     def read(self) -> EnergyReading:
-        """Read every counter now; raise SensorReadError for a transient bad read."""
+        """Read every counter now; raise SensorReadError when a counter cannot be read."""
         ...
 
     def close(self) -> None: ...

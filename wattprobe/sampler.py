@@ -7,34 +7,33 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from wattprobe.attribution import EnergyTotals, attribute, energy_deltas, host_energy
-from wattprobe.errors import SensorReadError
-from wattprobe.model import Frame, Sensor, Snapshot
+from wattprobe.attribution import EnergyTotals, attribute
+from wattprobe.counters import CounterGuard, host_energy
+from wattprobe.model import EnergyReading, Frame, Sensor, Snapshot
 from wattprobe.procfs import ProcfsReader, raise_fd_limit
 
 log = logging.getLogger(__name__)
-
-# Consecutive implausible readings after which the counters are taken as reset (a VM restarted).
-MAX_REJECTED = 3
 
 
 class Sampler:
     """Ticks: snapshot now, compare with the previous snapshot, publish an immutable Frame."""
 
-    def __init__(self, sensor: Sensor, procfs: ProcfsReader) -> None:
+    def __init__(
+        self, sensor: Sensor, procfs: ProcfsReader, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.sensor = sensor
         self.procfs = procfs
         self.latest: Frame | None = None
         self.tick_seconds = 0.0  # how long the last tick took
+        self._guard = CounterGuard(sensor, sleep=sleep)  # `sleep`: between the re-reads of a torn value
         self._prev: Snapshot | None = None
         self._totals = EnergyTotals()
-        self._rejected = 0
         self._lock = threading.Lock()
 
-    def snapshot(self) -> Snapshot:
-        energy = self.sensor.read()
+    def snapshot(self, energy: EnergyReading) -> Snapshot:
+        """`energy` and the CPU times of the machine and its processes, now."""
         machine, tasks = self.procfs.scan()
         return Snapshot(time.monotonic_ns(), time.time(), energy, machine, tasks)
 
@@ -56,26 +55,22 @@ class Sampler:
                 gc.enable()
 
     def _measure(self) -> Frame | None:
+        """A Frame since the last accepted snapshot, or None: a first snapshot, or a skipped sample
+        (the counters judged it wrong: the next window is measured from the last good snapshot)."""
         started = time.perf_counter()
-        try:
-            now = self.snapshot()
-        except SensorReadError as error:
-            log.warning("sample skipped: %s", error)
-            return None
-        prev, self._prev = self._prev, now
+        prev = self._prev
         if prev is None:
+            reading = self._guard.baseline()
+            if reading is not None:
+                self._prev = self.snapshot(reading)
             return None
-        deltas = energy_deltas(prev.energy, now.energy)
-        if deltas is None:
-            self._rejected += 1
-            if self._rejected < MAX_REJECTED:
-                log.warning("sample skipped: an energy counter went backwards or jumped (torn read?)")
-                self._prev = prev  # measure the next window from the last good snapshot
-            else:
-                log.warning("energy counters reset: measuring from the new values")
-                self._rejected = 0
+        accepted = self._guard.next(prev.energy)
+        if accepted is None:
             return None
-        self._rejected = 0
+        now = self._prev = self.snapshot(accepted.reading)
+        deltas = accepted.deltas
+        if deltas is None:  # a new baseline
+            return None
         self._totals.add(deltas, host_energy(deltas)[0])
         frame = attribute(
             prev,

@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from wattprobe.errors import WattprobeError
+from wattprobe.errors import SensorUnavailable, UsageError
 from wattprobe.model import Sensor
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,16 @@ def powercap_root(args: argparse.Namespace) -> str:
 
 
 def make_sensor(args: argparse.Namespace) -> Sensor:
-    """Open the sensor the options ask for; raise WattprobeError with the fix when it cannot work."""
-    from wattprobe.sensors.estimate import EstimateSensor
-    from wattprobe.sensors.powercap import PowercapSensor
+    """Open the sensor the options ask for; raise WattprobeError with the fix when it cannot work.
 
-    if args.sensor == "powercap_rapl":
-        return PowercapSensor(powercap_root(args), vm=args.vm)
+    With --vm the user asked for the host's figures: a missing or unusable tree is an error, never a
+    fallback to the estimate. Under `auto` on a host without RAPL, the fallback is said in one line.
+    """
+    from wattprobe.sensors.estimate import EstimateSensor
+    from wattprobe.sensors.powercap import open_powercap
+
+    if args.vm and args.sensor in ("estimate", "powerspy2"):
+        raise UsageError(f"--vm reads the powercap tree the host exports: drop --vm or -s {args.sensor}")
     if args.sensor == "estimate":
         return EstimateSensor.from_args(args)
     if args.sensor == "powerspy2":
@@ -67,9 +71,20 @@ def make_sensor(args: argparse.Namespace) -> Sensor:
 
         return PowerSpy2Sensor(args.powerspy_device)
     try:
-        return PowercapSensor(powercap_root(args), vm=args.vm)
-    except WattprobeError as why:
+        return open_powercap(powercap_root(args), vm=args.vm)
+    except SensorUnavailable as why:
+        if args.vm:
+            raise
+        if args.sensor == "powercap_rapl":
+            raise SensorUnavailable(
+                why.reason, f"{why.fix}; or estimate from CPU load with -s estimate"
+            ) from None
         sensor = EstimateSensor.from_args(args)
-        log.warning("no usable powercap tree: %s", why)
-        log.warning("estimating power from CPU load instead (%s); figures are marked estimated", sensor.model)
+        log.warning(
+            "no usable powercap tree (%s): estimating power from CPU load instead (%s), every figure marked "
+            "estimated; to measure it: %s",
+            why.reason,
+            sensor.model,
+            why.fix,
+        )
         return sensor

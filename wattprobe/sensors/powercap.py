@@ -9,22 +9,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wattprobe.errors import SensorReadError, WattprobeError
+from wattprobe.counters import first_reading
+from wattprobe.errors import SensorReadError, SensorUnavailable
 from wattprobe.model import Counter, EnergyReading
 
 log = logging.getLogger(__name__)
 
 _ZONE = re.compile(r"^intel-rapl(-mmio)?:(\d+)(?::(\d+))?$")
 _PACKAGE = re.compile(r"^package-(\d+)")
+_CONSTRAINT_POWER = re.compile(r"^constraint_\d+_(max_power|power_limit)_uw$")
+# A zone may draw more than the largest power it states (PL1 is often the TDP, and short bursts go to
+# PL2 or PL4, up to a few times that): its bound is this many times that figure.
+STATED_POWER_MARGIN = 4
 
 NO_RAPL_FIX = (
     "load the RAPL driver (sudo modprobe intel_rapl_common intel_rapl_msr), or inside a virtual machine "
-    "use --vm with the tree its host exports, or use -s estimate"
+    "use --vm with the tree its host exports"
+)
+VM_FIX = (
+    "mount the host's export at /var/scaphandre (mount -t virtiofs scaphandre /var/scaphandre) or set "
+    "SCAPHANDRE_POWERCAP_PATH to where it is, and check that the host runs `wattprobe qemu`"
 )
 PERMISSION_FIX = (
     "since Linux 5.10 energy_uj is readable by root only: run as root, or give a group read access "
     "(sudo groupadd -f powercap && sudo chgrp powercap {pattern} && sudo chmod g+r {pattern}, then add "
-    "the user to the powercap group; deploy/ has a unit that does it at boot), or use -s estimate"
+    "the user to the powercap group; deploy/ has a unit that does it at boot)"
 )
 
 
@@ -34,6 +43,7 @@ class Zone:
     socket: int | None
     domain: str
     max_uj: int
+    max_w: float  # what it can draw at most, from its constraint_* files; 0 when the tree does not say
 
 
 class PowercapSensor:
@@ -44,11 +54,13 @@ class PowercapSensor:
 
     def __init__(self, root: str, *, vm: bool = False, clock: Callable[[], int] = time.monotonic_ns) -> None:
         self.root = root
+        self.vm = vm
         self.clock = clock
         self.zones = discover(root, vm=vm)
-        self.read()  # fail now, with the fix, rather than at the first tick
 
     def read(self) -> EnergyReading:
+        """Every zone's counter as its file says it now; whether the values are plausible is for
+        `wattprobe.counters` to judge."""
         counters = []
         for zone in self.zones:
             try:
@@ -56,20 +68,34 @@ class PowercapSensor:
                     raw = f.read()
                 uj = int(raw)
             except PermissionError as error:
-                raise WattprobeError(
-                    f"cannot read {zone.path}: permission denied; "
-                    + PERMISSION_FIX.format(pattern=f"{self.root}/intel-rapl*/energy_uj")
-                ) from error
+                raise SensorReadError(f"cannot read {zone.path}: permission denied", lasting=True) from error
             except (OSError, ValueError) as error:
-                # Empty, torn or garbled (a VM's tree being rewritten): skip this sample.
+                # Empty, torn or garbled (a VM's tree being rewritten): read again, or skip this sample.
                 raise SensorReadError(f"unreadable energy counter {zone.path}: {error}") from error
             if uj < 0:
                 raise SensorReadError(f"negative energy counter {zone.path}: {uj}")
-            counters.append(Counter(zone.socket, zone.domain, uj, zone.max_uj))
+            counters.append(Counter(zone.socket, zone.domain, uj, zone.max_uj, zone.max_w))
         return EnergyReading(self.clock(), tuple(counters))
 
     def close(self) -> None:
         pass
+
+
+def open_powercap(root: str, *, vm: bool = False) -> PowercapSensor:
+    """A powercap sensor whose counters gave two consistent reads; SensorUnavailable with the fix if not."""
+    sensor = PowercapSensor(root, vm=vm)
+    try:
+        first_reading(sensor)
+    except SensorReadError as error:
+        if error.lasting:
+            fix = PERMISSION_FIX.format(pattern=f"{root}/intel-rapl*/energy_uj")
+        elif vm:
+            fix = VM_FIX
+        else:
+            fix = "reload the RAPL driver (sudo modprobe -r intel_rapl_msr && sudo modprobe intel_rapl_msr)"
+        reason = str(error) if root in str(error) else f"{error} at {root}"
+        raise SensorUnavailable(reason, fix) from None
+    return sensor
 
 
 def discover(root: str, *, vm: bool = False) -> tuple[Zone, ...]:
@@ -79,14 +105,15 @@ def discover(root: str, *, vm: bool = False) -> tuple[Zone, ...]:
     repeat a counter the MSR tree already has are left out.
     """
     where = f"{root} (the tree exported by the host)" if vm else root
+    fix = VM_FIX if vm else NO_RAPL_FIX
     try:
         entries = os.listdir(root)
     except FileNotFoundError:
-        raise WattprobeError(f"no powercap tree at {where}: {NO_RAPL_FIX}") from None
+        raise SensorUnavailable(f"no powercap tree at {where}", fix) from None
+    except NotADirectoryError:
+        raise SensorUnavailable(f"{where} is not a powercap tree (not a folder)", fix) from None
     except PermissionError:
-        raise WattprobeError(
-            f"cannot list {where}: permission denied; run as root or use -s estimate"
-        ) from None
+        raise SensorUnavailable(f"cannot list {where}: permission denied", "run as root") from None
     dirs = {}
     for entry in entries:
         dirs.setdefault(entry, f"{root}/{entry}")
@@ -105,7 +132,7 @@ def discover(root: str, *, vm: bool = False) -> tuple[Zone, ...]:
         if zone is not None:
             zones.setdefault((zone.socket, zone.domain), zone)
     if not zones:
-        raise WattprobeError(f"no RAPL zones (intel-rapl:N) in the powercap tree at {where}: {NO_RAPL_FIX}")
+        raise SensorUnavailable(f"no RAPL zones (intel-rapl:N) in the powercap tree at {where}", fix)
     return tuple(zones.values())
 
 
@@ -115,18 +142,29 @@ def _zone(path: str, package: int, is_domain: bool, dirs: dict[str, str], *, mmi
         return None
     max_text = _read_text(f"{path}/max_energy_range_uj")
     max_uj = int(max_text) if max_text.isdigit() else 0  # unknown: a decrease is never taken as a wrap
+    max_w = _stated_max_watts(path) * STATED_POWER_MARGIN
     if name == "psys":
-        return Zone(f"{path}/energy_uj", None, "psys", max_uj)
+        return Zone(f"{path}/energy_uj", None, "psys", max_uj, max_w)
     match = _PACKAGE.match(name)
     if match:
-        return Zone(f"{path}/energy_uj", int(match.group(1)), "package", max_uj)
+        return Zone(f"{path}/energy_uj", int(match.group(1)), "package", max_uj, max_w)
     if not is_domain:
         return None
     # A domain belongs to the socket its parent package names.
     parent = dirs.get(f"intel-rapl{'-mmio' if mmio else ''}:{package}")
     parent_name = _read_text(f"{parent}/name") if parent else ""
     match = _PACKAGE.match(parent_name or "")
-    return Zone(f"{path}/energy_uj", int(match.group(1)) if match else package, name, max_uj)
+    return Zone(f"{path}/energy_uj", int(match.group(1)) if match else package, name, max_uj, max_w)
+
+
+def _stated_max_watts(path: str) -> float:
+    """The largest power a zone's constraints state (maximum or limit set), in W; 0 when none does."""
+    try:
+        names = [n for n in os.listdir(path) if _CONSTRAINT_POWER.match(n)]
+    except OSError:
+        return 0.0
+    values = [_read_text(f"{path}/{n}") for n in names]
+    return max((int(v) / 1e6 for v in values if v.isdigit()), default=0.0)
 
 
 def _read_text(path: str) -> str:
