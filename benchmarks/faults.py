@@ -6,76 +6,20 @@ does exactly that every millisecond. The agent runs as a user would run it (`wat
 50 ms steps), many times, optionally with CPU burners competing for the two cores, and every
 document is checked: a spike is a host power above 3 x the tree's, a hole a document at 0 W. A
 second mode stalls the writer (it stops for a while, then catches up at once, as a hung exporter).
+
+    python -m benchmarks.faults [RUNS]     # 20 runs of 5 s per case by default (about 6 minutes)
+
+It prints a markdown table; tests/test_counters.py runs a short version on every test run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks.common import REPO, Result
-from tests.powercap_tree import PowercapTree
-
-TREE_WATTS = {(0, "package"): 30.0, (0, "core"): 20.0}  # a VM's tree, as the qemu exporter writes it
-START_UJ = 1_500_000_000
-MAX_UJ = 2**60
-
-
-@contextlib.contextmanager
-def burners(n: int) -> Iterator[None]:
-    """`n` processes spinning on a CPU each, for the block."""
-    processes = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-    try:
-        yield
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait()
-
-
-def one_run(tmp: Path, seconds: float, stall: tuple[float, float] | None) -> dict[str, float]:
-    """One agent run on a fresh torn (or stalling) tree: documents, spikes, holes, tracebacks."""
-    tree = PowercapTree(tmp, TREE_WATTS, start_uj=START_UJ, max_uj=MAX_UJ, tear_pause_s=0.001)
-    command = [
-        sys.executable,
-        "-m",
-        "wattprobe",
-        "--vm",
-        "json",
-        "-t",
-        str(seconds),
-        "-s",
-        "0",
-        "-n",
-        "50000000",
-    ]
-    with tree.running(stall=stall):
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env={**os.environ, "SCAPHANDRE_POWERCAP_PATH": str(tmp)},
-            timeout=seconds + 30,
-        )
-    try:
-        watts = [doc["host"]["consumption"] / 1e6 for doc in json.loads(result.stdout)]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        watts = []
-    return {
-        "documents": len(watts),
-        "spikes": sum(w > 3 * TREE_WATTS[(0, "package")] for w in watts),
-        "holes": sum(w == 0 for w in watts),
-        "max_w": max(watts, default=0.0),
-        "traceback": float("Traceback" in result.stderr),
-        "failed": float(result.returncode != 0),
-    }
+from benchmarks.common import Result
+from tests.faults import burners, torn_tree_run
 
 
 def bench(runs: int = 20, seconds: float = 5.0) -> Result:
@@ -100,7 +44,7 @@ def bench(runs: int = 20, seconds: float = 5.0) -> Result:
         with burners(n_burners):
             for i in range(runs):
                 with tempfile.TemporaryDirectory() as tmp:
-                    run = one_run(Path(tmp) / f"tree{i}", seconds, stall)
+                    run = torn_tree_run(Path(tmp) / f"tree{i}", seconds, stall)
                 for key, value in run.items():
                     totals[key] = max(totals[key], value) if key == "max_w" else totals[key] + value
         rows.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 
 import pytest
 
+from tests.powercap_tree import PowercapTree
 from wattprobe import __version__
 
 # The agent runs as a subprocess against a tree another process advances in real time: on a busy
@@ -100,9 +102,10 @@ def test_root_only_energy_uj_gives_the_permission_fix(powercap):
 def test_auto_falls_back_to_estimate_and_says_why_once(tmp_path):
     result = wattprobe("--powercap-root", str(tmp_path / "none"), "stdout", "-t", "1", "-s", "0.5")
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("no usable powercap tree") == 1
-    assert "modprobe intel_rapl_common" in result.stderr
-    assert "estimating power from CPU load" in result.stderr
+    (line,) = result.stderr.splitlines()  # one line: why, what instead, how to measure
+    assert "no usable powercap tree" in line and "modprobe intel_rapl_common" in line
+    assert "estimating power from CPU load" in line
+    assert "-s estimate" not in line  # the estimate is already what it does
     hosts = [line for line in result.stdout.splitlines() if line.startswith("Host:")]
     assert len(hosts) == 2 and all("(estimated)" in line for line in hosts)
 
@@ -197,3 +200,97 @@ def test_json_stopped_before_the_first_step_is_still_valid(tmp_path):
 def test_json_unwritable_file_is_one_line(tmp_path):
     line = one_error_line(wattprobe("-s", "estimate", "json", "-f", str(tmp_path / "no" / "out.json")), 1)
     assert "cannot write" in line
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"), [("/dev/full", "No space left on device"), ("/proc/version", "")]
+)
+def test_json_write_errors_are_one_line(path, reason):
+    line = one_error_line(wattprobe("-s", "estimate", "json", "-s", "0.1", "-t", "1", "-f", path), 1)
+    assert line.startswith(f"wattprobe: error: cannot write {path}: {reason}")
+
+
+def test_json_on_a_full_disk_stops_with_a_valid_array(tmp_path):
+    out = tmp_path / "out.json"
+    limit = 20_000  # bytes: the file size limit stands for a disk that fills up
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wattprobe",
+            "-s",
+            "estimate",
+            "json",
+            "-s",
+            "0.05",
+            "-m",
+            "1000",
+            "-t",
+            "20",
+            "-f",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=small_files,
+    )
+    assert "File too large" in one_error_line(result, 1)
+    documents = json.loads(out.read_text())  # what was written before the error is a complete array
+    assert len(documents) >= 1 and out.stat().st_size <= limit
+
+
+def test_json_stdout_closed_by_its_reader_is_one_line():
+    command = [sys.executable, "-m", "wattprobe", "-s", "estimate", "json", "-s", "0.05", "-t", "20"]
+    agent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    agent.stdout.read(10)
+    agent.stdout.close()  # the reader goes away, as `| head -c 10` does
+    assert agent.wait(timeout=20) == 1
+    stderr = agent.stderr.read()
+    assert stderr.strip() == "wattprobe: error: cannot write standard output: its reader closed it"
+
+
+def test_a_failed_start_leaves_an_existing_report_alone(tmp_path):
+    out = tmp_path / "report.json"
+    out.write_text("[]\n")
+    result = wattprobe(
+        "-s", "powercap_rapl", "--powercap-root", str(tmp_path / "none"), "json", "-f", str(out)
+    )
+    one_error_line(result, 1)
+    assert out.read_text() == "[]\n"
+
+
+@pytest.mark.parametrize("content", ["", "garbage\n", "-5\n"])
+def test_an_unreadable_counter_at_start_is_one_line(powercap, content):
+    powercap.paths[(0, "dram")].write_text(content)
+    line = one_error_line(
+        wattprobe("-s", "powercap_rapl", "--powercap-root", str(powercap.root), "stdout"), 1
+    )
+    assert "energy counter" in line and str(powercap.paths[(0, "dram")]) in line
+
+
+@pytest.mark.parametrize("sensor", ["auto", "powercap_rapl"])
+@pytest.mark.parametrize("tree", ["missing", "empty", "garbled"])
+def test_vm_without_a_usable_tree_is_an_error_whatever_the_sensor(tmp_path, sensor, tree):
+    root = tmp_path / "scaphandre"
+    if tree != "missing":
+        root.mkdir()
+    if tree == "garbled":
+        PowercapTree(root, {(0, "package"): 30.0}).paths[(0, "package")].write_text("12a\n")
+    result = wattprobe("-s", sensor, "--vm", "json", "-t", "1", env={"SCAPHANDRE_POWERCAP_PATH": str(root)})
+    line = one_error_line(result, 1)
+    assert str(root) in line
+    assert "mount the host's export at /var/scaphandre" in line and "SCAPHANDRE_POWERCAP_PATH" in line
+    assert "estimat" not in line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("sensor", ["estimate", "powerspy2"])
+def test_vm_with_a_sensor_of_its_own_is_a_usage_error(sensor):
+    assert "--vm reads the powercap tree the host exports" in one_error_line(
+        wattprobe("-s", sensor, "--vm", "stdout"), 2
+    )

@@ -11,6 +11,7 @@ import logging
 
 import pytest
 
+from tests.faults import burners, torn_tree_run
 from tests.powercap_tree import PowercapTree
 from wattprobe.counters import (
     DEFAULT_MAX_W,
@@ -237,3 +238,14 @@ def test_start_up_waits_out_a_torn_file_then_says_why(tmp_path):
     tree.paths[PACKAGE].write_text("garbage\n")
     with pytest.raises(SensorReadError, match="unreadable energy counter"):
         first_reading(sensor, timeout_s=0.05)
+
+
+@pytest.mark.parametrize(
+    ("burning", "stall"), [(2, None), (0, (0.7, 0.4))], ids=["torn, 2 CPU burners", "torn and stalling"]
+)
+def test_the_agent_on_a_torn_tree_never_spikes(tmp_path, burning, stall):
+    """Before: 6 of 20 runs had documents of 586 to 31,781 W, and some died with a traceback."""
+    with burners(burning):
+        runs = [torn_tree_run(tmp_path / f"tree{i}", 2.0, stall) for i in range(4)]
+    assert sum(r["documents"] for r in runs) >= 4 * 10  # most 50 ms steps still give a figure
+    assert [(r["spikes"], r["holes"], r["traceback"], r["failed"]) for r in runs] == [(0, 0, 0, 0)] * 4

@@ -1,15 +1,20 @@
 """`wattprobe json`: one Scaphandre-shaped document per step, written as one valid JSON array.
 
-The array is closed on exit, Ctrl-C and SIGTERM included, so the file always parses.
-Power is in µW (`consumption`), as Scaphandre writes it; timestamps are Unix seconds.
+A file (`-f`) parses after every document, even if the agent is killed: each document is written
+over the array's closing bracket, followed by a new one. On standard output the array is closed on
+exit, Ctrl-C and SIGTERM included. Power is in µW (`consumption`), as Scaphandre writes it;
+timestamps are Unix seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import stat
 import sys
-from typing import Any, TextIO
+from typing import Any
 
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.exporters import select_consumers
@@ -47,31 +52,88 @@ def run(args: argparse.Namespace) -> int:
     if step <= 0:
         raise UsageError("the step (-s seconds + -n nanoseconds) must be above 0")
     timeout = None if args.timeout is None or args.timeout < 0 else args.timeout
-    out = _open(args.file)
-    sampler = open_sampler(args)
-    written = 0
-    out.write("[")
+    sampler = open_sampler(args)  # the sensor works before the file is touched
     try:
-        for frame in sampler.frames(step, timeout):
-            out.write(("," if written else "") + "\n" + json.dumps(document(frame, args)))
-            out.flush()
-            written += 1
+        array = JsonArray(args.file)
+        try:
+            for frame in sampler.frames(step, timeout):
+                array.append(json.dumps(document(frame, args)))
+        finally:
+            array.close()
     finally:
-        out.write("\n]\n")
-        out.flush()
-        if out is not sys.stdout:
-            out.close()
         sampler.close()
     return 0
 
 
-def _open(path: str | None) -> TextIO:
-    if path is None:
-        return sys.stdout
-    try:
-        return open(path, "w")
-    except OSError as error:
-        raise WattprobeError(f"cannot write {path}: {error.strerror}; choose another path with -f") from None
+class JsonArray:
+    """A JSON array of documents in a file (`path`) or on standard output (None).
+
+    A regular file holds a complete array after every append; elsewhere (standard output, a pipe, a
+    device) the array is closed by close(). A write error (disk full, I/O error, a reader that closed
+    the pipe) is one WattprobeError, and what was written before it stays a valid array where it can.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.name = path or "standard output"
+        self._count = 0
+        self._owned = path is not None
+        if path is None:
+            self._fd = sys.stdout.fileno()
+        else:
+            try:
+                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            except OSError as error:
+                raise WattprobeError(
+                    f"cannot write {path}: {error.strerror}; choose another path with -f"
+                ) from None
+        # Where the closing bracket of a regular file starts; None: written in sequence, closed at the end.
+        self._end: int | None = 0 if stat.S_ISREG(os.fstat(self._fd).st_mode) else None
+        self._put(b"[")
+
+    def append(self, text: str) -> None:
+        self._put((b",\n" if self._count else b"\n") + text.encode())
+        self._count += 1
+
+    def close(self) -> None:
+        try:
+            if self._end is None:
+                self._write(b"\n]\n")
+        except WattprobeError:
+            pass  # the write that failed has said it
+        finally:
+            if self._owned:
+                os.close(self._fd)
+
+    def _put(self, data: bytes) -> None:
+        """Append `data`: in sequence, or over a file's closing bracket, which is written anew after it."""
+        if self._end is None:
+            self._write(data)
+            return
+        try:
+            self._write(data + b"\n]\n", self._end)
+        except WattprobeError:
+            with contextlib.suppress(OSError, WattprobeError):  # back to the last complete array
+                os.ftruncate(self._fd, self._end)
+                if self._end:
+                    self._write(b"\n]\n", self._end)
+            raise
+        self._end += len(data)
+
+    def _write(self, data: bytes, offset: int | None = None) -> None:
+        """Write all of `data` (at `offset`, or in sequence), or raise WattprobeError saying why not."""
+        try:
+            while data:
+                if offset is None:
+                    written = os.write(self._fd, data)
+                else:
+                    written = os.pwrite(self._fd, data, offset)
+                    offset += written
+                data = data[written:]
+        except BrokenPipeError:
+            raise WattprobeError(f"cannot write {self.name}: its reader closed it") from None
+        except OSError as error:
+            fix = "; choose another path with -f" if self._owned else ""
+            raise WattprobeError(f"cannot write {self.name}: {error.strerror}{fix}") from None
 
 
 def document(frame: Frame, args: argparse.Namespace) -> dict[str, Any]:
