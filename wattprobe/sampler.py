@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import threading
@@ -11,8 +12,9 @@ from collections.abc import Callable, Iterator
 
 from wattprobe.attribution import EnergyTotals, attribute
 from wattprobe.counters import CounterGuard, host_energy
+from wattprobe.errors import WattprobeError
 from wattprobe.model import EnergyReading, Frame, Sensor, Snapshot
-from wattprobe.procfs import ProcfsReader, raise_fd_limit
+from wattprobe.procfs import ProcfsReader, raise_fd_limit, read_machine_cpu
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +64,17 @@ class Sampler:
         if prev is None:
             reading = self._guard.baseline()
             if reading is not None:
-                self._prev = self.snapshot(reading)
+                with contextlib.suppress(OSError):  # no baseline yet: the next tick tries again
+                    self._prev = self.snapshot(reading)
             return None
         accepted = self._guard.next(prev.energy)
         if accepted is None:
             return None
-        now = self._prev = self.snapshot(accepted.reading)
+        try:
+            now = self._prev = self.snapshot(accepted.reading)
+        except OSError as error:  # /proc itself unreadable for a moment: the window goes on
+            log.warning("sample skipped: cannot scan %s: %s", self.procfs.root, error)
+            return None
         deltas = accepted.deltas
         if deltas is None:  # a new baseline
             return None
@@ -118,5 +125,12 @@ def open_sampler(args: argparse.Namespace) -> Sampler:
     """The sampler the global options describe."""
     from wattprobe.sensors import make_sensor
 
+    try:
+        read_machine_cpu(args.procfs_root)
+    except (OSError, ValueError) as error:
+        raise WattprobeError(
+            f"cannot read {args.procfs_root}/stat ({getattr(error, 'strerror', None) or error}): point "
+            "--procfs-root at the procfs mount (default /proc)"
+        ) from None
     raise_fd_limit()
     return Sampler(make_sensor(args), ProcfsReader(args.procfs_root))

@@ -15,7 +15,7 @@ import argparse
 import time
 from bisect import bisect_right
 
-from wattprobe.errors import UsageError
+from wattprobe.errors import SensorReadError, UsageError
 from wattprobe.model import Counter, EnergyReading, MachineCpu
 from wattprobe.options import non_negative, positive
 from wattprobe.procfs import read_machine_cpu
@@ -123,7 +123,10 @@ class EstimateSensor:
 
     def read(self) -> EnergyReading:
         now = time.monotonic_ns()
-        cpu = read_machine_cpu(self.procfs_root)
+        try:
+            cpu = read_machine_cpu(self.procfs_root)
+        except (OSError, ValueError) as error:
+            raise SensorReadError(f"cannot read {self.procfs_root}/stat: {error}") from error
         if self._last is not None:
             then, before = self._last
             busy, idle = cpu.busy - before.busy, cpu.idle - before.idle
