@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from wattprobe.errors import WattprobeError
 from wattprobe.model import Frame
 from wattprobe.options import non_negative, positive
-from wattprobe.vms import guest_name, path_component
+from wattprobe.vms import find_guest
 
 NAME = "qemu"
 HELP = "write each QEMU/KVM guest's share of host energy as a powercap tree the guest can read"
@@ -138,10 +138,10 @@ class VmTrees:
         core_watts = sum(cores)
         shares: dict[str, list[float]] = {}
         for consumer in frame.consumers:
-            name = guest_name(consumer.info)
-            if name is None:
+            guest = find_guest(consumer.info)
+            if guest is None:
                 continue
-            share = shares.setdefault(path_component(name), [0.0, 0.0])
+            share = shares.setdefault(guest.folder, [0.0, 0.0])
             share[0] += consumer.watts
             share[1] += (consumer.cpu_share * core_watts) if cores else consumer.watts
         for name, (watts, core) in shares.items():
@@ -168,7 +168,7 @@ class VmTrees:
 
     def _create(self, name: str, now: float) -> Vm:
         path = f"{self.root}/{name}"
-        if os.path.dirname(os.path.normpath(path)) != self.root:  # path_component makes this impossible
+        if os.path.dirname(os.path.normpath(path)) != self.root:  # folder_name makes this impossible
             raise OSError(f"{path} is not directly inside {self.root}")
         created = not os.path.lexists(path)
         os.makedirs(path, mode=0o755, exist_ok=True)
