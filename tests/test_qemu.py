@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import multiprocessing
 import os
 import subprocess
@@ -164,18 +165,143 @@ def test_vms_whose_names_look_alike_keep_their_own_folder_and_energy(tmp_path: P
     assert {"x", "x y", "a_b", "pid-7"} <= set(folders)
 
 
-def test_a_planted_symlink_is_not_followed(tmp_path: Path) -> None:
-    root, outside = tmp_path / "root", tmp_path / "outside"
-    outside.mkdir()
+def tree_of(path: Path) -> dict[str, tuple[str, str]]:
+    """Everything under `path` (links not followed): kind and content of each entry, to compare."""
+    found = {}
+    for entry in sorted(path.rglob("*")):
+        if entry.is_symlink():
+            found[str(entry.relative_to(path))] = ("link", os.readlink(entry))
+        elif entry.is_dir():
+            found[str(entry.relative_to(path))] = ("dir", "")
+        else:
+            found[str(entry.relative_to(path))] = ("file", entry.read_text())
+    return found
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder beside the output root that a planted link points at: it holds what a walk that follows
+    links would overwrite."""
+    outside = tmp_path / "outside"
+    (outside / "intel-rapl:0:0").mkdir(parents=True)
+    for file in ("energy_uj", "name", "precious", "intel-rapl:0:0/energy_uj"):
+        (outside / file).write_text("precious\n")
+    return outside
+
+
+# Where a guest (or anyone who can write in a VM folder) can plant a link, relative to the VM folder,
+# and what it points at: the outside folder, a file in it, or a file that is not there (to be created).
+FILES = ("intel-rapl:0/energy_uj", "intel-rapl:0/intel-rapl:0:0/energy_uj")
+TEMPORARY = ("intel-rapl:0/.energy_uj.new", "intel-rapl:0/intel-rapl:0:0/.energy_uj.new")
+PLANTED = [
+    ("", "dir"),  # the VM folder itself
+    ("intel-rapl:0", "dir"),
+    ("intel-rapl:0/intel-rapl:0:0", "dir"),
+    *((where, kind) for where in FILES + TEMPORARY for kind in ("file", "missing file")),
+]
+
+
+def plant(vm: Path, where: str, kind: str, outside: Path, tmp_path: Path) -> None:
+    """Replace `vm/where` by a link to `outside` or to a file in it (`kind`)."""
+    path = vm / where if where else vm
+    if path.exists():
+        os.rename(path, tmp_path / "moved-aside")
+    target = {"dir": outside, "file": outside / "precious", "missing file": outside / "not-there"}[kind]
+    path.symlink_to(target)
+
+
+def warnings_about(caplog: pytest.LogCaptureFixture, folder: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and f" {folder}:" in r.getMessage()
+    ]
+
+
+@pytest.mark.parametrize(("where", "kind"), PLANTED)
+def test_a_planted_link_at_any_level_writes_nothing_outside(
+    tmp_path: Path, outside: Path, caplog: pytest.LogCaptureFixture, where: str, kind: str
+) -> None:
+    root = tmp_path / "root"
+    before = tree_of(outside)
     trees = VmTrees(str(root))
-    trees.update(frame([(10, qemu("vm1"), 1.0)]))
-    zone = root / "vm1" / "intel-rapl:0"
-    os.rename(zone, tmp_path / "old-zone")
-    zone.symlink_to(outside, target_is_directory=True)  # a guest with a writable share could do this
-    (outside / "intel-rapl:0:0").mkdir()
-    trees.update(frame([(10, qemu("vm1"), 1.0)]))
-    assert sorted(os.listdir(outside)) == ["intel-rapl:0:0"]
-    assert os.listdir(outside / "intel-rapl:0:0") == []
+    running = [(10, qemu("vm1"), 10.0), (20, qemu("vm2"), 20.0)]
+    trees.update(frame(running))
+    plant(root / "vm1", where, kind, outside, tmp_path)
+    caplog.set_level(logging.DEBUG, logger="wattprobe.exporters.qemu")
+    for _ in range(4):
+        trees.update(frame(running))
+    assert tree_of(outside) == before  # nothing created, overwritten or removed there
+    assert len(warnings_about(caplog, "vm1")) == 1, caplog.text  # once, not every step
+    assert "symbolic link" in warnings_about(caplog, "vm1")[0]
+    assert read_uj(root / "vm2" / "intel-rapl:0" / "energy_uj") == 5 * 20_000_000  # vm2 served all along
+    assert not warnings_about(caplog, "vm2")
+
+
+@pytest.mark.parametrize(("where", "kind"), [*PLANTED, ("intel-rapl:0:0", "dir")])
+def test_links_planted_before_the_vm_starts_are_not_followed(
+    tmp_path: Path, outside: Path, where: str, kind: str
+) -> None:
+    """The admin made the VM folder (a tmpfs shared with the guest) and a previous boot left links in it."""
+    root = tmp_path / "root"
+    before = tree_of(outside)
+    vm = root / "vm1"
+    (vm / where).parent.mkdir(parents=True)  # the folders above the link (where "" is the VM folder)
+    plant(vm, where, kind, outside, tmp_path)
+    trees = VmTrees(str(root))  # a previous run's tree: resumed without reading through a link
+    for _ in range(3):
+        trees.update(frame([(10, qemu("vm1"), 10.0)]))
+    assert tree_of(outside) == before
+
+
+@pytest.mark.parametrize(
+    ("where", "kind"),
+    [*PLANTED, ("intel-rapl:0:0", "dir"), ("intel-rapl:0/intel-rapl:0:0/deeper", "dir")],
+)
+def test_removal_after_the_grace_period_follows_no_link(
+    tmp_path: Path, outside: Path, where: str, kind: str
+) -> None:
+    root = tmp_path / "root"
+    before = tree_of(outside)
+    trees = VmTrees(str(root), grace_s=30)
+    trees.update(frame([(10, qemu("vm1"), 10.0)]), now=100.0)
+    plant(root / "vm1", where, kind, outside, tmp_path)
+    trees.update(frame([]), now=131.0)  # gone for more than the grace period: removed
+    assert "vm1" not in trees.vms
+    assert tree_of(outside) == before  # the links went (or stayed), never what they point at
+    if where:  # the folder this agent made is gone with all it held, links included
+        assert not (root / "vm1").exists() and not (root / "vm1").is_symlink()
+
+
+def test_a_tree_nested_deeper_than_ours_is_left_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Removal holds one fd per level: folders nested far deeper than a zone are left, not walked."""
+    trees = VmTrees(str(tmp_path), grace_s=30)
+    trees.update(frame([(10, qemu("vm1"), 10.0)]), now=100.0)
+    (tmp_path / "vm1" / "intel-rapl:0" / "intel-rapl:0:0" / ("d/" * 20)).mkdir(parents=True)
+    trees.update(frame([]), now=131.0)
+    assert "vm1" not in trees.vms
+    assert "could not all be removed" in caplog.text
+    assert not (tmp_path / "vm1" / "intel-rapl:0").exists()  # gone from where the guest reads
+
+
+def test_a_fifo_in_place_of_a_counter_hangs_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Opening a FIFO for reading waits for a writer: resuming or updating must not open it that way."""
+    trees = VmTrees(str(tmp_path))
+    trees.update(frame([(10, qemu("vm1"), 10.0)]))
+    energy = tmp_path / "vm1" / "intel-rapl:0" / "energy_uj"
+    energy.unlink()
+    os.mkfifo(energy)
+    done = threading.Event()
+
+    def restart_and_update() -> None:
+        VmTrees(str(tmp_path)).update(frame([(10, qemu("vm1"), 10.0)]))
+        done.set()
+
+    threading.Thread(target=restart_and_update, daemon=True).start()
+    assert done.wait(10), "the exporter hangs on a FIFO"
+    assert "not a regular file" in caplog.text
 
 
 def _read_until(root: str, stop, conn) -> None:
