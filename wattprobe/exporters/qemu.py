@@ -179,9 +179,8 @@ class VmTrees:
                 inside = f"{self.root}/{folder}"
                 if nofollow.lstat(vm_fd, ZONE) is None:
                     _build_zone(vm_fd, vm)
-                    log.log(
-                        logging.DEBUG if vm.built else logging.INFO, "qemu: VM %s: tree at %s", folder, inside
-                    )
+                    level = logging.DEBUG if vm.built else logging.INFO
+                    log.log(level, "qemu: VM %s: tree built at %s", folder, inside)
                     vm.built = True
                 with nofollow.opendir(vm_fd, ZONE) as zone_fd:
                     inside += f"/{ZONE}"
@@ -190,9 +189,7 @@ class VmTrees:
                         inside += f"/{DOMAIN}"
                         nofollow.write_atomic(domain_fd, "energy_uj", vm.core.text)
         except Planted as error:
-            self._failed(
-                vm, folder, f"in {inside}, {error}: not followed, the VM's counters are left as they are"
-            )
+            self._failed(vm, folder, f"in {inside}, {error}: refused, nothing is written through it")
         except OSError as error:
             self._failed(vm, folder, f"cannot update its tree: {error}")
 
