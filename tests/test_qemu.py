@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import multiprocessing
 import os
 import subprocess
@@ -14,18 +15,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.powercap_tree import PowercapTree
+from tests.fake_qemu import fake_qemu
+from tests.powercap_tree import PowercapTree, agent_command
 from wattprobe.exporters.qemu import MAX_ENERGY_RANGE_UJ, VmTrees
 from wattprobe.model import Consumer, DomainPower, Frame, ProcessInfo, SocketPower
 from wattprobe.sensors.powercap import PowercapSensor
+from wattprobe.vms import folder_name
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+def qemu(name: str) -> list[str]:
+    """argv of a libvirt guest called `name`."""
+    return ["/usr/bin/qemu-system-x86_64", "-name", f"guest={name},debug-threads=on", "-m", "1G"]
+
+
 def frame(
-    consumers: list[tuple[int, str, float]], *, window_s: float = 1.0, core_watts: float = 0.0
+    consumers: list[tuple[int, list[str], float]], *, window_s: float = 1.0, core_watts: float = 0.0
 ) -> Frame:
-    """A Frame of 100 W whose consumers are (pid, cmdline, watts); one socket with a core domain."""
+    """A Frame of 100 W whose consumers are (pid, argv, watts); one socket with a core domain."""
     host = 100.0
     domains = (DomainPower("core", core_watts, 0.0),) if core_watts else ()
     return Frame(
@@ -42,16 +50,14 @@ def frame(
         n_cpus=4,
         consumers=tuple(
             Consumer(
-                ProcessInfo(
-                    pid, "x", "/usr/bin/" + cmdline.split()[0].rsplit("/", 1)[-1], cmdline, "/", None
-                ),
+                ProcessInfo(pid, "x", argv[0], " ".join(argv), "/", None, tuple(argv)),
                 1,
                 watts / host,
                 watts,
                 0,
                 0,
             )
-            for pid, cmdline, watts in consumers
+            for pid, argv, watts in consumers
         ),
         cgroups=(),
         containers=(),
@@ -65,12 +71,14 @@ def read_uj(path: Path) -> int:
 
 def test_tree_layout_energy_and_core_share(tmp_path: Path) -> None:
     trees = VmTrees(str(tmp_path), grace_s=60)
-    vm1 = "qemu-system-x86_64 -name guest=vm1,debug-threads=on"
+    vm1 = qemu("vm1")
     # vm1: 20 W + 5 W from two processes (say, an iothread helper), 2 s windows; core domain 40 W.
     for _ in range(3):
         trees.update(
             frame(
-                [(10, vm1, 20.0), (11, vm1, 5.0), (12, "/usr/bin/nginx", 30.0)], window_s=2.0, core_watts=40.0
+                [(10, vm1, 20.0), (11, vm1, 5.0), (12, ["/usr/bin/nginx"], 30.0)],
+                window_s=2.0,
+                core_watts=40.0,
             )
         )
     zone = tmp_path / "vm1" / "intel-rapl:0"
@@ -88,7 +96,7 @@ def test_tree_layout_energy_and_core_share(tmp_path: Path) -> None:
 def test_small_share_is_never_rounded_away(tmp_path: Path) -> None:
     trees = VmTrees(str(tmp_path))
     for _ in range(25):  # 0.2 µJ per step: 5 µJ in all
-        trees.update(frame([(10, "qemu-system-x86_64 -name guest=tiny", 2e-7)], window_s=1.0))
+        trees.update(frame([(10, qemu("tiny"), 2e-7)], window_s=1.0))
     assert read_uj(tmp_path / "tiny" / "intel-rapl:0" / "energy_uj") in (
         4,
         5,
@@ -96,10 +104,9 @@ def test_small_share_is_never_rounded_away(tmp_path: Path) -> None:
 
 
 def test_resumes_a_previous_run_without_going_backwards(tmp_path: Path) -> None:
-    cmdline = "qemu-system-x86_64 -name guest=vm1"
-    VmTrees(str(tmp_path)).update(frame([(10, cmdline, 10.0)]))
+    VmTrees(str(tmp_path)).update(frame([(10, qemu("vm1"), 10.0)]))
     trees = VmTrees(str(tmp_path))  # the agent restarted
-    trees.update(frame([(10, cmdline, 10.0)]))
+    trees.update(frame([(10, qemu("vm1"), 10.0)]))
     assert read_uj(tmp_path / "vm1" / "intel-rapl:0" / "energy_uj") == 20_000_000
 
 
@@ -109,8 +116,8 @@ def test_vm_gone_is_removed_only_after_the_grace_period(tmp_path: Path) -> None:
     trees.update(
         frame(
             [
-                (10, "qemu-system-x86_64 -name guest=vm1", 10.0),
-                (11, "qemu-system-x86_64 -name guest=mounted", 1.0),
+                (10, qemu("vm1"), 10.0),
+                (11, qemu("mounted"), 1.0),
             ]
         ),
         now=100.0,
@@ -124,37 +131,177 @@ def test_vm_gone_is_removed_only_after_the_grace_period(tmp_path: Path) -> None:
 
 def test_hostile_vm_names_stay_inside_the_output_root(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    names = ["../escape", "../../etc", "..", ".", "a/../../b", "/abs", ".hidden", "x\nnl"]
+    names = ["../escape", "../../etc", "..", ".", "a/../../b", "/abs", ".hidden", "x\nnl", "my vm", "a,b"]
     trees = VmTrees(str(root))
-    trees.update(
-        frame(
-            [
-                (100 + i, f"qemu-system-x86_64 -name guest={n},debug-threads=on", 1.0)
-                for i, n in enumerate(names)
-            ]
-        )
-    )
+    trees.update(frame([(100 + i, qemu(n.replace(",", ",,")), 1.0) for i, n in enumerate(names)]))
     assert sorted(os.listdir(tmp_path)) == ["root"]  # nothing was written beside the root
     folders = os.listdir(root)
     assert len(folders) == len(names)  # every VM got its own folder
+    assert "my vm" in folders and "a,b" in folders  # a space and an escaped comma are kept
     for folder in folders:
         assert (root / folder / "intel-rapl:0" / "energy_uj").resolve().is_relative_to(root.resolve())
         assert not folder.startswith(".")
 
 
-def test_a_planted_symlink_is_not_followed(tmp_path: Path) -> None:
-    root, outside = tmp_path / "root", tmp_path / "outside"
-    outside.mkdir()
+def test_vms_whose_names_look_alike_keep_their_own_folder_and_energy(tmp_path: Path) -> None:
+    """Names that a whitespace split, a replaced character or a fallback would make one: each VM its own
+    folder, with its own energy."""
+    argvs = [
+        qemu("x\ny"),  # was cut to `x` at the newline
+        qemu("x"),
+        qemu("x y"),  # was cut to `x` at the space
+        qemu("a/b"),
+        qemu("a_b"),
+        qemu(folder_name("a/b")),  # literally what `a/b` becomes
+        qemu("pid-7"),  # literally the name of an unnamed VM with pid 7
+        ["/usr/bin/qemu-system-x86_64", "-m", "1G"],  # unnamed, pid 7
+    ]
+    trees = VmTrees(str(tmp_path))
+    trees.update(frame([(7 if i == 7 else 100 + i, argv, float(i + 1)) for i, argv in enumerate(argvs)]))
+    folders = sorted(os.listdir(tmp_path))
+    assert len(folders) == len(argvs), folders
+    energies = sorted(read_uj(tmp_path / f / "intel-rapl:0" / "energy_uj") for f in folders)
+    assert energies == [(i + 1) * 1_000_000 for i in range(len(argvs))]  # nothing summed with another
+    assert {"x", "x y", "a_b", "pid-7"} <= set(folders)
+
+
+def tree_of(path: Path) -> dict[str, tuple[str, str]]:
+    """Everything under `path` (links not followed): kind and content of each entry, to compare."""
+    found = {}
+    for entry in sorted(path.rglob("*")):
+        if entry.is_symlink():
+            found[str(entry.relative_to(path))] = ("link", os.readlink(entry))
+        elif entry.is_dir():
+            found[str(entry.relative_to(path))] = ("dir", "")
+        else:
+            found[str(entry.relative_to(path))] = ("file", entry.read_text())
+    return found
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder beside the output root that a planted link points at: it holds what a walk that follows
+    links would overwrite."""
+    outside = tmp_path / "outside"
+    (outside / "intel-rapl:0:0").mkdir(parents=True)
+    for file in ("energy_uj", "name", "precious", "intel-rapl:0:0/energy_uj"):
+        (outside / file).write_text("precious\n")
+    return outside
+
+
+# Where a guest (or anyone who can write in a VM folder) can plant a link, relative to the VM folder,
+# and what it points at: the outside folder, a file in it, or a file that is not there (to be created).
+FILES = ("intel-rapl:0/energy_uj", "intel-rapl:0/intel-rapl:0:0/energy_uj")
+TEMPORARY = ("intel-rapl:0/.energy_uj.new", "intel-rapl:0/intel-rapl:0:0/.energy_uj.new")
+PLANTED = [
+    ("", "dir"),  # the VM folder itself
+    ("intel-rapl:0", "dir"),
+    ("intel-rapl:0/intel-rapl:0:0", "dir"),
+    *((where, kind) for where in FILES + TEMPORARY for kind in ("file", "missing file")),
+]
+
+
+def plant(vm: Path, where: str, kind: str, outside: Path, tmp_path: Path) -> None:
+    """Replace `vm/where` by a link to `outside` or to a file in it (`kind`)."""
+    path = vm / where if where else vm
+    if path.exists():
+        os.rename(path, tmp_path / "moved-aside")
+    target = {"dir": outside, "file": outside / "precious", "missing file": outside / "not-there"}[kind]
+    path.symlink_to(target)
+
+
+def warnings_about(caplog: pytest.LogCaptureFixture, folder: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and f" {folder}:" in r.getMessage()
+    ]
+
+
+@pytest.mark.parametrize(("where", "kind"), PLANTED)
+def test_a_planted_link_at_any_level_writes_nothing_outside(
+    tmp_path: Path, outside: Path, caplog: pytest.LogCaptureFixture, where: str, kind: str
+) -> None:
+    root = tmp_path / "root"
+    before = tree_of(outside)
     trees = VmTrees(str(root))
-    cmdline = "qemu-system-x86_64 -name guest=vm1"
-    trees.update(frame([(10, cmdline, 1.0)]))
-    zone = root / "vm1" / "intel-rapl:0"
-    os.rename(zone, tmp_path / "old-zone")
-    zone.symlink_to(outside, target_is_directory=True)  # a guest with a writable share could do this
-    (outside / "intel-rapl:0:0").mkdir()
-    trees.update(frame([(10, cmdline, 1.0)]))
-    assert sorted(os.listdir(outside)) == ["intel-rapl:0:0"]
-    assert os.listdir(outside / "intel-rapl:0:0") == []
+    running = [(10, qemu("vm1"), 10.0), (20, qemu("vm2"), 20.0)]
+    trees.update(frame(running))
+    plant(root / "vm1", where, kind, outside, tmp_path)
+    caplog.set_level(logging.DEBUG, logger="wattprobe.exporters.qemu")
+    for _ in range(4):
+        trees.update(frame(running))
+    assert tree_of(outside) == before  # nothing created, overwritten or removed there
+    assert len(warnings_about(caplog, "vm1")) == 1, caplog.text  # once, not every step
+    assert "symbolic link" in warnings_about(caplog, "vm1")[0]
+    assert read_uj(root / "vm2" / "intel-rapl:0" / "energy_uj") == 5 * 20_000_000  # vm2 served all along
+    assert not warnings_about(caplog, "vm2")
+
+
+@pytest.mark.parametrize(("where", "kind"), [*PLANTED, ("intel-rapl:0:0", "dir")])
+def test_links_planted_before_the_vm_starts_are_not_followed(
+    tmp_path: Path, outside: Path, where: str, kind: str
+) -> None:
+    """The admin made the VM folder (a tmpfs shared with the guest) and a previous boot left links in it."""
+    root = tmp_path / "root"
+    before = tree_of(outside)
+    vm = root / "vm1"
+    (vm / where).parent.mkdir(parents=True)  # the folders above the link (where "" is the VM folder)
+    plant(vm, where, kind, outside, tmp_path)
+    trees = VmTrees(str(root))  # a previous run's tree: resumed without reading through a link
+    for _ in range(3):
+        trees.update(frame([(10, qemu("vm1"), 10.0)]))
+    assert tree_of(outside) == before
+
+
+@pytest.mark.parametrize(
+    ("where", "kind"),
+    [*PLANTED, ("intel-rapl:0:0", "dir"), ("intel-rapl:0/intel-rapl:0:0/deeper", "dir")],
+)
+def test_removal_after_the_grace_period_follows_no_link(
+    tmp_path: Path, outside: Path, where: str, kind: str
+) -> None:
+    root = tmp_path / "root"
+    before = tree_of(outside)
+    trees = VmTrees(str(root), grace_s=30)
+    trees.update(frame([(10, qemu("vm1"), 10.0)]), now=100.0)
+    plant(root / "vm1", where, kind, outside, tmp_path)
+    trees.update(frame([]), now=131.0)  # gone for more than the grace period: removed
+    assert "vm1" not in trees.vms
+    assert tree_of(outside) == before  # the links went (or stayed), never what they point at
+    if where:  # the folder this agent made is gone with all it held, links included
+        assert not (root / "vm1").exists() and not (root / "vm1").is_symlink()
+
+
+def test_a_tree_nested_deeper_than_ours_is_left_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Removal holds one fd per level: folders nested far deeper than a zone are left, not walked."""
+    trees = VmTrees(str(tmp_path), grace_s=30)
+    trees.update(frame([(10, qemu("vm1"), 10.0)]), now=100.0)
+    (tmp_path / "vm1" / "intel-rapl:0" / "intel-rapl:0:0" / ("d/" * 20)).mkdir(parents=True)
+    trees.update(frame([]), now=131.0)
+    assert "vm1" not in trees.vms
+    assert "could not all be removed" in caplog.text
+    assert not (tmp_path / "vm1" / "intel-rapl:0").exists()  # gone from where the guest reads
+
+
+def test_a_fifo_in_place_of_a_counter_hangs_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Opening a FIFO for reading waits for a writer: resuming or updating must not open it that way."""
+    trees = VmTrees(str(tmp_path))
+    trees.update(frame([(10, qemu("vm1"), 10.0)]))
+    energy = tmp_path / "vm1" / "intel-rapl:0" / "energy_uj"
+    energy.unlink()
+    os.mkfifo(energy)
+    done = threading.Event()
+
+    def restart_and_update() -> None:
+        VmTrees(str(tmp_path)).update(frame([(10, qemu("vm1"), 10.0)]))
+        done.set()
+
+    threading.Thread(target=restart_and_update, daemon=True).start()
+    assert done.wait(10), "the exporter hangs on a FIFO"
+    assert "not a regular file" in caplog.text
 
 
 def _read_until(root: str, stop, conn) -> None:
@@ -172,8 +319,7 @@ def _read_until(root: str, stop, conn) -> None:
 
 def test_a_guest_reader_racing_the_writer_never_sees_a_torn_value(tmp_path: Path) -> None:
     trees = VmTrees(str(tmp_path))
-    cmdline = "qemu-system-x86_64 -name guest=vm1"
-    trees.update(frame([(10, cmdline, 1.0)]))
+    trees.update(frame([(10, qemu("vm1"), 1.0)]))
     context = multiprocessing.get_context("fork")
     stop, (ours, theirs) = context.Event(), context.Pipe()
     reader = context.Process(target=_read_until, args=(str(tmp_path / "vm1"), stop, theirs))
@@ -183,7 +329,7 @@ def test_a_guest_reader_racing_the_writer_never_sees_a_torn_value(tmp_path: Path
     try:
         while time.monotonic() < deadline:
             # Values whose digit count grows (9 -> 12 digits) make torn reads easy to tell.
-            trees.update(frame([(10, cmdline, 123_456.789)], window_s=0.0137))
+            trees.update(frame([(10, qemu("vm1"), 123_456.789)], window_s=0.0137))
             writes += 1
     finally:
         stop.set()
@@ -234,31 +380,16 @@ def test_power_inside_a_vm_end_to_end(tmp_path: Path) -> None:
     """A fake VM burns CPU on a 60 W host; the guest's agent reads the VM's share through its tree."""
     tree = PowercapTree(tmp_path / "powercap")  # psys 60 W: the host's power
     out = tmp_path / "vms"
-    burner = subprocess.Popen(
-        [
-            "bash",
-            "-c",
-            'exec -a "qemu-system-x86_64 -name guest=vm1,debug-threads=on -m 1G" bash -c "while :; do :; done"',
-        ]
-    )
-    wattprobe = [sys.executable, "-m", "wattprobe", "-s", "powercap_rapl"]
     host_agent = trace = None
     host_log = tmp_path / "host.log"
-    try:
-        with tree.running(period_s=0.01), open(host_log, "w") as log:
+    with (
+        fake_qemu("-name", "guest=vm1,debug-threads=on", "-m", "1G", busy=True) as vm,
+        tree.running(period_s=0.01),
+        open(host_log, "w") as log,
+    ):
+        try:
             host_agent = subprocess.Popen(
-                [
-                    *wattprobe,
-                    "--powercap-root",
-                    str(tree.root),
-                    "qemu",
-                    "--output-root",
-                    str(out),
-                    "-s",
-                    "0.1",
-                ],
-                cwd=REPO,
-                stderr=log,
+                agent_command(tree.root, "qemu", "--output-root", str(out), "-s", "0.1"), cwd=REPO, stderr=log
             )
             energy = out / "vm1" / "intel-rapl:0" / "energy_uj"
             deadline = time.monotonic() + 10
@@ -266,9 +397,9 @@ def test_power_inside_a_vm_end_to_end(tmp_path: Path) -> None:
                 time.sleep(0.05)
             assert energy.exists(), host_log.read_text()
 
-            trace = CpuTrace(burner.pid)
+            trace = CpuTrace(vm.pid)
             guest = subprocess.run(
-                [*wattprobe, "--vm", "json", "-s", "1", "-t", "6"],
+                [sys.executable, "-m", "wattprobe", "--vm", "json", "-s", "1", "-t", "6"],
                 cwd=REPO,
                 env={**os.environ, "SCAPHANDRE_POWERCAP_PATH": str(out / "vm1")},
                 capture_output=True,
@@ -276,14 +407,12 @@ def test_power_inside_a_vm_end_to_end(tmp_path: Path) -> None:
                 timeout=30,
             )
             time.sleep(0.1)
-    finally:
-        if trace is not None:
-            trace.stop()
-        burner.kill()
-        burner.wait()
-        if host_agent is not None:
-            host_agent.terminate()
-            host_agent.wait(5)
+        finally:
+            if trace is not None:
+                trace.stop()
+            if host_agent is not None:
+                host_agent.terminate()
+                host_agent.wait(5)
     assert guest.returncode == 0, guest.stderr
     documents = json.loads(guest.stdout)
     assert len(documents) >= 5

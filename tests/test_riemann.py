@@ -146,7 +146,7 @@ def fake_vm():
         [
             "bash",
             "-c",
-            'exec -a "qemu-system-x86_64 -name guest=vm-r,debug-threads=on" bash -c "while :; do :; done"',
+            "exec -a qemu-system-x86_64 bash -c 'while :; do :; done' -name guest=vm-r,debug-threads=on",
         ]
     )
     yield process
@@ -191,7 +191,7 @@ def test_events_services_values_and_attributes(pb2: ModuleType, powercap: Powerc
     assert vm_events, stderr
     labels = attributes(vm_events[-1])
     assert labels["pid"] == str(fake_vm.pid) and labels["exe"] == "bash" and labels["vmname"] == "vm-r"
-    assert labels["cmdline"].startswith("qemu-system-x86_64 -name guest=vm-r")
+    assert labels["cmdline"].endswith(" -name guest=vm-r,debug-threads=on")
     assert 0 < vm_events[-1].metric_d <= 60e6
 
 

@@ -194,7 +194,7 @@ def test_hostile_labels_arrive_intact(powercap: PowercapTree) -> None:
         [
             "bash",
             "-c",
-            'exec -a "qemu-system-x86_64 -name guest=evil{vm},,x=1 %41 a=b" bash -c "while :; do :; done"',
+            "exec -a qemu-system-x86_64 bash -c 'while :; do :; done' -name 'guest=evil{vm},,x=1 %41 a=b'",
         ]
     )
     try:
@@ -214,8 +214,8 @@ def test_hostile_labels_arrive_intact(powercap: PowercapTree) -> None:
         server.stop()
     assert server.errors == []
     labels = next(p[2] for p in server.points if p[2].get("pid") == str(vm.pid))
-    assert labels["vmname"] == "evil{vm},x=1"
-    assert labels["cmdline"].startswith("qemu-system-x86_64 -name guest=evil{vm},,x=1 %41 a=b")
+    assert labels["vmname"] == "evil{vm},x=1 %41 a=b"
+    assert labels["cmdline"].endswith(" -name guest=evil{vm},,x=1 %41 a=b")
     assert TOKEN not in stderr
 
 

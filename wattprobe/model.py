@@ -88,6 +88,7 @@ class ProcessInfo:
     cmdline: str  # argv joined by spaces
     cgroup: str  # cgroup path relative to the cgroup root
     container: Container | None
+    argv: tuple[str, ...] = ()  # the NUL-separated entries of /proc/PID/cmdline, each kept whole
 
     @property
     def name(self) -> str:

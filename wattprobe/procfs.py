@@ -279,13 +279,13 @@ class ProcfsReader:
         except OSError:
             exe = ""  # kernel thread, or another user's process without privileges
         try:
-            cmdline = (
-                _read_file(f"{base}/cmdline").rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
-            )
+            raw = _read_file(f"{base}/cmdline").rstrip(b"\0")
+            argv = tuple(a.decode(errors="replace") for a in raw.split(b"\0")) if raw else ()
             cgroup, container = parse_cgroup(_read_file(f"{base}/cgroup").decode(errors="replace"))
         except OSError:
-            cmdline, cgroup, container = "", "/", None
-        return ProcessInfo(task.pid, task.comm.decode(errors="replace"), exe, cmdline, cgroup, container)
+            argv, cgroup, container = (), "/", None
+        comm = task.comm.decode(errors="replace")
+        return ProcessInfo(task.pid, comm, exe, " ".join(argv), cgroup, container, argv)
 
     @property
     def tracked(self) -> int:

@@ -15,6 +15,9 @@ then renamed into place). A VM folder is left alone if it exists (it is usually 
 shared with the guest, which libvirt needs to start the VM); once the VM has been gone for the grace
 period the zone inside it is removed, and the folder too if this agent made it.
 
+A guest can write into its folder, so everything below the root is walked with `nofollow`: a link
+planted at any level is refused (one warning per VM), never followed, and the other VMs are served.
+
 The guest runs `wattprobe --vm EXPORTER` with the folder mounted at /var/scaphandre.
 """
 
@@ -24,15 +27,16 @@ import argparse
 import contextlib
 import logging
 import os
-import shutil
-import tempfile
+import stat
 import time
 from dataclasses import dataclass, field
 
 from wattprobe.errors import WattprobeError
+from wattprobe.exporters import nofollow
+from wattprobe.exporters.nofollow import Planted
 from wattprobe.model import Frame
 from wattprobe.options import non_negative, positive
-from wattprobe.vms import guest_name, path_component
+from wattprobe.vms import find_guest
 
 NAME = "qemu"
 HELP = "write each QEMU/KVM guest's share of host energy as a powercap tree the guest can read"
@@ -99,15 +103,12 @@ class EnergyCounter:
 
 @dataclass
 class Vm:
-    path: str  # the VM's folder
     last_seen: float
     created: bool = False  # we made the folder (else the admin did, say for a tmpfs or libvirt: keep it)
     package: EnergyCounter = field(default_factory=EnergyCounter)
     core: EnergyCounter = field(default_factory=EnergyCounter)
-
-    @property
-    def zone(self) -> str:
-        return f"{self.path}/{ZONE}"
+    warned: bool = False  # a failure was logged as a warning; later ones go to the debug log
+    built: bool = False  # this run built its zone once (a zone a guest keeps removing is logged once)
 
 
 class VmTrees:
@@ -124,12 +125,20 @@ class VmTrees:
             raise WattprobeError(f"cannot write in {root}: run as root or choose another --output-root")
         self.root = os.path.realpath(root)
         self.grace_s = grace_s
-        self.vms: dict[str, Vm] = {}
+        self.vms: dict[str, Vm] = {}  # by folder name
+        self.root_warned = False
         now = time.monotonic()
-        for entry in sorted(os.listdir(self.root)):  # trees of a previous run: continue them, or expire them
-            path = f"{self.root}/{entry}"
-            if not entry.startswith(".") and os.path.isfile(f"{path}/{ZONE}/energy_uj"):
-                self.vms[entry] = self._resume(path, now)
+        try:
+            with nofollow.open_root(self.root) as root_fd:
+                for folder in sorted(os.listdir(root_fd)):  # trees of a previous run: continue or expire them
+                    if not folder.startswith("."):
+                        vm = _resume(root_fd, folder, now)
+                        if vm is not None:
+                            self.vms[folder] = vm
+        except OSError as error:
+            raise WattprobeError(
+                f"cannot read {self.root}: {error.strerror}; choose another --output-root"
+            ) from None
 
     def update(self, frame: Frame, now: float | None = None) -> None:
         """Add each running VM's share of the Frame's energy; remove trees of VMs gone too long."""
@@ -138,105 +147,121 @@ class VmTrees:
         core_watts = sum(cores)
         shares: dict[str, list[float]] = {}
         for consumer in frame.consumers:
-            name = guest_name(consumer.info)
-            if name is None:
+            guest = find_guest(consumer.info)
+            if guest is None:
                 continue
-            share = shares.setdefault(path_component(name), [0.0, 0.0])
+            share = shares.setdefault(guest.folder, [0.0, 0.0])
             share[0] += consumer.watts
             share[1] += (consumer.cpu_share * core_watts) if cores else consumer.watts
-        for name, (watts, core) in shares.items():
-            try:
-                vm = self.vms.get(name) or self._create(name, now)
-                self.vms[name] = vm
-                vm.package.add(watts * frame.window_s * 1e6)
-                vm.core.add(core * frame.window_s * 1e6)
-                self._check_inside(vm.zone)
-                _write_atomic(f"{vm.zone}/energy_uj", vm.package.text)
-                _write_atomic(f"{vm.zone}/{DOMAIN}/energy_uj", vm.core.text)
-                vm.last_seen = now
-            except OSError as error:
-                log.warning("qemu: cannot update the tree of VM %s: %s", name, error)
-        for name, vm in list(self.vms.items()):
-            if now - vm.last_seen > self.grace_s:
-                self._remove(name, vm)
-
-    def _resume(self, path: str, now: float) -> Vm:
-        vm = Vm(path, now)
-        vm.package.uj = _read_uj(f"{vm.zone}/energy_uj")
-        vm.core.uj = _read_uj(f"{vm.zone}/{DOMAIN}/energy_uj")
-        return vm
-
-    def _create(self, name: str, now: float) -> Vm:
-        path = f"{self.root}/{name}"
-        if os.path.dirname(os.path.normpath(path)) != self.root:  # path_component makes this impossible
-            raise OSError(f"{path} is not directly inside {self.root}")
-        created = not os.path.lexists(path)
-        os.makedirs(path, mode=0o755, exist_ok=True)
-        self._check_inside(path)
-        if os.path.isfile(f"{path}/{ZONE}/energy_uj"):
-            return self._resume(path, now)
-        staging = tempfile.mkdtemp(prefix=".zone.", dir=path)
         try:
-            os.chmod(staging, 0o755)
-            _write_zone(staging, "package-0")
-            os.mkdir(f"{staging}/{DOMAIN}", 0o755)
-            _write_zone(f"{staging}/{DOMAIN}", "core")
-            os.rename(staging, f"{path}/{ZONE}")
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        if not os.path.lexists(f"{path}/{DOMAIN}"):
-            os.symlink(f"{ZONE}/{DOMAIN}", f"{path}/{DOMAIN}")
-        log.info("qemu: new VM %s, tree at %s", name, path)
-        return Vm(path, now, created)
+            with nofollow.open_root(self.root) as root_fd:
+                for folder, (watts, core) in shares.items():
+                    vm = self.vms.setdefault(folder, Vm(now))
+                    vm.last_seen = now
+                    vm.package.add(watts * frame.window_s * 1e6)
+                    vm.core.add(core * frame.window_s * 1e6)
+                    self._write(root_fd, folder, vm)
+                for folder, vm in list(self.vms.items()):
+                    if now - vm.last_seen > self.grace_s:
+                        self._remove(root_fd, folder, vm)
+        except OSError as error:  # the root itself: every VM waits for the next step
+            level = logging.DEBUG if self.root_warned else logging.WARNING
+            self.root_warned = True
+            log.log(level, "qemu: cannot open %s: %s", self.root, error.strerror or error)
 
-    def _remove(self, name: str, vm: Vm) -> None:
-        """Remove the VM's zone (renamed aside first, so it vanishes at once), and its folder if we made it."""
-        del self.vms[name]
+    def _write(self, root_fd: int, folder: str, vm: Vm) -> None:
+        """Write the VM's counters, making its folder and building its zone first where there are none."""
+        inside = self.root  # the folder being worked in, for the message
         try:
-            self._check_inside(vm.zone)
-            trash = tempfile.mkdtemp(prefix=".gone.", dir=vm.path)
-            os.rename(vm.zone, f"{trash}/{ZONE}")
-            shutil.rmtree(trash)
-            if os.path.islink(f"{vm.path}/{DOMAIN}"):
-                os.unlink(f"{vm.path}/{DOMAIN}")
-            if vm.created and not os.path.ismount(vm.path):
-                os.rmdir(vm.path)  # fails, and stays, if someone put something else there
+            if nofollow.make_dir(root_fd, folder):
+                vm.created = True
+            with nofollow.opendir(root_fd, folder) as vm_fd:
+                inside = f"{self.root}/{folder}"
+                if nofollow.lstat(vm_fd, ZONE) is None:
+                    _build_zone(vm_fd, vm)
+                    level = logging.DEBUG if vm.built else logging.INFO
+                    log.log(level, "qemu: VM %s: tree built at %s", folder, inside)
+                    vm.built = True
+                with nofollow.opendir(vm_fd, ZONE) as zone_fd:
+                    inside += f"/{ZONE}"
+                    nofollow.write_atomic(zone_fd, "energy_uj", vm.package.text)
+                    with nofollow.opendir(zone_fd, DOMAIN) as domain_fd:
+                        inside += f"/{DOMAIN}"
+                        nofollow.write_atomic(domain_fd, "energy_uj", vm.core.text)
+        except Planted as error:
+            self._failed(vm, folder, f"in {inside}, {error}: refused, nothing is written through it")
         except OSError as error:
-            log.warning("qemu: VM %s is gone but its tree could not all be removed: %s", name, error)
+            self._failed(vm, folder, f"cannot update its tree: {error}")
+
+    def _remove(self, root_fd: int, folder: str, vm: Vm) -> None:
+        """Remove the VM's zone (renamed aside first, so it vanishes at once), and its folder if we made it."""
+        del self.vms[folder]
+        try:
+            with nofollow.opendir(root_fd, folder) as vm_fd:
+                if nofollow.lstat(vm_fd, ZONE) is not None:
+                    trash = nofollow.make_aside(vm_fd, ".gone.")
+                    with nofollow.opendir(vm_fd, trash) as trash_fd:
+                        os.rename(ZONE, ZONE, src_dir_fd=vm_fd, dst_dir_fd=trash_fd)
+                    nofollow.remove_tree(vm_fd, trash)
+                link = nofollow.lstat(vm_fd, DOMAIN)
+                if link is not None and stat.S_ISLNK(link.st_mode):
+                    os.unlink(DOMAIN, dir_fd=vm_fd)
+                mounted = os.fstat(vm_fd).st_dev != os.fstat(root_fd).st_dev
+            if vm.created and not mounted:
+                os.rmdir(folder, dir_fd=root_fd)  # fails, and stays, if someone put something else there
+        except OSError as error:
+            log.warning("qemu: VM %s is gone but its tree could not all be removed: %s", folder, error)
         else:
-            log.info("qemu: VM %s gone for %.0f s, tree removed", name, self.grace_s)
+            log.info("qemu: VM %s gone for %.0f s, tree removed", folder, self.grace_s)
 
-    def _check_inside(self, path: str) -> None:
-        """Refuse a path that a symbolic link (say, planted by a guest) leads outside the root."""
-        if os.path.realpath(path) != os.path.normpath(path) or not path.startswith(self.root + "/"):
-            raise OSError(f"{path} leads outside {self.root} through a symbolic link")
-
-
-def _write_zone(path: str, name: str) -> None:
-    _write_atomic(f"{path}/name", f"{name}\n")
-    _write_atomic(f"{path}/max_energy_range_uj", f"{MAX_ENERGY_RANGE_UJ}\n")
-    _write_atomic(f"{path}/energy_uj", "0\n")
+    def _failed(self, vm: Vm, folder: str, message: str) -> None:
+        level = logging.DEBUG if vm.warned else logging.WARNING
+        vm.warned = True
+        log.log(level, "qemu: VM %s: %s", folder, message)
 
 
-def _write_atomic(path: str, text: str) -> None:
-    """Write a temporary file next to `path`, then rename it over `path`: readers never see a torn value."""
-    directory, base = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", dir=directory)
+def _resume(root_fd: int, folder: str, now: float) -> Vm | None:
+    """The VM of a tree a previous run left, or None when `folder` holds no such tree."""
     try:
-        with os.fdopen(fd, "w") as f:
-            os.fchmod(f.fileno(), 0o644)
-            f.write(text)
-        os.replace(tmp, path)
+        with nofollow.opendir(root_fd, folder) as vm_fd, nofollow.opendir(vm_fd, ZONE) as zone_fd:
+            package = nofollow.read_int(zone_fd, "energy_uj")
+            core = _read_core(zone_fd)
+    except OSError:
+        return None
+    if package is None:
+        return None
+    vm = Vm(now)
+    vm.package.uj, vm.core.uj = package, core or 0
+    return vm
+
+
+def _read_core(zone_fd: int) -> int | None:
+    try:
+        with nofollow.opendir(zone_fd, DOMAIN) as domain_fd:
+            return nofollow.read_int(domain_fd, "energy_uj")
+    except OSError:
+        return None
+
+
+def _build_zone(vm_fd: int, vm: Vm) -> None:
+    """Build the zone aside with the VM's current values, then rename it into place: it appears whole."""
+    staging = nofollow.make_aside(vm_fd, ".zone.")
+    try:
+        with nofollow.opendir(vm_fd, staging) as zone_fd:
+            _write_zone(zone_fd, "package-0", vm.package.text)
+            nofollow.make_dir(zone_fd, DOMAIN)
+            with nofollow.opendir(zone_fd, DOMAIN) as domain_fd:
+                _write_zone(domain_fd, "core", vm.core.text)
+        os.rename(staging, ZONE, src_dir_fd=vm_fd, dst_dir_fd=vm_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            nofollow.remove_tree(vm_fd, staging)
         raise
+    if nofollow.lstat(vm_fd, DOMAIN) is None:
+        os.symlink(f"{ZONE}/{DOMAIN}", DOMAIN, dir_fd=vm_fd)
 
 
-def _read_uj(path: str) -> int:
-    try:
-        with open(path) as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 0
+def _write_zone(dir_fd: int, name: str, energy: str) -> None:
+    nofollow.write_atomic(dir_fd, "name", f"{name}\n")
+    nofollow.write_atomic(dir_fd, "max_energy_range_uj", f"{MAX_ENERGY_RANGE_UJ}\n")
+    nofollow.write_atomic(dir_fd, "energy_uj", energy)
