@@ -21,9 +21,9 @@ from pathlib import Path
 from benchmarks.common import Result, median, percentile
 from benchmarks.swarm import BusyChildren
 from tests.powercap_tree import PowercapTree
-from wattprobe.procfs import ProcfsReader
-from wattprobe.sampler import Sampler
-from wattprobe.sensors.powercap import PowercapSensor
+from wattprobe.core.sampler import Sampler
+from wattprobe.sources.powercap import PowercapSensor
+from wattprobe.sources.procfs import ProcfsReader
 
 DUTIES = (0.05, 0.2, 0.5, 0.9)
 

@@ -26,7 +26,7 @@ MB = 1e6
 
 
 def has_prometheus() -> bool:
-    return importlib.util.find_spec("wattprobe.exporters.prometheus") is not None
+    return importlib.util.find_spec("wattprobe.sinks.prometheus") is not None
 
 
 class RunningAgent:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from benchmarks.common import Budget, Result, fmt
 from tests.powercap_tree import PowercapTree
-from wattprobe.counters import CounterGuard
-from wattprobe.sensors.powercap import PowercapSensor
+from wattprobe.core.counters import CounterGuard
+from wattprobe.sources.powercap import PowercapSensor
 
 
 def bench(seconds: float = 3.0) -> Result:

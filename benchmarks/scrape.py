@@ -34,7 +34,7 @@ from tests.powercap_tree import PowercapTree
 def has_prometheus() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("wattprobe.exporters.prometheus") is not None
+    return importlib.util.find_spec("wattprobe.sinks.prometheus") is not None
 
 
 def _get(url: str, gzipped: bool) -> tuple[float, bytes, int]:
@@ -128,7 +128,7 @@ def bench(
     result = Result("scrape", "Prometheus scrape with many process series", __doc__.split("\n", 2)[2])
     if not has_prometheus():
         result.notes.append(
-            "Not measured: this tree has no Prometheus exporter (wattprobe/exporters/prometheus.py)."
+            "Not measured: this tree has no Prometheus exporter (wattprobe/sinks/prometheus.py)."
         )
         return result
     raise_limits(2 * max(sizes) + 1024)

@@ -19,9 +19,9 @@ from pathlib import Path
 from benchmarks.common import Budget, Result, median, ms, percentile
 from benchmarks.swarm import Swarm
 from tests.powercap_tree import PowercapTree
-from wattprobe.procfs import ProcfsReader
-from wattprobe.sampler import Sampler
-from wattprobe.sensors.powercap import PowercapSensor
+from wattprobe.core.sampler import Sampler
+from wattprobe.sources.powercap import PowercapSensor
+from wattprobe.sources.procfs import ProcfsReader
 
 PROC = "/proc"
 

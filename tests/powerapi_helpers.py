@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tests.powercap_tree import PowercapTree
-from wattprobe.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
+from wattprobe.core.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
 
 
 class TreeSampler:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wattprobe.sensors.powerspy2.emulator import PowerSpy2Emulator
+from wattprobe.sources.powerspy2.emulator import PowerSpy2Emulator
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,11 +21,11 @@ import pytest
 
 from tests.powercap_tree import PowercapTree, agent_command
 from wattprobe.cli import build_parser
-from wattprobe.exporters import prometheus
-from wattprobe.model import EnergyReading
-from wattprobe.procfs import ProcfsReader
-from wattprobe.sampler import Sampler
-from wattprobe.sensors.powercap import PowercapSensor
+from wattprobe.core.model import EnergyReading
+from wattprobe.core.sampler import Sampler
+from wattprobe.sinks import prometheus
+from wattprobe.sources.powercap import PowercapSensor
+from wattprobe.sources.procfs import ProcfsReader
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from wattprobe.procfs import ProcfsReader
-from wattprobe.sampler import Sampler
-from wattprobe.sensors.powercap import PowercapSensor
+from wattprobe.core.sampler import Sampler
+from wattprobe.sources.powercap import PowercapSensor
+from wattprobe.sources.procfs import ProcfsReader
 
 
 def duty_cycle_child(duty: float, seconds: float) -> subprocess.Popen:

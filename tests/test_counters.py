@@ -13,7 +13,7 @@ import pytest
 
 from tests.faults import burners, torn_tree_run
 from tests.powercap_tree import PowercapTree
-from wattprobe.counters import (
+from wattprobe.core.counters import (
     DEFAULT_MAX_W,
     RESET_MIN_S,
     SLACK_S,
@@ -22,11 +22,11 @@ from wattprobe.counters import (
     counter_delta,
     first_reading,
 )
+from wattprobe.core.model import Counter
+from wattprobe.core.sampler import Sampler
 from wattprobe.errors import SensorReadError
-from wattprobe.model import Counter
-from wattprobe.procfs import ProcfsReader
-from wattprobe.sampler import Sampler
-from wattprobe.sensors.powercap import PowercapSensor
+from wattprobe.sources.powercap import PowercapSensor
+from wattprobe.sources.procfs import ProcfsReader
 
 VM_TREE = {(0, "package"): 30.0, (0, "core"): 20.0}  # as the qemu exporter writes a VM's tree
 PACKAGE = (0, "package")

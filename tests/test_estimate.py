@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from wattprobe.counters import energy_deltas, host_energy
-from wattprobe.sensors.estimate import CPU_PROFILES, EstimateSensor, teads_fraction
+from wattprobe.core.counters import energy_deltas, host_energy
+from wattprobe.sources.estimate import CPU_PROFILES, EstimateSensor, teads_fraction
 
 
 @pytest.mark.parametrize(

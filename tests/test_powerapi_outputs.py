@@ -17,9 +17,9 @@ from powerapi.report import HWPCReport, PowerReport
 from tests.powerapi_helpers import TreeSampler, free_port, naive_utc, utc
 from tests.powercap_tree import PowercapTree, agent_command
 from wattprobe import cli
-from wattprobe.powerapi.csvdir import CsvDirectory
-from wattprobe.powerapi.reports import hwpc_reports, power_reports, rapl_joules
-from wattprobe.powerapi.tcp import SocketClient
+from wattprobe.sinks.powerapi.csvdir import CsvDirectory
+from wattprobe.sinks.powerapi.reports import hwpc_reports, power_reports, rapl_joules
+from wattprobe.sinks.powerapi.tcp import SocketClient
 
 ROOT = Path(__file__).resolve().parent.parent
 

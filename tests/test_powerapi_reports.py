@@ -9,8 +9,8 @@ from powerapi.report import HWPCReport, PowerReport
 
 from tests.powerapi_helpers import TreeSampler, json_roundtrip, make_frame, naive_utc, utc
 from tests.powercap_tree import PowercapTree
-from wattprobe.powerapi.reports import hwpc_reports, iso_utc, power_reports, rapl_joules
-from wattprobe.powerapi.topology import first_cpus
+from wattprobe.sinks.powerapi.reports import hwpc_reports, iso_utc, power_reports, rapl_joules
+from wattprobe.sources.topology import first_cpus
 
 EVENT_DOMAINS = {
     "RAPL_ENERGY_PKG": "package",

@@ -10,8 +10,8 @@ from powerapi.report.report import BadInputData
 
 from tests.powerapi_helpers import make_frame, utc
 from wattprobe import cli
-from wattprobe.powerapi.reports import hwpc_reports, iso_utc, power_reports
-from wattprobe.powerapi.validate import check_line, load_validators
+from wattprobe.commands.powerapi_validate import check_line, load_validators
+from wattprobe.sinks.powerapi.reports import hwpc_reports, iso_utc, power_reports
 
 HWPC = {
     "timestamp": 1673603482630,

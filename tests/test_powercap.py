@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.powercap_tree import MAX_UJ, PowercapTree, default_watts
-from wattprobe.counters import energy_deltas, host_energy
+from wattprobe.core.counters import energy_deltas, host_energy
 from wattprobe.errors import SensorReadError, WattprobeError
-from wattprobe.sensors.powercap import PowercapSensor
+from wattprobe.sources.powercap import PowercapSensor
 
 
 def test_discovers_packages_domains_and_psys(powercap):

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from tests.powerspy2_helpers import emulator
-from wattprobe.sensors.powerspy2.device import DeviceError, PowerSpy2
-from wattprobe.sensors.powerspy2.emulator import EXAMPLE_PACKET
+from wattprobe.sources.powerspy2.device import DeviceError, PowerSpy2
+from wattprobe.sources.powerspy2.emulator import EXAMPLE_PACKET
 
 
 def take(device: PowerSpy2, interval_s: float, count: int) -> list:

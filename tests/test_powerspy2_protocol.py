@@ -7,10 +7,10 @@ import itertools
 
 import pytest
 
-from wattprobe.providers.gmt_powerspy2 import reading, unit
-from wattprobe.sensors.powerspy2 import protocol
-from wattprobe.sensors.powerspy2.clock import LATE_BOUND_S, PacketClock
-from wattprobe.sensors.powerspy2.emulator import EXAMPLE_CALIBRATION, EXAMPLE_PACKET
+from wattprobe.commands.powerspy2 import reading, unit
+from wattprobe.sources.powerspy2 import protocol
+from wattprobe.sources.powerspy2.clock import LATE_BOUND_S, PacketClock
+from wattprobe.sources.powerspy2.emulator import EXAMPLE_CALIBRATION, EXAMPLE_PACKET
 
 EXAMPLE_EEPROM = bytes([0x6C, 0x02, 0xA7, 0x3D, 0xCE, 0xDC, 0x0E, 0x3A])
 

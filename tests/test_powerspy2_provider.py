@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.powerspy2_helpers import ROOT, emulator, gmt_rows, wattprobe
-from wattprobe.sensors.powerspy2.emulator import PowerSpy2Emulator
+from wattprobe.sources.powerspy2.emulator import PowerSpy2Emulator
 
 WATTS = 171.14
 PERIOD_S = {100: 0.1, 250: 0.24, 1000: 1.0}  # real packet spacing at 50 Hz for the asked interval

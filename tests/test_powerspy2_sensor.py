@@ -10,7 +10,7 @@ import pytest
 
 from tests.powerspy2_helpers import emulator, wattprobe
 from wattprobe.errors import WattprobeError
-from wattprobe.sensors.powerspy2.sensor import PowerSpy2Sensor
+from wattprobe.sources.powerspy2.sensor import PowerSpy2Sensor
 
 
 def mean_watts(sensor: PowerSpy2Sensor, seconds: float) -> float:

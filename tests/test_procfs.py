@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from wattprobe.procfs import TICK_NS, ProcfsReader, key_pid, parse_cgroup, read_machine_cpu
+from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid, parse_cgroup, read_machine_cpu
 
 ID = "4b6d1f1c7f9d2e3a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2"
 POD = "0f6c3c7e-1a2b-4c3d-8e9f-0a1b2c3d4e5f"

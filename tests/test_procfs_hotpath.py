@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from tests.test_procfs import write_proc, write_stat
-from wattprobe.procfs import TICK_NS, ProcfsReader, key_pid
+from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid
 
 
 def cpu_by_pid(tasks: dict[int, int]) -> dict[int, int]:
@@ -64,7 +64,7 @@ _OUT_OF_FDS = """
 import os, resource, shutil, sys
 from pathlib import Path
 from tests.test_procfs import write_proc, write_stat
-from wattprobe.procfs import FD_RESERVE, TICK_NS, ProcfsReader, key_pid
+from wattprobe.sources.procfs import FD_RESERVE, TICK_NS, ProcfsReader, key_pid
 
 root = Path(sys.argv[1])
 write_stat(root)
@@ -107,7 +107,7 @@ def test_out_of_descriptors_reads_by_path_and_tells_a_reused_pid(tmp_path):
 def test_the_agent_lifts_its_soft_fd_limit():
     code = (
         "import resource\n"
-        "from wattprobe.procfs import raise_fd_limit\n"
+        "from wattprobe.sources.procfs import raise_fd_limit\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))\n"
         "raise_fd_limit()\n"

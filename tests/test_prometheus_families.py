@@ -10,10 +10,10 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from wattprobe.exporters.promfamilies import AgentStats, cmdline_label, render, selected_consumers
-from wattprobe.exporters.promoptions import SeriesOptions
-from wattprobe.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
-from wattprobe.vms import guest_name
+from wattprobe.core.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
+from wattprobe.core.vms import guest_name
+from wattprobe.sinks.promfamilies import AgentStats, cmdline_label, render, selected_consumers
+from wattprobe.sinks.promoptions import SeriesOptions
 
 POD = "0a1b2c3d-0000-1111-2222-333344445555"
 CONTAINER = Container("c" * 64, "containerd", "kubernetes", POD)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.powercap_tree import PowercapTree
 from tests.prometheus_support import ROOT, binary, free_port, http_get, running, wait_for, wattprobe
-from wattprobe.exporters.push import group_url
+from wattprobe.sinks.push import group_url
 
 FAMILIES = (
     "wattprobe_host_power_watts",

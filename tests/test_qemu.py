@@ -17,10 +17,10 @@ import pytest
 
 from tests.fake_qemu import fake_qemu
 from tests.powercap_tree import PowercapTree, agent_command
-from wattprobe.exporters.qemu import MAX_ENERGY_RANGE_UJ, VmTrees
-from wattprobe.model import Consumer, DomainPower, Frame, ProcessInfo, SocketPower
-from wattprobe.sensors.powercap import PowercapSensor
-from wattprobe.vms import folder_name
+from wattprobe.core.model import Consumer, DomainPower, Frame, ProcessInfo, SocketPower
+from wattprobe.core.vms import folder_name
+from wattprobe.sinks.qemu import MAX_ENERGY_RANGE_UJ, VmTrees
+from wattprobe.sources.powercap import PowercapSensor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -228,7 +228,7 @@ def test_a_planted_link_at_any_level_writes_nothing_outside(
     running = [(10, qemu("vm1"), 10.0), (20, qemu("vm2"), 20.0)]
     trees.update(frame(running))
     plant(root / "vm1", where, kind, outside, tmp_path)
-    caplog.set_level(logging.DEBUG, logger="wattprobe.exporters.qemu")
+    caplog.set_level(logging.DEBUG, logger="wattprobe.sinks.qemu")
     for _ in range(4):
         trees.update(frame(running))
     assert tree_of(outside) == before  # nothing created, overwritten or removed there

@@ -18,10 +18,10 @@ from types import ModuleType
 import pytest
 
 from tests.powercap_tree import PowercapTree, agent_command
-from wattprobe.exporters import riemann_proto
+from wattprobe.sinks import riemann_proto
 
 REPO = Path(__file__).resolve().parents[1]
-PROTO = REPO / "wattprobe" / "exporters" / "riemann.proto"
+PROTO = REPO / "wattprobe" / "sinks" / "riemann.proto"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""QEMU guest detection and naming (wattprobe.vms), from argv as /proc gives it."""
+"""QEMU guest detection and naming (wattprobe.core.vms), from argv as /proc gives it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 import pytest
 
 from tests.fake_qemu import fake_qemu
-from wattprobe.model import ProcessInfo
-from wattprobe.procfs import ProcfsReader, key_pid
-from wattprobe.vms import Guest, find_guest, folder_name, is_qemu, vm_name
+from wattprobe.core.model import ProcessInfo
+from wattprobe.core.vms import Guest, find_guest, folder_name, is_qemu, vm_name
+from wattprobe.sources.procfs import ProcfsReader, key_pid
 
 QEMU = "/usr/bin/qemu-system-x86_64"
 

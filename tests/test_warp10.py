@@ -16,8 +16,8 @@ from urllib.parse import unquote
 import pytest
 
 from tests.powercap_tree import PowercapTree, agent_command
-from wattprobe.exporters.points import Point
-from wattprobe.exporters.warp10 import gts_line
+from wattprobe.sinks.points import Point
+from wattprobe.sinks.warp10 import gts_line
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "wr1te-T0ken.with+odd/chars=="

@@ -13,22 +13,22 @@ import signal
 import sys
 from typing import NoReturn
 
-from wattprobe import __version__, sensors
+from wattprobe import __version__, sources
 from wattprobe.errors import WattprobeError
 
 COMMANDS = (
-    "wattprobe.exporters.stdout",
-    "wattprobe.exporters.json",
-    "wattprobe.exporters.powerapi",
-    "wattprobe.powerapi.validate",
-    "wattprobe.exporters.prometheus",
-    "wattprobe.exporters.push",
-    "wattprobe.exporters.riemann",
-    "wattprobe.exporters.warp10",
-    "wattprobe.exporters.warpten",
-    "wattprobe.exporters.qemu",
-    "wattprobe.providers.gmt_powerspy2",
-    "wattprobe.sensors.powerspy2.emulator_command",
+    "wattprobe.sinks.stdout",
+    "wattprobe.sinks.json",
+    "wattprobe.sinks.powerapi.sink",
+    "wattprobe.commands.powerapi_validate",
+    "wattprobe.sinks.prometheus",
+    "wattprobe.sinks.push",
+    "wattprobe.sinks.riemann",
+    "wattprobe.sinks.warp10",
+    "wattprobe.sinks.warpten",
+    "wattprobe.sinks.qemu",
+    "wattprobe.commands.powerspy2",
+    "wattprobe.commands.powerspy2_emulator",
 )
 
 
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wattprobe {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logs on stderr (-vv: debug)")
     parser.add_argument("--no-header", action="store_true", help="accepted for Scaphandre compatibility")
-    sensors.add_arguments(parser)
+    sources.add_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for module_name in COMMANDS:
         module = importlib.import_module(module_name)

@@ -1,0 +1,155 @@
+"""The data that flows through the pipeline: energy readings, snapshots and frames.
+
+Energy is the primitive: sensors give monotonic counters in µJ; power only ever comes from the
+difference of two snapshots (see `attribution`). Every Frame is immutable and shared by all exporters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+# Domains a counter can measure. `psys` (platform) and `wall` (a wall meter) cover the whole host.
+HOST_DOMAINS = ("psys", "wall")
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """One energy counter as a sensor read it."""
+
+    socket: int | None  # physical package id; None for a host-wide counter (psys, wall)
+    domain: str  # package, core, uncore, dram, psys, wall
+    uj: int  # cumulative energy, µJ
+    max_uj: int = 0  # the value at which the counter wraps to 0 (max_energy_range_uj); 0: never wraps
+    max_w: float = 0.0  # the most its zone can draw, W; 0: unknown (wattprobe.core.counters bounds it)
+
+    @property
+    def key(self) -> tuple[int | None, str]:
+        return (self.socket, self.domain)
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyReading:
+    """All counters of a sensor, read at one instant (`t_ns`, time.monotonic_ns())."""
+
+    t_ns: int
+    counters: tuple[Counter, ...]
+
+
+class Sensor(Protocol):
+    """A source of host energy. Sensors that only know power integrate it into a counter."""
+
+    name: str  # powercap_rapl, estimate, powerspy2
+    estimated: bool  # True when the figures come from a model, not a measurement
+
+    def read(self) -> EnergyReading:
+        """Read every counter now; raise SensorReadError when a counter cannot be read."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MachineCpu:
+    """Cumulative CPU time of the whole machine from /proc/stat, in clock ticks."""
+
+    busy: int  # user + nice + system + irq + softirq
+    idle: int  # idle + iowait
+    steal: int
+    n_cpus: int  # online CPUs (vCPUs on a VM)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Sensor reading + CPU times at one instant."""
+
+    t_ns: int  # monotonic time of the procfs scan
+    wall: float  # time.time() at the same instant
+    energy: EnergyReading
+    machine: MachineCpu
+    tasks: dict[int, int]  # task key (see procfs.task_key) -> cumulative CPU time, ns
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    id: str  # full id as found in the cgroup path
+    runtime: str | None  # docker, containerd, cri-o, podman; None when the path does not say
+    scheduler: str  # kubernetes, docker, podman, containerd
+    pod_uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """Static facts of one process, read once per (pid, starttime)."""
+
+    pid: int
+    comm: str
+    exe: str  # path of the executable, "" when unreadable (kernel thread, other user's process)
+    cmdline: str  # argv joined by spaces
+    cgroup: str  # cgroup path relative to the cgroup root
+    container: Container | None
+    argv: tuple[str, ...] = ()  # the NUL-separated entries of /proc/PID/cmdline, each kept whole
+
+    @property
+    def name(self) -> str:
+        """Short display name: the executable's base name, else the command name."""
+        return self.exe.rsplit("/", 1)[-1] or self.comm
+
+
+@dataclass(frozen=True, slots=True)
+class DomainPower:
+    name: str
+    watts: float
+    energy_j: float  # cumulative since the agent started, never decreasing
+
+
+@dataclass(frozen=True, slots=True)
+class SocketPower:
+    id: int
+    watts: float  # the package domain
+    energy_j: float
+    domains: tuple[DomainPower, ...]  # core, uncore, dram, ... (not the package itself)
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """One process's share of host power over the window."""
+
+    info: ProcessInfo
+    cpu_ns: int  # CPU time used in the window
+    cpu_share: float  # cpu_ns / machine CPU time (all CPUs) in the window
+    watts: float
+    rss_bytes: int
+    vsize_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Power of a set of processes: one cgroup, container or executable."""
+
+    key: str
+    watts: float
+    cpu_share: float
+    processes: int
+    container: Container | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """What two snapshots mean: power over the window between them."""
+
+    timestamp: float  # Unix time at the end of the window
+    window_s: float
+    sensor: str
+    estimated: bool
+    host_source: str  # which counters make host energy: psys, wall, package+dram, package
+    host_watts: float
+    host_energy_j: float  # cumulative since the agent started, never decreasing
+    sockets: tuple[SocketPower, ...]
+    unattributed_watts: float  # host power no process explains: idle, exited processes, overheads
+    cpu_load: float  # busy fraction of all CPUs in the window, 0..1
+    n_cpus: int
+    consumers: tuple[Consumer, ...]  # processes that used CPU in the window, most power first
+    cgroups: tuple[Group, ...]
+    containers: tuple[Group, ...]
+    exes: tuple[Group, ...]

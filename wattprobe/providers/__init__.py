@@ -1,1 +1,0 @@
-"""Streams in other tools' formats (the Green Metrics Tool's metric providers)."""

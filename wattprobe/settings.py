@@ -1,0 +1,109 @@
+"""Typed settings, each option declared once and filled from the command line or a TOML table.
+
+A settings class is a frozen dataclass whose fields are declared with `option()`: the flags, the
+parser of a text value (an `options` type), the help. From that one declaration come the argparse
+arguments of a command (`add_options`), the settings from its parsed namespace (`from_namespace`),
+and the settings from a TOML table (`from_table`), whose keys are the fields' names (the long option
+with `-` as `_`). Checks that involve several fields go in the class's `__post_init__`, raising
+UsageError: the same rule then holds on the command line and in a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from wattprobe.errors import UsageError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """How one settings field is given: its flags, how its text is parsed, what it means."""
+
+    flags: tuple[str, ...]
+    parse: Callable[[str], Any] | None  # None: a flag (bool) or a plain string
+    help: str
+    choices: tuple[str, ...] | None
+    metavar: str | None
+    flag: bool
+
+
+def option(
+    default: Any,
+    *flags: str,
+    parse: Callable[[str], Any] | None = None,
+    help: str = "",
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A settings field given by `flags` (default: --NAME); a bool default makes it an on/off flag."""
+    spec = Option(flags, parse, help, choices, metavar, flag=isinstance(default, bool))
+    return field(default=default, metadata={"option": spec})
+
+
+def _options(cls: type) -> list[tuple[dataclasses.Field, Option]]:
+    return [(f, f.metadata["option"]) for f in dataclasses.fields(cls) if "option" in f.metadata]
+
+
+def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type) -> None:
+    """The argparse arguments of every option of `cls`."""
+    for f, spec in _options(cls):
+        flags = spec.flags or (f"--{f.name.replace('_', '-')}",)
+        if spec.flag:
+            parser.add_argument(*flags, dest=f.name, action="store_true", help=spec.help)
+            continue
+        parser.add_argument(
+            *flags,
+            dest=f.name,
+            type=spec.parse,
+            default=f.default,
+            choices=spec.choices,
+            metavar=spec.metavar,
+            help=spec.help,
+        )
+
+
+def from_namespace(cls: type[T], namespace: argparse.Namespace, **extra: Any) -> T:
+    """The settings of `cls` from parsed arguments (plus `extra` fields given another way)."""
+    return cls(**{f.name: getattr(namespace, f.name) for f, _ in _options(cls)}, **extra)
+
+
+def from_table(cls: type[T], table: Mapping[str, Any], where: str, **extra: Any) -> T:
+    """The settings of `cls` from a TOML table; `where` (e.g. "agent.toml [outputs.json]") starts
+    every error, which names the key and what was expected."""
+    known = {f.name: (f, spec) for f, spec in _options(cls)}
+    values = dict(extra)
+    for key, value in table.items():
+        if key not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise UsageError(f"{where}: unknown key {key!r} (known: {names})")
+        values[key] = _value(known[key][1], value, f"{where}: {key}")
+    try:
+        return cls(**values)
+    except UsageError as error:
+        raise UsageError(f"{where}: {error}") from None
+
+
+def _value(spec: Option, value: Any, where: str) -> Any:
+    """A TOML value checked and parsed as the command line would parse its text."""
+    if spec.flag:
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise UsageError(f"{where}: expected a {'number' if spec.parse else 'string'}, got {value!r}")
+    if spec.choices is not None and str(value) not in spec.choices:
+        raise UsageError(f"{where}: expected one of {', '.join(spec.choices)}, got {value!r}")
+    if spec.parse is None:
+        if not isinstance(value, str):
+            raise UsageError(f"{where}: expected a string, got {value!r}")
+        return value
+    try:
+        return spec.parse(str(value))
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"{where}: {error}") from None
