@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from typing import TypeVar
 import pytest
 
 from tests.powercap_tree import PowercapTree, agent_command
+from wattprobe import settings
 from wattprobe.cli import build_parser
 from wattprobe.core.model import EnergyReading
 from wattprobe.core.sampler import Sampler
@@ -159,17 +159,17 @@ def tree_sampler(tree: PowercapTree) -> Iterator[Sampler]:
 def serving(sampler: Sampler, *args: str) -> Iterator[str]:
     """`wattprobe prometheus ARGS` served from this process with `sampler`; yields the metrics URL."""
     options = build_parser().parse_args(["prometheus", "-a", "127.0.0.1", "-p", "0", *args])
-    server = prometheus.open_endpoint(options)
-    thread = threading.Thread(target=prometheus.serve, args=(server, sampler, options), daemon=True)
-    thread.start()
+    sink = prometheus.PrometheusSink(settings.from_namespace(prometheus.Settings, options), sampler.frame)
     try:
-        wait_for(lambda: getattr(server, "collector", None), 10, "the first measurement")
-        yield server.url()
+        if sampler.latest is None:
+            sampler.tick()  # the baseline
+            time.sleep(0.05)
+        frame = sampler.frame(0.0)
+        assert frame is not None
+        sink.write(frame)  # as the runner does: serving starts with a first Frame
+        yield sink.url
     finally:
-        if thread.is_alive():
-            server.shutdown()
-            thread.join(5)
-        server.server_close()
+        sink.close()
 
 
 @contextmanager

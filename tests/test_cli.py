@@ -51,7 +51,7 @@ def test_version():
     ("args", "needle"),
     [
         (("stdout", "-s", "abc"), "not a number"),
-        (("stdout", "-s", "0"), "--step must be above 0"),
+        (("stdout", "-s", "0"), "the step must be above 0"),
         (("stdout", "-p", "-3"), "must be >= 0"),
         (("stdout", "-r", "(unclosed"), "bad regular expression"),
         (("json", "-s", "0", "-n", "0"), "step"),

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from wattprobe.core.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
 from wattprobe.core.vms import guest_name
 from wattprobe.sinks.promfamilies import AgentStats, cmdline_label, render, selected_consumers
-from wattprobe.sinks.promoptions import SeriesOptions
+from wattprobe.sinks.promoptions import SeriesSettings
 
 POD = "0a1b2c3d-0000-1111-2222-333344445555"
 CONTAINER = Container("c" * 64, "containerd", "kubernetes", POD)
@@ -88,7 +88,7 @@ def value(found, name: str, **labels: str) -> float:
 
 
 def test_native_values_in_base_units():
-    found = samples(render(frame(), STATS, SeriesOptions()))
+    found = samples(render(frame(), STATS, SeriesSettings()))
     assert value(found, "wattprobe_host_power_watts") == 60.0
     assert value(found, "wattprobe_host_energy_joules_total") == 600.0
     assert value(found, "wattprobe_host_unattributed_power_watts") == 15.0
@@ -136,12 +136,12 @@ def test_native_values_in_base_units():
 
 
 def test_estimated_figures_are_marked():
-    found = samples(render(frame(estimated=True), STATS, SeriesOptions()))
+    found = samples(render(frame(estimated=True), STATS, SeriesSettings()))
     assert value(found, "wattprobe_sensor_info", estimated="true") == 1
 
 
 def test_scaphandre_names_units_and_labels():
-    opts = SeriesOptions(naming="scaphandre", qemu=True, containers=True)
+    opts = SeriesSettings(naming="scaphandre", qemu=True, containers=True)
     found = samples(render(frame(), STATS, opts))
     assert value(found, "scaph_host_power_microwatts", value_source="powercap_rapl_psys") == 60e6
     assert value(found, "scaph_host_energy_microjoules") == 600e6
@@ -180,7 +180,7 @@ def test_scaphandre_names_units_and_labels():
 
 
 def test_scaphandre_energy_keeps_its_name_in_openmetrics_too():
-    metrics = render(frame(), STATS, SeriesOptions(naming="scaphandre"))
+    metrics = render(frame(), STATS, SeriesSettings(naming="scaphandre"))
 
     class Registry:
         def collect(self):
@@ -195,8 +195,8 @@ def test_scaphandre_energy_keeps_its_name_in_openmetrics_too():
 
 def test_every_family_is_there_without_a_frame():
     """Before the first measurement the families exist, empty: names stay stable for dashboards."""
-    with_frame = {m.name for m in render(frame(), STATS, SeriesOptions())}
-    without = render(None, STATS, SeriesOptions())
+    with_frame = {m.name for m in render(frame(), STATS, SeriesSettings())}
+    without = render(None, STATS, SeriesSettings())
     assert {m.name for m in without} == with_frame
     assert not [
         m for m in without if m.samples and not m.name.startswith(("wattprobe_self", "wattprobe_build"))
@@ -206,12 +206,14 @@ def test_every_family_is_there_without_a_frame():
 def test_top_n_regex_and_off():
     consumers = [consumer(200 + i, 10.0 - i, f"/usr/bin/worker --id {i}") for i in range(8)]
     f = frame(consumers)
-    assert [c.info.pid for c in selected_consumers(f, SeriesOptions(top=3))] == [200, 201, 202]
+    assert [c.info.pid for c in selected_consumers(f, SeriesSettings(max_top_consumers=3))] == [200, 201, 202]
     assert [
         c.info.pid
-        for c in selected_consumers(f, SeriesOptions(top=3, process_regex=re.compile(r"--id [67]")))
+        for c in selected_consumers(
+            f, SeriesSettings(max_top_consumers=3, process_regex=re.compile(r"--id [67]"))
+        )
     ] == [206, 207]
-    found = samples(render(f, STATS, SeriesOptions(top=0)))
+    found = samples(render(f, STATS, SeriesSettings(max_top_consumers=0)))
     assert "wattprobe_process_power_watts" not in found
     # Aggregates still cover every process when per-process series are off.
     assert found["wattprobe_cgroup_power_watts"]
@@ -223,9 +225,12 @@ def test_qemu_processes_always_get_series_with_qemu():
         300, 0.1, "qemu-system-x86_64 -name vm-small -enable-kvm", exe="/usr/bin/qemu-system-x86_64"
     )
     f = frame([consumer(301, 50.0, "/usr/bin/big"), vm])
-    assert [c.info.pid for c in selected_consumers(f, SeriesOptions(top=1))] == [301]
-    assert [c.info.pid for c in selected_consumers(f, SeriesOptions(top=1, qemu=True))] == [301, 300]
-    found = samples(render(f, STATS, SeriesOptions(top=1, qemu=True)))
+    assert [c.info.pid for c in selected_consumers(f, SeriesSettings(max_top_consumers=1))] == [301]
+    assert [c.info.pid for c in selected_consumers(f, SeriesSettings(max_top_consumers=1, qemu=True))] == [
+        301,
+        300,
+    ]
+    found = samples(render(f, STATS, SeriesSettings(max_top_consumers=1, qemu=True)))
     assert value(found, "wattprobe_process_power_watts", pid="300", vmname="vm-small") == 0.1
 
 
@@ -247,7 +252,7 @@ def test_vm_name(cmdline, name):
 def test_long_cmdline_is_truncated_and_escaped():
     nasty = 'run --arg "quoted" back\\slash\nnewline ' + "x" * 4000
     f = frame([consumer(400, 1.0, nasty)])
-    found = samples(render(f, STATS, SeriesOptions(cmdline_max=100)))
+    found = samples(render(f, STATS, SeriesSettings(cmdline_max_length=100)))
     ((labels, watts),) = found["wattprobe_process_power_watts"]
     assert labels["cmdline"] == nasty[:100].replace("\n", " ") + "..."
     assert labels["cmdline"].startswith('run --arg "quoted" back\\slash newline')
@@ -258,5 +263,5 @@ def test_long_cmdline_is_truncated_and_escaped():
 def test_processes_with_the_same_labels_stay_distinct_series():
     """Two processes with one command line differ by pid: no duplicate series."""
     f = frame([consumer(500, 2.0, "/usr/bin/app"), consumer(501, 1.0, "/usr/bin/app")])
-    found = samples(render(f, STATS, SeriesOptions()))
+    found = samples(render(f, STATS, SeriesSettings()))
     assert sorted(lab["pid"] for lab, _ in found["wattprobe_process_power_watts"]) == ["500", "501"]

@@ -1,7 +1,8 @@
 """Command line: wattprobe [GLOBAL OPTIONS] COMMAND [OPTIONS].
 
-Each command is a module with NAME, HELP, add_arguments(parser) and run(args) -> int; heavy
-imports stay inside run() so that start-up and `--help` stay fast.
+Every sink is a command (`wattprobe.commands.exporter`); the other commands are tools, each a module
+with NAME, HELP, add_arguments(parser) and run(args) -> int. Heavy imports stay inside run() and the
+sinks' constructors so that start-up and `--help` stay fast.
 """
 
 from __future__ import annotations
@@ -13,20 +14,15 @@ import signal
 import sys
 from typing import NoReturn
 
-from wattprobe import __version__, sources
+from wattprobe import __version__, settings, sinks
+from wattprobe.commands import exporter
 from wattprobe.errors import WattprobeError
+from wattprobe.sources import SourceSettings
 
-COMMANDS = (
-    "wattprobe.sinks.stdout",
-    "wattprobe.sinks.json",
-    "wattprobe.sinks.powerapi.sink",
+# Commands that are tools rather than outputs of the pipeline.
+TOOLS = (
+    "wattprobe.commands.agent",
     "wattprobe.commands.powerapi_validate",
-    "wattprobe.sinks.prometheus",
-    "wattprobe.sinks.push",
-    "wattprobe.sinks.riemann",
-    "wattprobe.sinks.warp10",
-    "wattprobe.sinks.warpten",
-    "wattprobe.sinks.qemu",
     "wattprobe.commands.powerspy2",
     "wattprobe.commands.powerspy2_emulator",
 )
@@ -47,9 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wattprobe {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logs on stderr (-vv: debug)")
     parser.add_argument("--no-header", action="store_true", help="accepted for Scaphandre compatibility")
-    sources.add_arguments(parser)
+    settings.add_options(parser, SourceSettings)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
-    for module_name in COMMANDS:
+    for name in sinks.SINKS:
+        exporter.add_parser(sub, name, sinks.module(name))
+    for alias, name in sinks.ALIASES.items():
+        exporter.add_parser(sub, alias, sinks.module(name), help=f"the same as {name}")
+    for module_name in TOOLS:
         module = importlib.import_module(module_name)
         command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(command)

@@ -135,6 +135,16 @@ class Group:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentStats:
+    """The agent's own cost, as of this Frame."""
+
+    cpu_seconds: float = 0.0  # its user + system CPU time since it started
+    peak_rss_bytes: int = 0
+    tick_seconds: float = 0.0  # how long its previous measurement took
+    processes_tracked: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Frame:
     """What two snapshots mean: power over the window between them."""
 
@@ -153,3 +163,5 @@ class Frame:
     cgroups: tuple[Group, ...]
     containers: tuple[Group, ...]
     exes: tuple[Group, ...]
+    agent: AgentStats = AgentStats()
+    socket_cpus: tuple[tuple[int, int], ...] = ()  # (socket id, its first logical cpu), where known

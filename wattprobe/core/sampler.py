@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
 import gc
 import logging
+import os
+import resource
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from wattprobe.core.attribution import EnergyTotals, attribute
 from wattprobe.core.counters import CounterGuard, host_energy
-from wattprobe.core.model import EnergyReading, Frame, Sensor, Snapshot
-from wattprobe.errors import WattprobeError
-from wattprobe.sources.procfs import ProcfsReader, raise_fd_limit, read_machine_cpu
+from wattprobe.core.model import AgentStats, EnergyReading, Frame, Sensor, Snapshot
+
+if TYPE_CHECKING:
+    from wattprobe.sources.procfs import ProcfsReader
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +27,16 @@ class Sampler:
     """Ticks: snapshot now, compare with the previous snapshot, publish an immutable Frame."""
 
     def __init__(
-        self, sensor: Sensor, procfs: ProcfsReader, *, sleep: Callable[[float], None] = time.sleep
+        self,
+        sensor: Sensor,
+        procfs: ProcfsReader,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        socket_cpus: dict[int, int] | None = None,
     ) -> None:
         self.sensor = sensor
         self.procfs = procfs
+        self.socket_cpus = tuple(sorted((socket_cpus or {}).items()))
         self.latest: Frame | None = None
         self.tick_seconds = 0.0  # how long the last tick took
         self._guard = CounterGuard(sensor, sleep=sleep)  # `sleep`: between the re-reads of a torn value
@@ -88,9 +98,19 @@ class Sampler:
             sensor=self.sensor.name,
             estimated=self.sensor.estimated,
         )
+        frame = dataclasses.replace(frame, agent=self._agent_stats(), socket_cpus=self.socket_cpus)
         self.latest = frame
         self.tick_seconds = time.perf_counter() - started
         return frame
+
+    def _agent_stats(self) -> AgentStats:
+        times = os.times()
+        return AgentStats(
+            cpu_seconds=times.user + times.system,
+            peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            tick_seconds=self.tick_seconds,
+            processes_tracked=self.procfs.tracked,
+        )
 
     def frame(self, min_interval_s: float) -> Frame | None:
         """For pull exporters: the latest Frame if younger than min_interval_s, else a new tick.
@@ -103,34 +123,6 @@ class Sampler:
                 return self.latest
             return self._tick() or self.latest
 
-    def frames(self, step_s: float, timeout_s: float | None = None) -> Iterator[Frame]:
-        """Take a baseline now, then yield a Frame every step until timeout_s (None: forever)."""
-        start = time.monotonic()
-        self.tick()
-        deadline = None if timeout_s is None else start + timeout_s + step_s / 10
-        due = start + step_s
-        while deadline is None or due <= deadline:
-            time.sleep(max(0.0, due - time.monotonic()))
-            frame = self.tick()
-            if frame is not None:
-                yield frame
-            due += step_s
-
     def close(self) -> None:
         self.sensor.close()
         self.procfs.close()
-
-
-def open_sampler(args: argparse.Namespace) -> Sampler:
-    """The sampler the global options describe."""
-    from wattprobe.sources import make_sensor
-
-    try:
-        read_machine_cpu(args.procfs_root)
-    except (OSError, ValueError) as error:
-        raise WattprobeError(
-            f"cannot read {args.procfs_root}/stat ({getattr(error, 'strerror', None) or error}): point "
-            "--procfs-root at the procfs mount (default /proc)"
-        ) from None
-    raise_fd_limit()
-    return Sampler(make_sensor(args), ProcfsReader(args.procfs_root))

@@ -1,27 +1,70 @@
-"""Exporters render Frames; they never read /proc or /sys themselves."""
+"""Sinks: the last stage of the pipeline. Each renders immutable Frames somewhere people look.
+
+A sink module declares its NAME and HELP, its `Settings` (options, see `wattprobe.settings`), its
+`Cadence` (the step and timeout flags of its Scaphandre-shaped command) and `create(settings,
+context)`, which returns a `Sink`. The runner (`sinks.runner`) drives the sampler and every sink; a sink has no
+loop, retry or option parsing of its own. Sinks never read /proc or /sys, and never import a source or
+the sampler.
+"""
 
 from __future__ import annotations
 
-import re
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Protocol
 
-from wattprobe.core.model import Consumer, Frame
-from wattprobe.options import count, regex, seconds  # noqa: F401  (argparse types, used by exporters)
+from wattprobe.core.model import Frame
+
+# Command name -> module, in the order `wattprobe --help` lists them. Imported on use.
+SINKS = {
+    "stdout": "wattprobe.sinks.stdout",
+    "json": "wattprobe.sinks.json",
+    "powerapi": "wattprobe.sinks.powerapi.sink",
+    "prometheus": "wattprobe.sinks.prometheus",
+    "prometheus-push": "wattprobe.sinks.push",
+    "riemann": "wattprobe.sinks.riemann",
+    "warp10": "wattprobe.sinks.warp10",
+    "qemu": "wattprobe.sinks.qemu",
+}
+ALIASES = {"warpten": "warp10"}  # Scaphandre 1.0's spelling
 
 
-def select_consumers(
-    frame: Frame,
-    top: int,
-    pattern: re.Pattern[str] | None = None,
-    container_pattern: re.Pattern[str] | None = None,
-) -> tuple[Consumer, ...]:
-    """The top `top` consumers, or every consumer whose exe or cmdline matches `pattern`."""
-    consumers = frame.consumers
-    if container_pattern is not None:
-        consumers = tuple(
-            c
-            for c in consumers
-            if c.info.container is not None and container_pattern.search(c.info.container.id)
-        )
-    if pattern is not None:
-        return tuple(c for c in consumers if pattern.search(c.info.exe) or pattern.search(c.info.cmdline))
-    return consumers[:top]
+class Sink(Protocol):
+    """Renders Frames. write() may raise Retry (this write failed, the next may work) or Fatal (this
+    sink cannot go on); any other exception is taken as Retry. close() flushes and lets go."""
+
+    name: str
+    pull: bool  # True: serves requests (prometheus) and needs no step of its own
+
+    def write(self, frame: Frame) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SinkError(Exception):
+    """A sink's failure, said in one line."""
+
+
+class Retry(SinkError):
+    """This write failed, and a later one may work (a server down, a full disk freed later)."""
+
+
+class Fatal(SinkError):
+    """This sink cannot go on (the message says why and what to do); the others carry on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a sink may need from the agent that runs it."""
+
+    hostname: str
+    # For pull sinks: a Frame at most `min_interval` seconds old, measured on request (None: serve the
+    # Frames the runner writes, because other sinks set the pace).
+    fresh: Callable[[float], Frame | None] | None = None
+
+
+def module(name: str) -> ModuleType:
+    """The module of the sink called `name` (or an alias); KeyError if there is none."""
+    return importlib.import_module(SINKS[ALIASES.get(name, name)])

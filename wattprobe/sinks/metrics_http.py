@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from wattprobe import __version__
 from wattprobe.errors import UsageError, WattprobeError
+from wattprobe.sinks.net import netloc
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,7 @@ class MetricsServer(ThreadingHTTPServer):
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
     def url(self) -> str:
-        host = self.server_name
-        host = f"[{host}]" if ":" in host else host
-        return f"{'https' if self.tls else 'http'}://{host}:{self.server_port}{self.metrics_path}"
+        return f"{'https' if self.tls else 'http'}://{netloc(self.server_name, self.server_port)}{self.metrics_path}"
 
     def use_tls(self, context: ssl.SSLContext) -> None:
         # The handshake happens in the connection's thread (see _Handler.setup), not in accept().

@@ -1,103 +1,127 @@
 """`wattprobe prometheus`: serve metrics for Prometheus to scrape.
 
-A baseline and a first measurement are taken at start-up, so the first scrape already has power.
-A scrape makes a new measurement unless the last one is younger than --min-interval; scrapes inside
-one interval share one Frame. Power is the average over the window since the previous measurement;
-energy counters are cumulative since start and never go backwards.
+Alone, it measures on demand: a baseline and a first measurement are taken at start-up, so the first
+scrape already has power, and a scrape makes a new measurement unless the last one is younger than
+--min-interval (scrapes inside one interval share one Frame). Beside other outputs (`wattprobe agent`)
+it serves the agent's latest Frame, measured at the agent's step. Power is the average over the
+window since the previous measurement; energy counters are cumulative since start and never go back.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-import time
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError
 from wattprobe.options import non_negative, port
-from wattprobe.sinks import promoptions
+from wattprobe.settings import option
+from wattprobe.sinks import Context, Sink, options
+from wattprobe.sinks.promoptions import SeriesSettings
 
 if TYPE_CHECKING:
-    from wattprobe.core.sampler import Sampler
     from wattprobe.sinks.metrics_http import MetricsServer
 
 NAME = "prometheus"
 HELP = "serve metrics for Prometheus to scrape (pull)"
+PULL = True  # measures when scraped; needs no step when it is the only output
 DEFAULT_MIN_INTERVAL = 1.0
-WARMUP_S = 0.5  # the first window: RAPL counters move every ~1 ms, so a few ms would be noise
 
 log = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-a", "--address", default="::", help="address to listen on (default :: = all, IPv4 too)"
-    )
-    parser.add_argument("-p", "--port", type=port, default=8080, help="TCP port (default 8080; 0: any free)")
-    parser.add_argument("-s", "--suffix", default="metrics", help="metrics path: /SUFFIX (default metrics)")
-    parser.add_argument(
-        "--min-interval",
-        type=non_negative,
-        default=DEFAULT_MIN_INTERVAL,
+@dataclass(frozen=True)
+class Cadence(options.Cadence):
+    step: float | None = None  # no option: scrapes set the pace
+
+
+@dataclass(frozen=True)
+class Settings(SeriesSettings):
+    address: str = option("::", "-a", "--address", help="address to listen on (default :: = all, IPv4 too)")
+    port: int = option(8080, "-p", "--port", parse=port, help="TCP port (default 8080; 0: any free)")
+    suffix: str = option("metrics", "-s", "--suffix", help="metrics path: /SUFFIX (default metrics)")
+    min_interval: float = option(
+        DEFAULT_MIN_INTERVAL,
+        parse=non_negative,
         metavar="SECONDS",
         help=f"scrapes closer than this share one measurement (default {DEFAULT_MIN_INTERVAL:g})",
     )
-    parser.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)")
-    parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
-    parser.add_argument(
-        "--basic-auth-file",
-        metavar="PATH",
-        help="require HTTP basic auth with the USER:PASSWORD on this file's first line",
+    tls_cert: str | None = option(None, metavar="PEM", help="serve HTTPS with this certificate (chain)")
+    tls_key: str | None = option(None, metavar="PEM", help="the private key of --tls-cert")
+    basic_auth_file: str | None = option(
+        None, metavar="PATH", help="require HTTP basic auth with the USER:PASSWORD on this file's first line"
     )
-    promoptions.add_arguments(parser)
+
+    def __post_init__(self) -> None:
+        if not self.suffix.strip("/"):
+            raise UsageError("--suffix must not be empty: / is the index page")
 
 
-def run(args: argparse.Namespace) -> int:
-    from wattprobe.core.sampler import open_sampler
-
-    server = open_endpoint(args)
-    try:
-        sampler = open_sampler(args)
-    except BaseException:
-        server.server_close()
-        raise
-    try:
-        serve(server, sampler, args)
-    finally:
-        server.server_close()
-        sampler.close()
-    return 0
+def create(settings: Settings, context: Context) -> Sink:
+    return PrometheusSink(settings, context.fresh)
 
 
-def open_endpoint(args: argparse.Namespace) -> MetricsServer:
-    """Check the options and listen: every user error shows here, before anything is measured."""
+class PrometheusSink:
+    """Serves the Frames as metrics. With `fresh` (it is the only output), a scrape measures anew unless
+    the last measurement is younger than --min-interval; else it serves the last Frame written."""
+
+    name = NAME
+    pull = True
+
+    def __init__(self, settings: Settings, fresh: Callable[[float], Frame | None] | None = None) -> None:
+        from wattprobe.sinks.promfamilies import FrameCollector
+
+        self.settings = settings
+        self.latest: Frame | None = None
+        self._fresh = fresh
+        self.server = open_endpoint(settings)
+        self.server.collector = FrameCollector(self._frame, settings)
+        self._thread: threading.Thread | None = None
+
+    def _frame(self) -> Frame | None:
+        if self._fresh is not None:
+            return self._fresh(self.settings.min_interval) or self.latest
+        return self.latest
+
+    def write(self, frame: Frame) -> None:
+        self.latest = frame
+        if self._thread is None:  # serve once there is a Frame: the first scrape already has power
+            self._thread = threading.Thread(target=self._serve, name="prometheus", daemon=True)
+            self._thread.start()
+            print(f"wattprobe: serving metrics on {self.server.url()}", file=sys.stderr, flush=True)
+
+    def _serve(self) -> None:
+        try:
+            self.server.serve_forever(poll_interval=0.5)
+        except Exception as error:  # the listening socket broke: say so; the agent goes on without it
+            log.error("prometheus: stopped serving: %r", error)
+
+    @property
+    def url(self) -> str:
+        return self.server.url()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self.server.shutdown()
+            self._thread.join(5)
+        self.server.server_close()
+
+
+def open_endpoint(settings: Settings) -> MetricsServer:
+    """Check the files the options name, and listen: a user error shows here, before a scrape."""
     from wattprobe.sinks.metrics_http import listen, read_credentials, tls_context
 
-    path = "/" + args.suffix.strip("/")
-    if path == "/":
-        raise UsageError("--suffix must not be empty: / is the index page")
-    tls = tls_context(args.tls_cert, args.tls_key)
-    credentials = read_credentials(args.basic_auth_file)
+    tls = tls_context(settings.tls_cert, settings.tls_key)
+    credentials = read_credentials(settings.basic_auth_file)
     if credentials is not None and tls is None:
         log.warning("basic auth without TLS sends the password in clear; add --tls-cert and --tls-key")
-    server = listen(args.address, args.port)
-    server.metrics_path = path
+    server = listen(settings.address, settings.port)
+    server.metrics_path = "/" + settings.suffix.strip("/")
     server.credentials = credentials
     if tls is not None:
         server.use_tls(tls)
     return server
-
-
-def serve(server: MetricsServer, sampler: Sampler, args: argparse.Namespace) -> None:
-    """Measure a first window, then answer scrapes until interrupted or server.shutdown()."""
-    from wattprobe.sinks.promfamilies import FrameCollector
-
-    sampler.tick()  # the baseline, then a first Frame: the first scrape has power, over a sane window
-    time.sleep(WARMUP_S)
-    sampler.tick()
-    server.collector = FrameCollector(
-        sampler, lambda: sampler.frame(args.min_interval) or sampler.tick(), promoptions.options_from(args)
-    )
-    print(f"wattprobe: serving metrics on {server.url()}", file=sys.stderr, flush=True)
-    server.serve_forever(poll_interval=0.5)

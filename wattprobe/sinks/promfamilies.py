@@ -26,10 +26,9 @@ from prometheus_client.registry import Collector
 
 from wattprobe import __version__
 from wattprobe.core.model import Consumer, Container, Frame
-from wattprobe.core.sampler import Sampler
 from wattprobe.core.vms import guest_name
-from wattprobe.sinks import select_consumers
-from wattprobe.sinks.promoptions import SeriesOptions
+from wattprobe.sinks.promoptions import SeriesSettings
+from wattprobe.sinks.selection import select_consumers
 
 # -- labels --------------------------------------------------------------------------------------
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -55,13 +54,13 @@ def _container_labels(container: Container | None) -> dict[str, str]:
     return labels
 
 
-def _process_labels(consumer: Consumer, opts: SeriesOptions) -> dict[str, str]:
+def _process_labels(consumer: Consumer, opts: SeriesSettings) -> dict[str, str]:
     info = consumer.info
     if opts.naming == "scaphandre":  # Scaphandre's exe label is the command name
         labels = {"pid": str(info.pid), "exe": info.comm}
     else:  # the same exe key as the per-exe family, so the two join
         labels = {"pid": str(info.pid), "exe": info.exe or f"[{info.comm}]", "comm": info.comm}
-    labels["cmdline"] = cmdline_label(info.cmdline, opts.cmdline_max)
+    labels["cmdline"] = cmdline_label(info.cmdline, opts.cmdline_max_length)
     if opts.qemu:
         name = guest_name(info)
         if name:
@@ -71,9 +70,9 @@ def _process_labels(consumer: Consumer, opts: SeriesOptions) -> dict[str, str]:
     return labels
 
 
-def selected_consumers(frame: Frame, opts: SeriesOptions) -> list[Consumer]:
+def selected_consumers(frame: Frame, opts: SeriesSettings) -> list[Consumer]:
     """The processes that get their own series: top N or regex matches, plus VMs with --qemu."""
-    chosen = list(select_consumers(frame, opts.top, opts.process_regex))
+    chosen = list(select_consumers(frame, opts.max_top_consumers, opts.process_regex))
     if opts.qemu:
         pids = {c.info.pid for c in chosen}
         chosen += [c for c in frame.consumers if c.info.pid not in pids and guest_name(c.info)]
@@ -109,7 +108,7 @@ class AgentStats:
     processes_tracked: int
 
 
-def render(frame: Frame | None, stats: AgentStats, opts: SeriesOptions) -> list[Metric]:
+def render(frame: Frame | None, stats: AgentStats, opts: SeriesSettings) -> list[Metric]:
     """The families of one Frame in the chosen naming (None: no Frame yet, families stay empty)."""
     out = _Families()
     if opts.naming == "scaphandre":
@@ -119,7 +118,7 @@ def render(frame: Frame | None, stats: AgentStats, opts: SeriesOptions) -> list[
     return out.metrics
 
 
-def _native(out: _Families, frame: Frame | None, stats: AgentStats, opts: SeriesOptions) -> None:
+def _native(out: _Families, frame: Frame | None, stats: AgentStats, opts: SeriesSettings) -> None:
     host_power = out.family("gauge", "wattprobe_host_power_watts", "Host power over the last window", "watts")
     host_energy = out.family(
         "counter", "wattprobe_host_energy_joules", "Host energy since the agent started", "joules"
@@ -239,7 +238,7 @@ def _native_self(out: _Families, stats: AgentStats) -> None:
     )
 
 
-def _scaphandre(out: _Families, frame: Frame | None, stats: AgentStats, opts: SeriesOptions) -> None:
+def _scaphandre(out: _Families, frame: Frame | None, stats: AgentStats, opts: SeriesSettings) -> None:
     # Scaphandre's energy counters have no _total suffix: typed unknown (untyped) to keep their names.
     host_power = out.family(
         "gauge", "scaph_host_power_microwatts", "Power measurement on the whole host, in microwatts"
@@ -330,10 +329,7 @@ def _version_number(version: str) -> float:
 class FrameCollector(Collector):
     """A prometheus_client Collector: each collect() renders the Frame `frame_source` gives."""
 
-    def __init__(
-        self, sampler: Sampler, frame_source: Callable[[], Frame | None], opts: SeriesOptions
-    ) -> None:
-        self.sampler = sampler
+    def __init__(self, frame_source: Callable[[], Frame | None], opts: SeriesSettings) -> None:
         self.frame_source = frame_source
         self.opts = opts
         self._lock = threading.Lock()
@@ -349,12 +345,13 @@ class FrameCollector(Collector):
             (then, cpu_then), self._last_cpu = self._last_cpu, (now, cpu)
         n_cpus = frame.n_cpus if frame is not None else os.cpu_count() or 1
         percent = (cpu - cpu_then) / (now - then) / n_cpus * 100 if now > then else 0.0
+        agent = frame.agent if frame is not None else None
         return AgentStats(
             cpu_seconds=cpu,
             cpu_percent=percent,
             peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            tick_seconds=self.sampler.tick_seconds,
-            processes_tracked=self.sampler.procfs.tracked,
+            tick_seconds=agent.tick_seconds if agent else 0.0,
+            processes_tracked=agent.processes_tracked if agent else 0,
         )
 
 

@@ -23,7 +23,6 @@ The guest runs `wattprobe --vm EXPORTER` with the folder mounted at /var/scaphan
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -34,8 +33,9 @@ from dataclasses import dataclass, field
 from wattprobe.core.model import Frame
 from wattprobe.core.vms import find_guest
 from wattprobe.errors import WattprobeError
-from wattprobe.options import non_negative, positive
-from wattprobe.sinks import nofollow
+from wattprobe.options import non_negative
+from wattprobe.settings import option
+from wattprobe.sinks import Context, Sink, nofollow, options
 from wattprobe.sinks.nofollow import Planted
 
 NAME = "qemu"
@@ -54,33 +54,40 @@ DOMAIN = "intel-rapl:0:0"
 MAX_ENERGY_RANGE_UJ = 2**60
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--output-root",
-        metavar="PATH",
-        default=DEFAULT_ROOT,
-        help=f"where the per-VM folders go (default {DEFAULT_ROOT})",
+@dataclass(frozen=True)
+class Cadence(options.Cadence):
+    step: float = options.step(5.0, what="updates")
+
+
+@dataclass(frozen=True)
+class Settings:
+    output_root: str = option(
+        DEFAULT_ROOT, metavar="PATH", help=f"where the per-VM folders go (default {DEFAULT_ROOT})"
     )
-    parser.add_argument("-s", "--step", type=positive, default=5, help="seconds between updates (default 5)")
-    parser.add_argument(
-        "--grace",
-        type=non_negative,
-        default=120,
+    grace: float = option(
+        120.0,
+        parse=non_negative,
+        metavar="SECONDS",
         help="seconds a VM must be gone before its tree is removed (default 120)",
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from wattprobe.core.sampler import open_sampler
+def create(settings: Settings, context: Context) -> Sink:
+    return QemuSink(VmTrees(settings.output_root, grace_s=settings.grace))
 
-    trees = VmTrees(args.output_root, grace_s=args.grace)
-    sampler = open_sampler(args)
-    try:
-        for frame in sampler.frames(args.step):
-            trees.update(frame)
-    finally:
-        sampler.close()
-    return 0
+
+class QemuSink:
+    name = NAME
+    pull = False
+
+    def __init__(self, trees: VmTrees) -> None:
+        self.trees = trees
+
+    def write(self, frame: Frame) -> None:
+        self.trees.update(frame)
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass

@@ -2,23 +2,27 @@
 
 Riemann's protocol over TCP (optionally mutual TLS): one protobuf Msg per dispatch holding every
 event, framed by a 4-byte big-endian length; the server's answer is read and its `ok` checked.
-A server that goes away is reconnected with a growing delay (1 s doubling to 60 s) while the agent
-keeps measuring; events of a dispatch that could not be sent are dropped (Riemann is a live stream
-and every event carries a TTL).
+Sending leaves the tick: a server that goes away is reconnected with a growing delay (1 s doubling
+to 60 s) while the agent keeps measuring, and only the latest dispatch waits to be sent (Riemann is a
+live stream and every event carries a TTL).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import socket
 import ssl
 import struct
-import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.options import port, positive
+from wattprobe.options import port
+from wattprobe.settings import option
+from wattprobe.sinks import Context, Retry, Sink, options
+from wattprobe.sinks.delivery import Delivery, Rejected
+from wattprobe.sinks.net import netloc
 from wattprobe.sinks.points import Point, frame_points
 
 if TYPE_CHECKING:
@@ -30,77 +34,87 @@ HELP = "send power to a Riemann server"
 log = logging.getLogger(__name__)
 
 IO_TIMEOUT_S = 10.0
-BACKOFF_S = (1.0, 60.0)  # first and longest wait before reconnecting
 MAX_REPLY = 64 << 20
 TAGS = ("scaphandre", "wattprobe")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+@dataclass(frozen=True)
+class Cadence(options.Cadence):
+    step: float = options.step(5.0, "-d", "--dispatch", "--dispatch-interval", what="dispatches")
+
+
+@dataclass(frozen=True)
+class Settings:
+    address: str = option(
+        "localhost",
         "-a",
         "--address",
-        default="localhost",
         help="Riemann server's name or IP address; with --mtls, the name its certificate carries "
         "(default localhost)",
     )
-    parser.add_argument("-p", "--port", type=port, default=5555, help="Riemann TCP port (default 5555)")
-    parser.add_argument(
-        "-d",
-        "--dispatch",
-        "--dispatch-interval",
-        dest="dispatch",
-        type=positive,
-        default=5,
-        help="seconds between dispatches (default 5)",
-    )
-    parser.add_argument(
-        "-q", "--qemu", action="store_true", help="add a vmname attribute to QEMU/KVM guest processes"
-    )
-    parser.add_argument(
-        "--mtls", action="store_true", help="connect with mutual TLS (needs --ca --cert --key)"
-    )
-    parser.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) that signed the server's")
-    parser.add_argument("--cert", metavar="FILE", help="client certificate (PEM)")
-    parser.add_argument("--key", metavar="FILE", help="client private key (PEM)")
+    port: int = option(5555, "-p", "--port", parse=port, help="Riemann TCP port (default 5555)")
+    qemu: bool = options.qemu("add a vmname attribute to QEMU/KVM guest processes")
+    mtls: bool = option(False, help="connect with mutual TLS (needs --ca --cert --key)")
+    ca: str | None = option(None, metavar="FILE", help="CA certificate (PEM) that signed the server's")
+    cert: str | None = option(None, metavar="FILE", help="client certificate (PEM)")
+    key: str | None = option(None, metavar="FILE", help="client private key (PEM)")
+
+    def __post_init__(self) -> None:
+        files = {"--ca": self.ca, "--cert": self.cert, "--key": self.key}
+        if not self.mtls and any(files.values()):
+            raise UsageError(f"{' '.join(k for k, v in files.items() if v)} only make sense with --mtls")
+        missing = [k for k, v in files.items() if not v]
+        if self.mtls and missing:
+            raise UsageError(f"--mtls needs {' '.join(missing)}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from wattprobe.core.sampler import open_sampler
-
-    tls = tls_context(args)
-    client = RiemannClient(args.address, args.port, tls)
-    hostname = socket.gethostname()
-    ttl = max(60.0, 3 * args.dispatch)
-    sampler = open_sampler(args)
-    try:
-        for frame in sampler.frames(args.dispatch):
-            events = [event(p, hostname, frame.timestamp, ttl) for p in frame_points(frame, qemu=args.qemu)]
-            client.send(events)
-    finally:
-        client.close()
-        sampler.close()
-    return 0
+def create(settings: Settings, context: Context) -> Sink:
+    return RiemannSink(settings, context.hostname)
 
 
-def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+class RiemannSink:
+    """Builds each dispatch's events on the tick; the latest dispatch is sent off the tick. Events of a
+    dispatch that could not be sent are dropped when a newer one comes: Riemann is a live stream."""
+
+    name = NAME
+    pull = False
+
+    def __init__(self, settings: Settings, hostname: str) -> None:
+        self.settings = settings
+        self.hostname = hostname
+        self.client = RiemannClient(settings.address, settings.port, tls_context(settings))
+        self.delivery: Delivery[list[Message]] = Delivery(
+            f"riemann {self.client.where}", self._send, capacity=1
+        )
+
+    def write(self, frame: Frame) -> None:
+        ttl = max(60.0, 3 * (frame.window_s or 0.0))
+        points = frame_points(frame, qemu=self.settings.qemu)
+        self.delivery.put([[event(p, self.hostname, frame.timestamp, ttl) for p in points]])
+
+    def _send(self, dispatches: list[list[Message]]) -> None:
+        self.client.send(dispatches[-1])
+
+    def close(self) -> None:
+        self.delivery.close()
+        self.client.close()
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
     """The client's TLS context for --mtls; None for plain TCP."""
-    given = [f"--{name}" for name in ("ca", "cert", "key") if getattr(args, name)]
-    if not args.mtls:
-        if given:
-            raise UsageError(f"{' '.join(given)} only make sense with --mtls")
+    if not settings.mtls:
         return None
-    missing = [f"--{name}" for name in ("ca", "cert", "key") if not getattr(args, name)]
-    if missing:
-        raise UsageError(f"--mtls needs {' '.join(missing)}")
     try:
-        context = ssl.create_default_context(cafile=args.ca)
-    except (OSError, ssl.SSLError) as error:
-        raise WattprobeError(f"cannot load the CA certificate {args.ca}: {_why(error)}; check --ca") from None
-    try:
-        context.load_cert_chain(args.cert, args.key)
+        context = ssl.create_default_context(cafile=settings.ca)
     except (OSError, ssl.SSLError) as error:
         raise WattprobeError(
-            f"cannot load the client certificate {args.cert} with key {args.key}: {_why(error)}; "
+            f"cannot load the CA certificate {settings.ca}: {_why(error)}; check --ca"
+        ) from None
+    try:
+        context.load_cert_chain(settings.cert or "", settings.key)
+    except (OSError, ssl.SSLError) as error:
+        raise WattprobeError(
+            f"cannot load the client certificate {settings.cert} with key {settings.key}: {_why(error)}; "
             "check --cert and --key (PEM files, the key matching the certificate)"
         ) from None
     return context
@@ -137,25 +151,21 @@ def event(point: Point, host: str, timestamp: float, ttl: float) -> Message:
 
 
 class RiemannClient:
-    """One connection to a Riemann server, reopened after a failure once the backoff delay passed."""
+    """One connection to a Riemann server, opened when needed and closed after a failure."""
 
     def __init__(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         self.host, self.port, self.tls = host, port, tls
+        self.where = netloc(host, port)
         self._sock: socket.socket | None = None
-        self._delay = 0.0  # wait before the next connection attempt; 0 while healthy
-        self._retry_at = 0.0
 
-    def send(self, events: list[Message]) -> bool:
-        """Send one Msg with all events and check the server's answer; False when it did not take them.
-
-        A connection that was healthy but broke since (the server restarted) is reopened at once, once.
-        """
+    def send(self, events: list[Message]) -> None:
+        """Send one Msg with all events and check the server's answer: Retry when it could not be
+        sent, Rejected when the server refused it. A connection that broke since the last send (the
+        server restarted) is reopened at once, once."""
         from google.protobuf.message import DecodeError
 
         from wattprobe.sinks.riemann_proto import Msg
 
-        if self._sock is None and time.monotonic() < self._retry_at:
-            return False
         payload = Msg(events=events).SerializeToString()
         while True:
             fresh = self._sock is None
@@ -168,17 +178,11 @@ class RiemannClient:
             except (OSError, ValueError, DecodeError) as error:  # ssl.SSLError is an OSError
                 self.close()
                 if fresh:
-                    self._failed(error)
-                    return False
-        if self._delay:
-            log.warning("riemann: connected to %s:%d again", self.host, self.port)
-        self._delay = 0.0
+                    raise Retry(
+                        _why(error) if isinstance(error, OSError) else f"bad reply ({error})"
+                    ) from None
         if not reply.ok:
-            log.warning(
-                "riemann: the server refused %d events: %s", len(events), reply.error or "no reason given"
-            )
-            return False
-        return True
+            raise Rejected(f"the server refused {len(events)} events: {reply.error or 'no reason given'}")
 
     def _connect(self) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), timeout=IO_TIMEOUT_S)
@@ -189,18 +193,6 @@ class RiemannClient:
         except BaseException:
             sock.close()
             raise
-
-    def _failed(self, error: Exception) -> None:
-        self.close()
-        self._delay = min(max(self._delay * 2, BACKOFF_S[0]), BACKOFF_S[1])
-        self._retry_at = time.monotonic() + self._delay
-        log.warning(
-            "riemann: cannot send to %s:%d: %s; retrying in %.0f s",
-            self.host,
-            self.port,
-            _why(error) if isinstance(error, OSError) else f"bad reply ({error})",
-            self._delay,
-        )
 
     def close(self) -> None:
         if self._sock is not None:

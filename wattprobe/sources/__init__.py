@@ -1,13 +1,18 @@
-"""Sensors: where host energy comes from, chosen with -s/--sensor."""
+"""Sources: the only code that reads /proc, /sys and devices. Which sensor gives host energy, and how
+the sources are set (the global options, or the `[sensor]` table of an agent's configuration)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
+from dataclasses import dataclass
 
 from wattprobe.core.model import Sensor
 from wattprobe.errors import SensorUnavailable, UsageError
+from wattprobe.options import non_negative, positive
+from wattprobe.settings import option
+from wattprobe.sources.estimate import CPU_PROFILES
+from wattprobe.sources.topology import SYSFS_CPU_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -16,45 +21,82 @@ HOST_POWERCAP = "/sys/class/powercap"
 VM_POWERCAP = "/var/scaphandre"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The global options that choose and tune the sensor."""
-    from wattprobe.sources import estimate
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """Where host energy and CPU times come from: the global options, or `[sensor]` in a file."""
 
-    parser.add_argument(
+    name: str = option(
+        "auto",
         "-s",
         "--sensor",
         choices=SENSORS,
-        default="auto",
         help="energy source (default auto: powercap when readable, else estimate, saying why)",
     )
-    parser.add_argument(
+    vm: bool = option(
+        False,
         "--vm",
-        action="store_true",
         help=f"inside a VM: read the powercap tree its hypervisor exports, at $SCAPHANDRE_POWERCAP_PATH "
         f"or {VM_POWERCAP}",
     )
-    parser.add_argument("--powercap-root", metavar="PATH", help=f"powercap tree (default {HOST_POWERCAP})")
-    parser.add_argument("--procfs-root", metavar="PATH", default="/proc", help="procfs mount (default /proc)")
-    parser.add_argument(
-        "--powerspy-device",
+    powercap_root: str | None = option(None, metavar="PATH", help=f"powercap tree (default {HOST_POWERCAP})")
+    procfs_root: str = option("/proc", metavar="PATH", help="procfs mount (default /proc)")
+    sysfs_cpu_root: str = option(
+        SYSFS_CPU_ROOT,
         metavar="PATH",
-        default="/dev/rfcomm0",
-        help="PowerSpy2 serial device for -s powerspy2 (default /dev/rfcomm0)",
+        help=f"cpu topology, for each socket's first cpu (default {SYSFS_CPU_ROOT})",
     )
-    estimate.add_arguments(parser)
+    powerspy_device: str = option(
+        "/dev/rfcomm0", metavar="PATH", help="PowerSpy2 serial device for -s powerspy2 (default /dev/rfcomm0)"
+    )
+    tdp: float | None = option(
+        None, parse=positive, metavar="WATTS", help="estimate: the CPU's TDP, for the Teads load curve"
+    )
+    cpu_profile: str = option(
+        "unknown",
+        choices=tuple(sorted(CPU_PROFILES)),
+        help="estimate: CPU family for the per-vCPU linear model (default unknown: 0.74-3.5 W per vCPU)",
+    )
+    vcpu_min_watts: float | None = option(
+        None, parse=non_negative, metavar="WATTS", help="estimate: idle watts per vCPU"
+    )
+    vcpu_max_watts: float | None = option(
+        None, parse=non_negative, metavar="WATTS", help="estimate: full-load watts per vCPU"
+    )
+    memory_watts_per_gb: float = option(
+        0.0,
+        parse=non_negative,
+        metavar="WATTS",
+        help="estimate: add memory power as a dram domain (Cloud Carbon Footprint uses 0.392; default 0)",
+    )
+
+    def __post_init__(self) -> None:
+        if self.vm and self.name in ("estimate", "powerspy2"):
+            raise UsageError(f"--vm reads the powercap tree the host exports: drop --vm or -s {self.name}")
+        low, high = self.vcpu_watts
+        if high < low:
+            raise UsageError(f"--vcpu-max-watts ({high:g}) is below --vcpu-min-watts ({low:g})")
+
+    @property
+    def vcpu_watts(self) -> tuple[float, float]:
+        """Idle and full-load watts per vCPU: the profile's, or as given."""
+        low, high = CPU_PROFILES[self.cpu_profile]
+        return (
+            low if self.vcpu_min_watts is None else self.vcpu_min_watts,
+            high if self.vcpu_max_watts is None else self.vcpu_max_watts,
+        )
+
+    @property
+    def powercap_tree(self) -> str:
+        """The powercap tree to read: explicit, else the VM's exported tree with --vm, else the host's."""
+        if self.powercap_root:
+            return self.powercap_root
+        if self.vm:
+            return os.environ.get("SCAPHANDRE_POWERCAP_PATH") or VM_POWERCAP
+        return HOST_POWERCAP
 
 
-def powercap_root(args: argparse.Namespace) -> str:
-    """The powercap tree to read: explicit, else the VM's exported tree with --vm, else the host's."""
-    if args.powercap_root:
-        return args.powercap_root
-    if args.vm:
-        return os.environ.get("SCAPHANDRE_POWERCAP_PATH") or VM_POWERCAP
-    return HOST_POWERCAP
-
-
-def make_sensor(args: argparse.Namespace) -> Sensor:
-    """Open the sensor the options ask for; raise WattprobeError with the fix when it cannot work.
+def open_sensor(settings: SourceSettings) -> Sensor:
+    """Open the sensor the settings ask for; raise WattprobeError with the fix when it cannot work.
 
     With --vm the user asked for the host's figures: a missing or unusable tree is an error, never a
     fallback to the estimate. Under `auto` on a host without RAPL, the fallback is said in one line.
@@ -62,24 +104,22 @@ def make_sensor(args: argparse.Namespace) -> Sensor:
     from wattprobe.sources.estimate import EstimateSensor
     from wattprobe.sources.powercap import open_powercap
 
-    if args.vm and args.sensor in ("estimate", "powerspy2"):
-        raise UsageError(f"--vm reads the powercap tree the host exports: drop --vm or -s {args.sensor}")
-    if args.sensor == "estimate":
-        return EstimateSensor.from_args(args)
-    if args.sensor == "powerspy2":
+    if settings.name == "estimate":
+        return EstimateSensor.from_settings(settings)
+    if settings.name == "powerspy2":
         from wattprobe.sources.powerspy2.sensor import PowerSpy2Sensor
 
-        return PowerSpy2Sensor(args.powerspy_device)
+        return PowerSpy2Sensor(settings.powerspy_device)
     try:
-        return open_powercap(powercap_root(args), vm=args.vm)
+        return open_powercap(settings.powercap_tree, vm=settings.vm)
     except SensorUnavailable as why:
-        if args.vm:
+        if settings.vm:
             raise
-        if args.sensor == "powercap_rapl":
+        if settings.name == "powercap_rapl":
             raise SensorUnavailable(
                 why.reason, f"{why.fix}; or estimate from CPU load with -s estimate"
             ) from None
-        sensor = EstimateSensor.from_args(args)
+        sensor = EstimateSensor.from_settings(settings)
         log.warning(
             "no usable powercap tree (%s): estimating power from CPU load instead (%s), every figure marked "
             "estimated; to measure it: %s",

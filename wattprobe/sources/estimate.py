@@ -11,14 +11,16 @@ The power is integrated into a µJ counter, so the rest of the pipeline sees a s
 
 from __future__ import annotations
 
-import argparse
 import time
 from bisect import bisect_right
+from typing import TYPE_CHECKING
 
 from wattprobe.core.model import Counter, EnergyReading, MachineCpu
-from wattprobe.errors import SensorReadError, UsageError
-from wattprobe.options import non_negative, positive
+from wattprobe.errors import SensorReadError
 from wattprobe.sources.procfs import read_machine_cpu
+
+if TYPE_CHECKING:
+    from wattprobe.sources import SourceSettings
 
 # Watts per vCPU at idle and at full load (Cloud Carbon Footprint, SPECpower averages).
 CPU_PROFILES: dict[str, tuple[float, float]] = {
@@ -48,30 +50,6 @@ def teads_fraction(load: float) -> float:
     return y0 + (y1 - y0) * (load - x0) / (x1 - x0)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("estimate sensor (-s estimate, or auto without RAPL)")
-    group.add_argument(
-        "--tdp", type=positive, metavar="WATTS", help="the CPU's TDP: use the Teads load curve scaled to it"
-    )
-    group.add_argument(
-        "--cpu-profile",
-        choices=sorted(CPU_PROFILES),
-        default="unknown",
-        help="CPU family for the per-vCPU linear model (default unknown: 0.74-3.5 W per vCPU)",
-    )
-    group.add_argument("--vcpu-min-watts", type=non_negative, metavar="WATTS", help="idle watts per vCPU")
-    group.add_argument(
-        "--vcpu-max-watts", type=non_negative, metavar="WATTS", help="full-load watts per vCPU"
-    )
-    group.add_argument(
-        "--memory-watts-per-gb",
-        type=non_negative,
-        default=0.0,
-        metavar="WATTS",
-        help="add memory power as a dram domain (Cloud Carbon Footprint uses 0.392; default 0)",
-    )
-
-
 class EstimateSensor:
     """Integrates modelled CPU (and optionally memory) power into energy counters."""
 
@@ -86,10 +64,6 @@ class EstimateSensor:
         vcpu_watts: tuple[float, float] = CPU_PROFILES["unknown"],
         memory_watts: float = 0.0,
     ) -> None:
-        if vcpu_watts[1] < vcpu_watts[0]:
-            raise UsageError(
-                f"--vcpu-max-watts ({vcpu_watts[1]}) is below --vcpu-min-watts ({vcpu_watts[0]})"
-            )
         self.procfs_root = procfs_root
         self.tdp = tdp
         self.vcpu_watts = vcpu_watts
@@ -99,13 +73,14 @@ class EstimateSensor:
         self._last: tuple[int, MachineCpu] | None = None
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> EstimateSensor:
-        low, high = CPU_PROFILES[args.cpu_profile]
-        low = args.vcpu_min_watts if args.vcpu_min_watts is not None else low
-        high = args.vcpu_max_watts if args.vcpu_max_watts is not None else high
-        memory_gb = _memory_gb(args.procfs_root) if args.memory_watts_per_gb else 0.0
-        memory_watts = args.memory_watts_per_gb * memory_gb
-        return cls(args.procfs_root, tdp=args.tdp, vcpu_watts=(low, high), memory_watts=memory_watts)
+    def from_settings(cls, settings: SourceSettings) -> EstimateSensor:
+        memory_gb = _memory_gb(settings.procfs_root) if settings.memory_watts_per_gb else 0.0
+        return cls(
+            settings.procfs_root,
+            tdp=settings.tdp,
+            vcpu_watts=settings.vcpu_watts,
+            memory_watts=settings.memory_watts_per_gb * memory_gb,
+        )
 
     @property
     def model(self) -> str:

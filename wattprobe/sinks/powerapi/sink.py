@@ -10,20 +10,25 @@ import argparse
 import json
 import logging
 import socket
-import sys
-from typing import TextIO
+from dataclasses import dataclass
 
+from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.sinks import count, seconds
+from wattprobe.options import count
+from wattprobe.settings import option
+from wattprobe.sinks import Context, Fatal, Sink, options
+from wattprobe.sinks.delivery import Delivery
+from wattprobe.sinks.files import OutputFile
 
 NAME = "powerapi"
 HELP = "write PowerAPI HWPC and Power reports: JSON lines, a CSV directory, or a PowerAPI socket"
+MAX_PENDING = 10_000  # reports kept for the socket while PowerAPI is away
 
 log = logging.getLogger(__name__)
 
 
 def address(text: str) -> tuple[str, int]:
-    """argparse type: HOST:PORT, or [IPv6]:PORT."""
+    """HOST:PORT, or [IPv6]:PORT."""
     host, sep, port = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -31,117 +36,111 @@ def address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from wattprobe.sources.topology import SYSFS_CPU_ROOT
+@dataclass(frozen=True)
+class Cadence(options.Cadence):
+    step: float = options.step(1.0, what="reports")
+    timeout: float | None = options.timeout()
 
-    parser.add_argument(
-        "--report",
+
+@dataclass(frozen=True)
+class Settings:
+    report: str = option(
+        "hwpc",
         choices=("hwpc", "power", "both"),
-        default="hwpc",
         help="HWPC reports (RAPL energy, as a PowerAPI sensor), Power reports (watts), or both (default hwpc)",
     )
-    parser.add_argument("-s", "--step", type=seconds, default=1, help="seconds between reports (default 1)")
-    parser.add_argument("-t", "--timeout", type=seconds, help="stop after this many seconds (default: never)")
-    parser.add_argument(
-        "--sensor-name", default=socket.gethostname(), help="the reports' sensor field (default: hostname)"
+    sensor_name: str = option(
+        socket.gethostname(), metavar="NAME", help="the reports' sensor field (default: hostname)"
     )
-    parser.add_argument(
+    file: str | None = option(
+        None,
         "-f",
         "--file",
+        metavar="PATH",
         help="append JSON lines to this file ('-': stdout; default stdout without --csv/--socket)",
     )
-    parser.add_argument("--csv", metavar="DIR", help="append to CSV files in PowerAPI's layout under DIR")
-    parser.add_argument(
-        "--socket",
-        type=address,
+    csv: str | None = option(None, metavar="DIR", help="append to CSV files in PowerAPI's layout under DIR")
+    socket: tuple[str, int] | None = option(
+        None,
+        parse=address,
         metavar="HOST:PORT",
         help="send to a PowerAPI socket input (reconnects; reports are queued meanwhile)",
     )
-    parser.add_argument(
-        "--processes", type=count, default=0, help="Power reports for the top N processes too (default 0)"
+    processes: int = option(
+        0, parse=count, metavar="N", help="Power reports for the top N processes too (default 0)"
     )
-    parser.add_argument(
-        "--iso-time",
-        action="store_true",
-        help="JSON lines: UTC 'YYYY-MM-DDThh:mm:ss.ffffff' timestamps instead of integer ms",
-    )
-    parser.add_argument(
-        "--sysfs-cpu-root",
-        metavar="PATH",
-        default=SYSFS_CPU_ROOT,
-        help=f"cpu topology, for each socket's first cpu in HWPC reports (default {SYSFS_CPU_ROOT})",
+    iso_time: bool = option(
+        False, help="JSON lines: UTC 'YYYY-MM-DDThh:mm:ss.ffffff' timestamps instead of integer ms"
     )
 
-
-def run(args: argparse.Namespace) -> int:
-    from wattprobe.core.sampler import open_sampler
-    from wattprobe.sinks.powerapi.csvdir import CsvDirectory
-    from wattprobe.sinks.powerapi.reports import hwpc_reports, iso_utc, power_reports
-    from wattprobe.sinks.powerapi.tcp import SocketClient
-    from wattprobe.sources.topology import first_cpus
-
-    if args.step <= 0:
-        raise UsageError(f"--step must be above 0 seconds, got {args.step:g}")
-    if args.socket and args.report == "both":
-        raise UsageError(
-            "a PowerAPI socket input reads one kind of report: use --report hwpc or power with --socket"
-        )
-    if not args.sensor_name:
-        raise UsageError("--sensor-name must not be empty")
-    cpus = first_cpus(args.sysfs_cpu_root) if args.report != "power" else {}
-    if args.report != "power" and not cpus:
-        log.warning("no cpu topology at %s: HWPC reports name cpu 0 for every socket", args.sysfs_cpu_root)
-    timeout = None if args.timeout is None or args.timeout < 0 else args.timeout
-
-    csv_dir = CsvDirectory(args.csv) if args.csv else None
-    out = _open(args.file if args.file or args.csv or args.socket else "-")
-    sampler = open_sampler(args)
-    client = SocketClient(*args.socket) if args.socket else None
-    warned_no_rapl = False
-    try:
-        for frame in sampler.frames(args.step, timeout):
-            reports = []
-            if args.report != "power":
-                reports += hwpc_reports(frame, args.sensor_name, cpus)
-                if not reports and not warned_no_rapl:
-                    log.warning("the %s sensor has no RAPL counter: no HWPC reports", frame.sensor)
-                    warned_no_rapl = True
-            if args.report != "hwpc":
-                reports += power_reports(frame, args.sensor_name, args.processes)
-            if client is not None:
-                client.send([(json.dumps(r) + "\n").encode() for r in reports])
-            if csv_dir is not None:
-                csv_dir.write(reports)
-            if out is not None:
-                if args.iso_time:
-                    reports = [r | {"timestamp": iso_utc(r["timestamp"])} for r in reports]
-                _write(out, "".join(json.dumps(r) + "\n" for r in reports))
-    finally:
-        sampler.close()
-        if client is not None:
-            client.close()
-        if out is not None and out is not sys.stdout:
-            out.close()
-    return 0
+    def __post_init__(self) -> None:
+        if self.socket and self.report == "both":
+            raise UsageError(
+                "a PowerAPI socket input reads one kind of report: use --report hwpc or power with --socket"
+            )
+        if not self.sensor_name:
+            raise UsageError("--sensor-name must not be empty")
 
 
-def _write(out: TextIO, text: str) -> None:
-    """Write and flush; a full disk or a failing device loses this tick's lines, not the agent."""
-    try:
-        out.write(text)
-        out.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as error:
-        log.warning("cannot write reports to %s: %s", out.name, error.strerror)
+def create(settings: Settings, context: Context) -> Sink:
+    return PowerApiSink(settings)
 
 
-def _open(path: str | None) -> TextIO | None:
-    if path is None:
-        return None
-    if path == "-":
-        return sys.stdout
-    try:
-        return open(path, "a", encoding="utf-8")
-    except OSError as error:
-        raise WattprobeError(f"cannot write {path}: {error.strerror}; choose another path with -f") from None
+class PowerApiSink:
+    """Each Frame's reports to a JSON-lines file, a CSV directory and a PowerAPI socket, as asked."""
+
+    name = NAME
+    pull = False
+
+    def __init__(self, settings: Settings) -> None:
+        from wattprobe.sinks.powerapi.csvdir import CsvDirectory
+        from wattprobe.sinks.powerapi.tcp import SocketSender
+
+        self.settings = settings
+        self.csv = CsvDirectory(settings.csv) if settings.csv else None
+        path = settings.file if settings.file or settings.csv or settings.socket else "-"
+        self.out = None if path is None else OutputFile(None if path == "-" else path, append=True)
+        self.sender = SocketSender(*settings.socket) if settings.socket else None
+        self.delivery: Delivery[bytes] | None = None
+        if self.sender is not None:
+            self.delivery = Delivery(
+                f"PowerAPI socket {self.sender.where}", self.sender.send, capacity=MAX_PENDING, batch=1000
+            )
+        self._warned_no_rapl = self._warned_no_cpus = False
+
+    def write(self, frame: Frame) -> None:
+        from wattprobe.sinks.powerapi.reports import hwpc_reports, iso_utc, power_reports
+
+        reports = []
+        if self.settings.report != "power":
+            cpus = dict(frame.socket_cpus)
+            if not cpus and frame.sockets and not self._warned_no_cpus:
+                log.warning(
+                    "no cpu topology: HWPC reports name cpu 0 for every socket (see --sysfs-cpu-root)"
+                )
+                self._warned_no_cpus = True
+            reports += hwpc_reports(frame, self.settings.sensor_name, cpus)
+            if not reports and not self._warned_no_rapl:
+                log.warning("the %s sensor has no RAPL counter: no HWPC reports", frame.sensor)
+                self._warned_no_rapl = True
+        if self.settings.report != "hwpc":
+            reports += power_reports(frame, self.settings.sensor_name, self.settings.processes)
+        if self.delivery is not None:
+            self.delivery.put([(json.dumps(r) + "\n").encode() for r in reports])
+        if self.csv is not None:
+            self.csv.write(reports)
+        if self.out is not None:
+            if self.settings.iso_time:
+                reports = [r | {"timestamp": iso_utc(r["timestamp"])} for r in reports]
+            try:
+                self.out.write("".join(json.dumps(r) + "\n" for r in reports).encode())
+            except WattprobeError as error:  # the file ends with its last complete line
+                raise Fatal(str(error)) from None
+
+    def close(self) -> None:
+        if self.delivery is not None:
+            self.delivery.close()
+        if self.sender is not None:
+            self.sender.close()
+        if self.out is not None:
+            self.out.close()

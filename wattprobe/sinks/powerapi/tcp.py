@@ -1,106 +1,42 @@
-"""A client of PowerAPI's socket input: one JSON report per line over TCP, from a background thread.
-
-`send()` only queues, so the agent's tick never waits on the network. The thread connects,
-sends, and on any failure reconnects with a growing pause (0.5 s to 5 s), keeping up to
-`max_pending` reports meanwhile and dropping the oldest beyond that.
-"""
+"""PowerAPI's socket input: one JSON report per line over TCP, sent off the tick by `sinks.delivery`."""
 
 from __future__ import annotations
 
-import logging
 import socket
-import threading
-from collections import deque
 
-log = logging.getLogger(__name__)
-
-MIN_PAUSE_S = 0.5
-MAX_PAUSE_S = 5.0
+from wattprobe.sinks import Retry
+from wattprobe.sinks.net import netloc
 
 
-class SocketClient:
-    def __init__(self, host: str, port: int, *, max_pending: int = 10_000, timeout_s: float = 2.0) -> None:
+class SocketSender:
+    """One connection to a PowerAPI socket input, opened when needed and closed after a failure."""
+
+    def __init__(self, host: str, port: int, *, timeout_s: float = 2.0) -> None:
         self.address = (host, port)
+        self.where = netloc(host, port)
         self.timeout_s = timeout_s
-        self.dropped = 0
-        self._pending: deque[bytes] = deque(maxlen=max_pending)
-        self._wake = threading.Condition()
-        self._closing = False
         self._sock: socket.socket | None = None
-        self._failing = False
-        self._thread = threading.Thread(target=self._run, name="powerapi-socket", daemon=True)
-        self._thread.start()
-
-    @property
-    def where(self) -> str:
-        host, port = self.address
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def send(self, lines: list[bytes]) -> None:
-        """Queue lines (each one JSON document ending in a newline) without blocking."""
-        with self._wake:
-            overflow = len(self._pending) + len(lines) - (self._pending.maxlen or 0)
-            if overflow > 0:
-                self.dropped += overflow
-                log.warning(
-                    "PowerAPI socket %s: %d reports dropped, none sent for a while", self.where, overflow
-                )
-            self._pending.extend(lines)
-            self._wake.notify()
+        """Send `lines` (each one JSON document ending in a newline); Retry when they could not go.
 
-    def close(self, flush_s: float = 2.0) -> None:
-        """Send what is queued for up to flush_s seconds, then stop."""
-        with self._wake:
-            self._closing = True
-            self._wake.notify()
-        self._thread.join(flush_s)
-        self._disconnect()
-
-    def _run(self) -> None:
-        pause = MIN_PAUSE_S
+        A connection that broke since the last send (PowerAPI restarted) is reopened at once, once.
+        """
+        data = b"".join(lines)
         while True:
-            with self._wake:
-                while not self._pending and not self._closing:
-                    self._wake.wait()
-                if not self._pending:
-                    return
-                line = self._pending[0]
-            if self._sock is None and not self._connect():
-                if self._closing:
-                    return
-                with self._wake:
-                    self._wake.wait(pause)
-                pause = min(pause * 2, MAX_PAUSE_S)
-                continue
-            sock = self._sock
+            fresh = self._sock is None
             try:
-                if sock is None:
-                    raise ConnectionResetError("closed")
-                _check_open(sock, self.timeout_s)
-                sock.sendall(line)
+                if self._sock is None:
+                    self._sock = socket.create_connection(self.address, timeout=self.timeout_s)
+                _check_open(self._sock, self.timeout_s)
+                self._sock.sendall(data)
+                return
             except OSError as error:
-                log.warning("PowerAPI socket %s: connection lost (%s); reconnecting", self.where, error)
-                self._disconnect()
-                continue
-            pause = MIN_PAUSE_S
-            with self._wake:
-                if self._pending and self._pending[0] is line:
-                    self._pending.popleft()
+                self.close()
+                if fresh:
+                    raise Retry(str(error)) from None
 
-    def _connect(self) -> bool:
-        try:
-            self._sock = socket.create_connection(self.address, timeout=self.timeout_s)
-        except OSError as error:
-            # Once per outage at warning level, then quietly.
-            level = logging.DEBUG if self._failing else logging.WARNING
-            log.log(level, "PowerAPI socket %s: cannot connect (%s); retrying", self.where, error)
-            self._failing = True
-            return False
-        log.info("PowerAPI socket %s: connected", self.where)
-        self._failing = False
-        return True
-
-    def _disconnect(self) -> None:
+    def close(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()

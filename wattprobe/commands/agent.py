@@ -1,0 +1,111 @@
+"""`wattprobe agent -c FILE.toml`: one measurement, any number of outputs, set in a TOML file.
+
+    step = 5                 # seconds between measurements (default 2)
+    # timeout = 3600         # stop after this many seconds (default: never)
+
+    [sensor]                 # the global options: name (= --sensor), vm, powercap_root, tdp, ...
+    name = "auto"
+
+    [outputs.prometheus]     # one table per output, named as its command; keys are its long
+    port = 9100              # options with - as _ (port, output_root, write_token, ...)
+
+    [outputs.qemu]
+    output_root = "/var/lib/libvirt/scaphandre"
+
+`[[outputs.json]]` (an array of tables) runs that output more than once. Every key is checked, and a
+wrong one is one line that names the file, the table and the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from wattprobe import settings, sinks
+from wattprobe.commands import wiring
+from wattprobe.errors import UsageError, WattprobeError
+from wattprobe.options import positive, seconds
+from wattprobe.settings import option
+from wattprobe.sources import SourceSettings
+
+NAME = "agent"
+HELP = "run any number of outputs from one measurement, as a TOML file sets them"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """The top-level keys of the file."""
+
+    step: float = option(2.0, parse=positive, help="seconds between measurements")
+    timeout: float | None = option(None, parse=seconds, help="stop after this many seconds (default: never)")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    agent: AgentSettings
+    sources: SourceSettings
+    outputs: list[wiring.Output]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", required=True, metavar="FILE.toml", help="the agent's configuration"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if settings.from_namespace(SourceSettings, args) != SourceSettings():
+        raise UsageError("with agent, set the sensor in the file's [sensor] table, not on the command line")
+    config = load(args.config)
+    pull_only = all(getattr(o.module, "PULL", False) for o in config.outputs)
+    step = None if pull_only else config.agent.step
+    return wiring.run(config.sources, config.outputs, step_s=step, timeout_s=config.agent.timeout)
+
+
+def load(path: str) -> Config:
+    """The configuration in the file at `path`; UsageError (or WattprobeError) in one line if it is wrong."""
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f)
+    except OSError as error:
+        raise WattprobeError(f"cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{path}: not valid TOML: {error}") from None
+    top = {key: value for key, value in document.items() if key not in ("sensor", "outputs")}
+    agent = settings.from_table(AgentSettings, top, path)
+    sources = settings.from_table(SourceSettings, _table(document, "sensor", path), f"{path} [sensor]")
+    outputs = []
+    for name, given in _table(document, "outputs", path).items():
+        where = f"{path} [outputs.{name}]"
+        try:
+            module = sinks.module(name)
+        except KeyError:
+            known = ", ".join(sinks.SINKS)
+            raise UsageError(f"{path}: unknown output [outputs.{name}] (known: {known})") from None
+        for table in given if isinstance(given, list) else [given]:
+            if not isinstance(table, dict):
+                raise UsageError(f"{where}: expected a table of options, got {table!r}")
+            outputs.append(wiring.Output(module, _output_settings(module, table, where)))
+    if not outputs:
+        raise UsageError(f"{path}: no output: add a table such as [outputs.stdout] or [outputs.prometheus]")
+    return Config(agent, sources, outputs)
+
+
+def _table(document: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    table = document.get(key, {})
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: {key} must be a table ([{key}]), got {table!r}")
+    return table
+
+
+def _output_settings(module: Any, table: dict[str, Any], where: str) -> Any:
+    cadence = {f.name for f in dataclasses.fields(module.Cadence)}
+    for key in table:
+        if key in cadence:
+            raise UsageError(
+                f"{where}: {key}: the agent measures for every output at once: set {key} at the top of the file"
+            )
+    return settings.from_table(module.Settings, table, where)

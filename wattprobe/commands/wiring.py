@@ -1,0 +1,59 @@
+"""The one place that wires the pipeline together: sources -> sampler -> runner -> sinks."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from wattprobe.core.sampler import Sampler
+from wattprobe.errors import WattprobeError
+from wattprobe.sinks import Context, Sink
+from wattprobe.sinks.runner import Runner
+from wattprobe.sources import SourceSettings, open_sensor
+from wattprobe.sources.procfs import ProcfsReader, raise_fd_limit, read_machine_cpu
+from wattprobe.sources.topology import first_cpus
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One sink to run: its module (see `wattprobe.sinks`) and its settings."""
+
+    module: ModuleType
+    settings: Any
+
+
+def open_sampler(sources: SourceSettings) -> Sampler:
+    """The sampler the source settings describe; WattprobeError with the fix when a source cannot work."""
+    try:
+        read_machine_cpu(sources.procfs_root)
+    except (OSError, ValueError) as error:
+        raise WattprobeError(
+            f"cannot read {sources.procfs_root}/stat ({getattr(error, 'strerror', None) or error}): point "
+            "--procfs-root at the procfs mount (default /proc)"
+        ) from None
+    raise_fd_limit()
+    sensor = open_sensor(sources)
+    return Sampler(sensor, ProcfsReader(sources.procfs_root), socket_cpus=first_cpus(sources.sysfs_cpu_root))
+
+
+def run(
+    sources: SourceSettings, outputs: list[Output], *, step_s: float | None, timeout_s: float | None
+) -> int:
+    """Measure with one sampler and write to every output until the timeout, a signal, or no output is
+    left. The sensor is opened before any output, so a sensor that cannot work touches no file."""
+    sampler = open_sampler(sources)
+    sinks: list[Sink] = []
+    try:
+        pull_only = all(getattr(o.module, "PULL", False) for o in outputs)
+        context = Context(hostname=socket.gethostname(), fresh=sampler.frame if pull_only else None)
+        for output in outputs:
+            sinks.append(output.module.create(output.settings, context))
+        runner = Runner(sampler, sinks, step_s=None if pull_only else step_s, timeout_s=timeout_s)
+        sinks = []  # the runner closes them from here on
+        return runner.run()
+    finally:
+        for sink in sinks:  # opened before another output failed to open
+            sink.close()
+        sampler.close()
