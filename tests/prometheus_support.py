@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.powercap_tree import PowercapTree, agent_command
 from wattprobe import settings
@@ -89,6 +90,23 @@ def http_get(url: str, headers: dict[str, str] | None = None, **kwargs) -> tuple
 def wattprobe(powercap_root: Path, *args: str) -> list[str]:
     """The command line of an agent reading a synthetic powercap tree."""
     return agent_command(powercap_root, *args)
+
+
+def scrape(url: str, **kwargs) -> dict[str, list[tuple[dict[str, str], float]]]:
+    status, headers, body = http_get(url, **kwargs)
+    assert status == 200, body
+    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    found: dict[str, list] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            found.setdefault(s.name, []).append((s.labels, s.value))
+    return found
+
+
+def one(found, name: str, **labels: str) -> float:
+    values = [v for lab, v in found.get(name, []) if all(lab.get(k) == want for k, want in labels.items())]
+    assert len(values) == 1, (name, labels, found.get(name))
+    return values[0]
 
 
 @contextmanager

@@ -23,7 +23,9 @@ from tests.prometheus_support import (
     busy_child,
     exporter,
     http_get,
+    one,
     running,
+    scrape,
     serving,
     tree_sampler,
     wattprobe,
@@ -34,23 +36,6 @@ PROMETHEUS_ACCEPT = (
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
 HOST_WATTS = 60.0  # psys of the default synthetic tree
-
-
-def scrape(url: str, **kwargs) -> dict[str, list[tuple[dict[str, str], float]]]:
-    status, headers, body = http_get(url, **kwargs)
-    assert status == 200, body
-    assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
-    found: dict[str, list] = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for s in family.samples:
-            found.setdefault(s.name, []).append((s.labels, s.value))
-    return found
-
-
-def one(found, name: str, **labels: str) -> float:
-    values = [v for lab, v in found.get(name, []) if all(lab.get(k) == want for k, want in labels.items())]
-    assert len(values) == 1, (name, labels, found.get(name))
-    return values[0]
 
 
 @pytest.mark.parametrize(

@@ -68,23 +68,23 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
         )
 
 
-def from_namespace(cls: type[T], namespace: argparse.Namespace, **extra: Any) -> T:
-    """The settings of `cls` from parsed arguments (plus `extra` fields given another way)."""
-    return cls(**{f.name: getattr(namespace, f.name) for f, _ in _options(cls)}, **extra)
+def from_namespace(cls: type[T], namespace: argparse.Namespace) -> T:
+    """The settings of `cls` from parsed arguments."""
+    return cls(**{f.name: getattr(namespace, f.name) for f, _ in _options(cls)})
 
 
-def from_table(cls: type[T], table: Mapping[str, Any], where: str, **extra: Any) -> T:
-    """The settings of `cls` from a TOML table; `where` (e.g. "agent.toml [outputs.json]") starts
-    every error, which names the key and what was expected."""
-    known = {f.name: (f, spec) for f, spec in _options(cls)}
-    values = dict(extra)
+def from_table(cls: type[T], table: Mapping[str, Any], where: str, *, base: T | None = None) -> T:
+    """The settings of `cls` from a TOML table, over `base` (else the defaults); `where` (e.g.
+    "agent.toml [outputs.json]") starts every error, which names the key and what was expected."""
+    known = {f.name: spec for f, spec in _options(cls)}
+    values = {}
     for key, value in table.items():
         if key not in known:
             names = ", ".join(sorted(known)) or "none"
             raise UsageError(f"{where}: unknown key {key!r} (known: {names})")
-        values[key] = _value(known[key][1], value, f"{where}: {key}")
+        values[key] = _value(known[key], value, f"{where}: {key}")
     try:
-        return cls(**values)
+        return dataclasses.replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
     except UsageError as error:
         raise UsageError(f"{where}: {error}") from None
 

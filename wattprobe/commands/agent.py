@@ -4,7 +4,7 @@
     # timeout = 3600         # stop after this many seconds (default: never)
 
     [sensor]                 # the global options: name (= --sensor), vm, powercap_root, tdp, ...
-    name = "auto"
+    name = "auto"            # (over those given on the command line before `agent`)
 
     [outputs.prometheus]     # one table per output, named as its command; keys are its long
     port = 9100              # options with - as _ (port, output_root, write_token, ...)
@@ -57,16 +57,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if settings.from_namespace(SourceSettings, args) != SourceSettings():
-        raise UsageError("with agent, set the sensor in the file's [sensor] table, not on the command line")
-    config = load(args.config)
+    config = load(args.config, settings.from_namespace(SourceSettings, args))
     pull_only = all(getattr(o.module, "PULL", False) for o in config.outputs)
     step = None if pull_only else config.agent.step
     return wiring.run(config.sources, config.outputs, step_s=step, timeout_s=config.agent.timeout)
 
 
-def load(path: str) -> Config:
-    """The configuration in the file at `path`; UsageError (or WattprobeError) in one line if it is wrong."""
+def load(path: str, sources: SourceSettings | None = None) -> Config:
+    """The configuration in the file at `path`; UsageError (or WattprobeError) in one line if it is wrong.
+
+    The `[sensor]` table sets what it names over `sources` (the global options of the command line).
+    """
     try:
         with open(path, "rb") as f:
             document = tomllib.load(f)
@@ -76,7 +77,8 @@ def load(path: str) -> Config:
         raise UsageError(f"{path}: not valid TOML: {error}") from None
     top = {key: value for key, value in document.items() if key not in ("sensor", "outputs")}
     agent = settings.from_table(AgentSettings, top, path)
-    sources = settings.from_table(SourceSettings, _table(document, "sensor", path), f"{path} [sensor]")
+    sensor = _table(document, "sensor", path)
+    sources = settings.from_table(SourceSettings, sensor, f"{path} [sensor]", base=sources or SourceSettings())
     outputs = []
     for name, given in _table(document, "outputs", path).items():
         where = f"{path} [outputs.{name}]"

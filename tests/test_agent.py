@@ -1,0 +1,231 @@
+"""One sampler, many outputs: the runner's containment and `wattprobe agent -c FILE.toml`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.fake_qemu import fake_qemu
+from tests.powercap_tree import PowercapTree
+from tests.prometheus_support import free_port, scrape
+from wattprobe.commands.agent import load
+from wattprobe.core.model import Frame
+from wattprobe.errors import UsageError, WattprobeError
+from wattprobe.sinks import Fatal, Retry
+from wattprobe.sinks.runner import Runner
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Collect:
+    """A sink that keeps what it is given; or fails on every write, as told."""
+
+    pull = False
+
+    def __init__(self, name: str, fail: type[Exception] | None = None) -> None:
+        self.name = name
+        self.fail = fail
+        self.frames: list[Frame] = []
+        self.closed = False
+
+    def write(self, frame: Frame) -> None:
+        if self.fail is not None:
+            raise self.fail("broken on purpose")
+        self.frames.append(frame)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def run_sinks(powercap: PowercapTree, *sinks: Collect, steps: int = 4) -> Runner:
+    sampler = powercap.sampler()
+    runner = Runner(
+        sampler,
+        list(sinks),
+        step_s=1.0,
+        timeout_s=steps,
+        clock=lambda: powercap.clock.ns / 1e9,
+        sleep=powercap.advance,
+    )
+    try:
+        runner.run()
+    finally:
+        sampler.close()
+    return runner
+
+
+def test_a_sink_that_fails_on_every_write_stops_nothing(powercap, caplog):
+    good, broken = Collect("good"), Collect("broken", RuntimeError)
+    with caplog.at_level(logging.WARNING):
+        run_sinks(powercap, broken, good)
+    assert len(good.frames) == 4 and all(f.host_watts == pytest.approx(60.0, rel=1e-6) for f in good.frames)
+    assert caplog.text.count("output broken: broken on purpose") == 1  # once per outage
+    assert good.closed and broken.closed
+
+
+def test_a_fatal_sink_stops_alone_and_the_last_one_ends_the_agent(powercap, caplog):
+    good, fatal = Collect("good"), Collect("fatal", Fatal)
+    with caplog.at_level(logging.ERROR):
+        runner = run_sinks(powercap, fatal, good)
+    assert [s.name for s in runner.live] == ["good"] and len(good.frames) == 4
+    assert "output fatal stopped: broken on purpose (still running: good)" in caplog.text
+    with pytest.raises(WattprobeError, match="broken on purpose"):
+        run_sinks(PowercapTree(powercap.root.parent / "other"), Collect("only", Fatal))
+
+
+def test_a_retry_is_said_once_and_its_end_too(powercap, caplog):
+    class Flaky(Collect):
+        def write(self, frame: Frame) -> None:
+            if 1 <= len(self.frames) + self.misses < 3:
+                self.misses += 1
+                raise Retry("server away")
+            self.frames.append(frame)
+
+    flaky = Flaky("flaky")
+    flaky.misses = 0
+    with caplog.at_level(logging.WARNING):
+        run_sinks(powercap, flaky, steps=5)
+    assert len(flaky.frames) == 3
+    assert caplog.text.count("server away") == 1 and caplog.text.count("output flaky: works again") == 1
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_one_agent_feeds_prometheus_json_qemu_and_a_dead_warp10(tmp_path):
+    tree = PowercapTree(tmp_path / "powercap")
+    port, dead = free_port(), free_port()
+    out, vms = tmp_path / "out.json", tmp_path / "vms"
+    config = write_config(
+        tmp_path / "agent.toml",
+        f"""
+step = 0.5
+[sensor]
+name = "powercap_rapl"
+powercap_root = "{tree.root}"
+[outputs.prometheus]
+address = "127.0.0.1"
+port = {port}
+[outputs.json]
+file = "{out}"
+max_top_consumers = 1000
+[outputs.qemu]
+output_root = "{vms}"
+[outputs.warp10]
+host = "127.0.0.1"
+port = {dead}
+write_token = "t0ken"
+""",
+    )
+    command = [sys.executable, "-m", "wattprobe", "agent", "-c", str(config)]
+    with tree.running(), fake_qemu("-name", "guest=vm1", busy=True) as vm:
+        agent = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and (not out.exists() or out.read_text().count('"host"') < 6):
+                time.sleep(0.1)
+            scraped = scrape(f"http://127.0.0.1:{port}/metrics")
+            children = psutil.Process(agent.pid).children(recursive=True)
+            documents = json.loads(out.read_text())
+        finally:
+            agent.terminate()
+            _, stderr = agent.communicate(timeout=10)
+    assert agent.returncode == 0, stderr
+    assert children == []  # one process measures for every output
+    # Prometheus serves one of the very Frames the json output wrote.
+    (((_, watts),),) = [scraped["wattprobe_host_power_watts"]]
+    assert any(doc["host"]["consumption"] == pytest.approx(watts * 1e6, rel=1e-9) for doc in documents)
+    # qemu: the VM's energy is the sum of its power over the windows the json output saw.
+    energy_j = int((vms / "vm1" / "intel-rapl:0" / "energy_uj").read_text()) / 1e6
+    vm_watts = [c["consumption"] / 1e6 for doc in documents for c in doc["consumers"] if c["pid"] == vm.pid]
+    assert energy_j == pytest.approx(sum(vm_watts) * 0.5, rel=0.25) and energy_j > 0
+    # warp10 is down the whole time: said once, retried, and it never stopped the others.
+    assert len(re.findall(r"warp10 http://127\.0\.0\.1:\d+/api/v0/update: .*retrying in", stderr)) == 1
+    assert "t0ken" not in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("step = 1\n", "no output: add a table such as [outputs.stdout]"),
+        ("[outputs.nosuch]\n", "unknown output [outputs.nosuch]"),
+        ("[outputs.json]\nfiel = 'x'\n", "[outputs.json]: unknown key 'fiel'"),
+        ("[outputs.json]\nstep = 3\n", "[outputs.json]: step: the agent measures for every output at once"),
+        ("[outputs.prometheus]\nport = 'eighty'\n", "[outputs.prometheus]: port: not a TCP port"),
+        ("[outputs.prometheus]\nport = 70000\n", "[outputs.prometheus]: port: not a TCP port"),
+        ("[outputs.json]\ncontainers = 'yes'\n", "[outputs.json]: containers: expected true or false"),
+        (
+            "[outputs.prometheus]\nnaming = 'x'\n",
+            "[outputs.prometheus]: naming: expected one of native, scaphandre",
+        ),
+        ("[outputs.prometheus]\nsuffix = '/'\n", "[outputs.prometheus]: --suffix must not be empty"),
+        (
+            "[sensor]\nname = 'estimate'\nvm = true\n[outputs.stdout]\n",
+            "[sensor]: --vm reads the powercap tree",
+        ),
+        ("[sensor]\ntdp = -5\n[outputs.stdout]\n", "[sensor]: tdp: must be a finite number above 0"),
+        ("step = 0\n[outputs.stdout]\n", "step: must be a finite number above 0"),
+        ("sensor = 3\n[outputs.stdout]\n", "sensor must be a table"),
+        ("[outputs\n", "not valid TOML"),
+    ],
+)
+def test_configuration_errors_name_the_file_table_and_key(tmp_path, text, message):
+    config = write_config(tmp_path / "agent.toml", text)
+    with pytest.raises(UsageError) as error:
+        load(str(config))
+    assert str(error.value).startswith(str(config)) and message in str(error.value)
+
+
+def test_configuration_errors_are_one_line_from_the_command(tmp_path):
+    config = write_config(tmp_path / "agent.toml", "[outputs.json]\nfiel = 'x'\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "wattprobe", "agent", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"wattprobe: error: {config} [outputs.json]: unknown key 'fiel' (known: " + (
+        "container_regex, containers, file, max_top_consumers, process_regex, resources)\n"
+    )
+    missing = subprocess.run(
+        [sys.executable, "-m", "wattprobe", "agent", "-c", str(tmp_path / "none.toml")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert (missing.returncode, missing.stderr) == (
+        1,
+        f"wattprobe: error: cannot read {tmp_path / 'none.toml'}: No such file or directory\n",
+    )
+
+
+def test_arrays_of_tables_and_the_command_line_sensor(tmp_path):
+    config = write_config(
+        tmp_path / "agent.toml",
+        "[sensor]\ntdp = 65\n[[outputs.json]]\nfile = 'a.json'\n[[outputs.json]]\nfile = 'b.json'\n",
+    )
+    from wattprobe.sources import SourceSettings
+
+    loaded = load(str(config), SourceSettings(name="estimate", procfs_root="/host/proc"))
+    assert [o.settings.file for o in loaded.outputs] == ["a.json", "b.json"]
+    assert (loaded.sources.name, loaded.sources.procfs_root, loaded.sources.tdp) == (
+        "estimate",
+        "/host/proc",
+        65.0,
+    )
+
+
+def test_the_shipped_example_configuration_loads():
+    config = load(str(REPO / "deploy" / "agent.toml"))
+    assert {o.module.NAME for o in config.outputs} >= {"prometheus", "qemu"}
