@@ -10,8 +10,8 @@ the schedule; it resynchronises the schedule to arrival when the two disagree by
   cannot arrive before it is sent, so the schedule is late (the `<K>` was held up, or the meter's clock
   runs fast).
 
-Times are monotonic internally and turned into Unix time by one offset taken at start, so a step of the
-wall clock cannot make timestamps go backwards. Stamps are strictly increasing.
+Stamps are monotonic seconds (strictly increasing), turned into Unix time by one offset taken at start
+(`unix()`), so a step of the wall clock cannot make timestamps go backwards.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class PacketClock:
         self._offset = time.time() - time.monotonic() if wall_offset is None else wall_offset
 
     def stamp(self, arrival_mono: float, skipped: int = 0) -> float:
-        """Unix time of the next packet, arrived at `arrival_mono`, after `skipped` lost packets."""
+        """Monotonic time of the next packet, arrived at `arrival_mono`, after `skipped` lost packets."""
         self._k += 1 + skipped
         scheduled = self._base + self._k * self.period_s
         drift = arrival_mono - scheduled
@@ -46,4 +46,8 @@ class PacketClock:
         if self._last is not None and scheduled <= self._last:
             scheduled = self._last + MIN_STEP_S
         self._last = scheduled
-        return scheduled + self._offset
+        return scheduled
+
+    def unix(self, mono: float) -> float:
+        """Unix time of a monotonic stamp."""
+        return mono + self._offset

@@ -48,6 +48,7 @@ class Packet:
     volts: float
     amps: float
     period_s: float  # real averaging time, N / f_line (not the asked interval)
+    mono: float  # `time` on the monotonic clock, to compare with time.monotonic()
     volts_peak: float = 0.0
     amps_peak: float = 0.0
 
@@ -84,6 +85,7 @@ def average(packets: list[Packet]) -> Packet:
         volts=mean("volts"),
         amps=mean("amps"),
         period_s=total,
+        mono=packets[-1].mono,
         volts_peak=max(p.volts_peak for p in packets),
         amps_peak=max(p.amps_peak for p in packets),
     )
@@ -265,7 +267,7 @@ class PowerSpy2:
             dropped_seen = self._framer.dropped
             when = clock.stamp(arrival, skipped)
             skipped, last_seen, self._backoff = 0, arrival, BACKOFF_S[0]
-            group.append(_packet(when, measurement, plan.period_s))
+            group.append(_packet(clock.unix(when), when, measurement, plan.period_s))
             if len(group) == plan.per_reading:
                 yield group[0] if len(group) == 1 else average(group)
                 group = []
@@ -352,5 +354,5 @@ def _line_frequency(payload: str, v1: bool) -> float:
     return hz
 
 
-def _packet(when: float, m: protocol.Measurement, period_s: float) -> Packet:
-    return Packet(when, m.watts, m.volts, m.amps, period_s, m.volts_peak, m.amps_peak)
+def _packet(when: float, mono: float, m: protocol.Measurement, period_s: float) -> Packet:
+    return Packet(when, m.watts, m.volts, m.amps, period_s, mono, m.volts_peak, m.amps_peak)
