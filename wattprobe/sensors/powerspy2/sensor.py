@@ -113,7 +113,7 @@ class PowerSpy2Sensor:
             silent_since, self._silent_since = self._silent_since, None
         self._first_packet.set()
         if silent_since is not None:
-            self._log_back(packet.mono - silent_since, lost)
+            self._log_back(time.monotonic() - silent_since, lost)
         elif lost is not None:
             log.info("PowerSpy2 at %s: %s", self._device.path, lost.describe())
 
@@ -122,5 +122,5 @@ class PowerSpy2Sensor:
             "the PowerSpy2 at %s answers again after %.1f s without packets: %s",
             self._device.path,
             silent_s,
-            lost.describe() if lost else "no packet was lost",
+            lost.describe() if lost else "they were held back, none was lost",
         )
