@@ -72,7 +72,9 @@ class PowerSpy2Sensor:
             age = now - (last.mono if last else self._started)
             if last is None or age > last.period_s + LATE_BOUND_S:
                 self._refuse(now - age, age)
-            self._reported = max(self._reported, int(self._uj + last.watts * max(age, 0.0) * 1e6))
+            # a negative age (a packet stamped up to the clock's early bound ahead) takes back the
+            # part of its period still to come; max() keeps the counter from going backwards
+            self._reported = max(self._reported, int(self._uj + last.watts * age * 1e6))
             self._estimated = self._filled_uj > self._reported_filled
             self._reported_filled = self._filled_uj
             uj = self._reported
