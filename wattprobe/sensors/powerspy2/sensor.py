@@ -99,8 +99,11 @@ class PowerSpy2Sensor:
         try:
             for packet in self._device.packets(interval_s):
                 self._add(packet)
-        except Exception:
-            log.exception("PowerSpy2 at %s: stream failed", self._device.path)
+        except Exception as error:  # a bug, not a fault of the link (those are retried): one line
+            log.error(
+                "PowerSpy2 at %s: the stream stopped (%r); no figures from now on", self._device.path, error
+            )
+            log.debug("PowerSpy2 stream failure", exc_info=True)
         finally:
             self._device.close()
 
