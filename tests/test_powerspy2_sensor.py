@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -186,7 +187,7 @@ def test_bluetooth_hold_ups_are_neither_gaps_nor_counted_twice(tmp_path, caplog)
     assert [m for m in messages if long.link in m and BACK in m and "none was lost" in m], messages
 
 
-def agent_documents(run, meter, fault: str) -> tuple[list[dict], str]:
+def agent_documents(run: subprocess.Popen[str], fault: str) -> tuple[list[dict], str]:
     """What `wattprobe -s powerspy2 json` wrote around a gap, and its stderr."""
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, (fault, err)
@@ -207,11 +208,11 @@ def test_a_gap_through_the_agent_is_skipped_and_averaged(tmp_path):
     try:
         until(lambda: all("J000C" in meter.received for meter in meters.values()))
         time.sleep(2.5)
-        meters["drop"].set_fault("drop", down_s=2.0)
+        meters["drop"].set_fault("drop", down_s=1.0)  # back after about 2 s: reopened with backoff
         meters["silent"].set_fault("silent")
         time.sleep(2.0)
         meters["silent"].set_fault(None)
-        results = {fault: agent_documents(runs[fault], meters[fault], fault) for fault in runs}
+        results = {fault: agent_documents(runs[fault], fault) for fault in runs}
     finally:
         for fault, run in runs.items():
             if run.poll() is None:
@@ -226,8 +227,8 @@ def test_a_gap_through_the_agent_is_skipped_and_averaged(tmp_path):
         windows = [b - a for a, b in itertools.pairwise(stamps)]
         energy = sum(w * window for w, window in zip(consumption[1:], windows, strict=True))
         assert energy == pytest.approx(watts * (stamps[-1] - stamps[0]), rel=0.05), fault
-        # the steps in the gap were skipped: one long window, the one marked estimated
+        # two steps or more in the gap were skipped: one long window, the one marked estimated
         (marked,) = [i for i, host in enumerate(hosts) if host["estimated"]]
-        assert windows[marked - 1] == max(windows) > 4 * step, (fault, windows)
+        assert windows[marked - 1] > 2.5 * step, (fault, windows)
         assert err.count(GAP_WARNING) == 1, err
         assert err.count(BACK) == 1, err
