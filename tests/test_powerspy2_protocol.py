@@ -129,9 +129,23 @@ def test_framer_resynchronises_on_garbage():
 
 def test_clock_stamps_a_burst_on_the_schedule():
     clock = PacketClock(0.25, t0_mono=100.0, wall_offset=1_000_000.0)
-    stamps = [clock.stamp(arrival) for arrival in (100.27, 101.05, 101.05, 101.05, 101.28)]
+    stamps = [clock.unix(clock.stamp(arrival)) for arrival in (100.27, 101.05, 101.05, 101.05, 101.28)]
     assert stamps == pytest.approx([1_000_100.25, 1_000_100.5, 1_000_100.75, 1_000_101.0, 1_000_101.25])
     assert clock.resyncs == 0
+
+
+def test_clock_tells_a_long_hold_up_from_lost_packets_by_the_burst_that_follows():
+    held = PacketClock(0.25, t0_mono=0.0, wall_offset=0.0)
+    assert held.stamp(0.26) == pytest.approx(0.25)
+    # 1.5 s held back, then released together: the newest one of the burst is on time
+    burst = [held.stamp(2.02, queued=5 - i) for i in range(6)]
+    assert burst == pytest.approx([0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
+    assert held.resyncs == 0
+    lost = PacketClock(0.25, t0_mono=0.0, wall_offset=0.0)
+    assert lost.stamp(0.26) == pytest.approx(0.25)
+    assert lost.lateness(2.02) == pytest.approx(1.52)
+    assert lost.stamp(2.02) == pytest.approx(2.02)  # nothing came with it: the packets between were lost
+    assert lost.resyncs == 1
 
 
 def test_clock_counts_lost_packets_and_resynchronises_on_drift():

@@ -5,6 +5,7 @@ Runs that do not depend on each other go in parallel to keep the suite short.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from wattprobe.sources.powerspy2.emulator import PowerSpy2Emulator
 WATTS = 171.14
 PERIOD_S = {100: 0.1, 250: 0.24, 1000: 1.0}  # real packet spacing at 50 Hz for the asked interval
 MATRIX = [(unit, interval) for unit in ("mW", "uJ") for interval in (100, 250, 1000)]
+DROPIN = ("uJ (GMT drop-in)", 250)  # as GMT starts it: metric-provider.py -i 250 -u uJ
 
 
 class Run:
@@ -27,14 +29,23 @@ class Run:
 
     def __init__(self, meter: PowerSpy2Emulator, process: subprocess.Popen[str]) -> None:
         self.meter, self.process = meter, process
-        self.lines: list[str] = []
+        self.arrived: list[tuple[float, str]] = []  # (Unix time read, line) from stdout
         self.err_lines: list[str] = []
         self._readers = [
-            threading.Thread(target=self.lines.extend, args=(process.stdout,), daemon=True),
+            threading.Thread(target=self._read_stdout, daemon=True),
             threading.Thread(target=self.err_lines.extend, args=(process.stderr,), daemon=True),
         ]
         for reader in self._readers:
             reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.arrived.append((time.time(), line))
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for _, line in list(self.arrived)]
 
     @property
     def out(self) -> str:
@@ -47,7 +58,7 @@ class Run:
     def wait_for(self, count: int, after: float = 0.0, timeout: float = 20.0) -> None:
         """Wait until `count` readings stamped after `after` (Unix s) are out."""
         deadline = time.monotonic() + timeout
-        while sum(_stamp(line) > after for line in list(self.lines)) < count:
+        while sum(_stamp(line) > after for line in self.lines) < count:
             assert time.monotonic() < deadline and self.process.poll() is None, (self.out, self.err)
             time.sleep(0.05)
 
@@ -111,8 +122,8 @@ def matrix_runs(tmp_path_factory) -> dict[tuple[str, int], Run]:
         for unit, interval in MATRIX
     }
     meter = emulator(tmp, "gmt", watts=WATTS)
-    dropin = [sys.executable, str(ROOT / "contrib/gmt/metric-provider.py"), "-i", "250", "-u", "mJ"]
-    runs[("mJ", 250)] = dropin_run = Run(
+    dropin = [sys.executable, str(ROOT / "contrib/gmt/metric-provider.py"), "-i", "250", "-u", "uJ"]
+    runs[DROPIN] = dropin_run = Run(
         meter,
         subprocess.Popen(
             [*dropin, "--device", meter.link],
@@ -130,14 +141,15 @@ def matrix_runs(tmp_path_factory) -> dict[tuple[str, int], Run]:
     return runs
 
 
-@pytest.mark.parametrize(("unit", "interval"), [*MATRIX, ("mJ", 250)])
-def test_output_is_what_gmt_accepts(matrix_runs, unit, interval):
-    run = matrix_runs[(unit, interval)]
+@pytest.mark.parametrize(("name", "interval"), [*MATRIX, DROPIN])
+def test_output_is_what_gmt_accepts(matrix_runs, name, interval):
+    run = matrix_runs[(name, interval)]
+    unit = name.split()[0]
     assert run.process.returncode == 0, run.err
     assert run.err == ""
     rows = gmt_rows(run.out, interval, unit)
     period = PERIOD_S[interval]
-    expected = {"mW": WATTS * 1e3, "mJ": WATTS * period * 1e3, "uJ": WATTS * period * 1e6}[unit]
+    expected = {"mW": WATTS * 1e3, "uJ": WATTS * period * 1e6}[unit]
     # the real, not the asked, period; P_raw steps are 2.2e-5 W
     assert all(value == pytest.approx(expected, rel=1e-6, abs=1) for _, value in rows)
     assert abs(rows[-1][0] / 1e6 - time.time()) < 10
@@ -163,8 +175,13 @@ FAULTS = {  # mode: (options, seconds it lasts)
 
 
 def test_faults_are_survived(tmp_path):
-    """Mid-run faults, a meter that answers <Z> at first, and one that keeps streaming after <Q>."""
+    """Mid-run faults, a meter that answers <Z> at first, and one that keeps streaming after <Q>.
+
+    In µJ the reading after lost packets carries their energy too, so the sum stays right; in mW a
+    lost packet is only a missing sample.
+    """
     runs = {mode: provider(emulator(tmp_path, mode), "-i", "100", "-u", "uJ") for mode in FAULTS}
+    runs["silent-mW"] = provider(emulator(tmp_path, "silent-mW"), "-i", "100", "-u", "mW")
     stubborn = emulator(tmp_path, "ignore-stop", streaming=True, periods=2)
     stubborn.set_fault("ignore-stop")
     runs["ignore-stop"] = provider(stubborn, "-i", "100", "-u", "uJ")
@@ -175,12 +192,16 @@ def test_faults_are_survived(tmp_path):
         run.wait_for(5)
     for mode, (options, _) in FAULTS.items():
         runs[mode].meter.set_fault(mode, **options)
+    runs["silent-mW"].meter.set_fault("silent")
     cleared_at = {}
     started = time.monotonic()
     for mode, (_, lasts) in sorted(FAULTS.items(), key=lambda item: item[1][1]):
         time.sleep(max(0.0, started + lasts - time.monotonic()))
         if mode != "drop":  # a dropped link comes back by itself
             runs[mode].meter.set_fault(None)
+        if mode == "silent":
+            runs["silent-mW"].meter.set_fault(None)
+            cleared_at["silent-mW"] = time.time()
         cleared_at[mode] = time.time()
     for mode, run in runs.items():
         run.wait_for(5, after=cleared_at.get(mode, 0.0) + 0.2)  # the stream resumed
@@ -189,8 +210,21 @@ def test_faults_are_survived(tmp_path):
     for mode, run in runs.items():
         assert run.process.returncode == 0, (mode, run.err)
         no_traceback(run)
-        rows = gmt_rows(run.out, 100, "uJ", lossy=mode in LOSSY)
-        assert all(value == pytest.approx(WATTS * 0.1 * 1e6, rel=1e-6, abs=1) for _, value in rows), mode
+        unit = "mW" if mode.endswith("mW") else "uJ"
+        rows = gmt_rows(run.out, 100, unit, lossy=mode.split("-")[0] in LOSSY)
+        if unit == "mW":
+            assert all(value == pytest.approx(WATTS * 1e3, abs=1) for _, value in rows), mode
+            assert "power is not filled" in run.err, run.err
+            continue
+        # each reading is the energy since the previous one: its period's, and any lost ones'
+        for (before, _), (stamp, value) in itertools.pairwise(rows):
+            since = max((stamp - before) / 1e6, 0.1)
+            assert value == pytest.approx(WATTS * since * 1e6, rel=0.01), (mode, stamp, value)
+        elapsed = (rows[-1][0] - rows[0][0]) / 1e6
+        assert sum(value for _, value in rows[1:]) == pytest.approx(WATTS * elapsed * 1e6, rel=0.05), mode
+        assert elapsed == pytest.approx(run.arrived[-1][0] - run.arrived[0][0], abs=0.5)  # real time
+        filled = [line for line in run.err.splitlines() if "also carries" in line]
+        assert bool(filled) == (mode in LOSSY), (mode, run.err)
     assert runs["nak"].meter.received.count("?") >= 2  # the first handshake was refused, then retried
 
 

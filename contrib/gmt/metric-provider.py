@@ -2,9 +2,11 @@
 """Drop-in PowerSpy2 metric provider for a Green Metrics Tool checkout: runs `wattprobe powerspy2`.
 
 Install: copy this file over metric_providers/psu/energy/ac/powerspy2/machine/metric-provider.py and keep
-it executable. The Green Metrics Tool starts it as `metric-provider.py -i MS -u mJ > LOG` and stops it
-with SIGTERM to its process group; every argument (--device, -i/--interval, -u/--unit, --debug) is
-passed on unchanged. The process is replaced by wattprobe, so signals reach it directly.
+it executable. The Green Metrics Tool starts it as `metric-provider.py -i MS -u uJ > LOG` (through a
+shell, in a new process group) and stops it with SIGTERM to that group; it sums the µJ readings and
+fails the run on any stderr output. Every argument (--device, -i/--interval, -u/--unit, --debug) is
+passed on unchanged; without --device the meter is /dev/rfcomm0, the path GMT checks. The process is
+replaced by wattprobe, so signals reach it directly.
 
 Which wattprobe runs: $WATTPROBE if set (a command line, e.g. "/opt/wattprobe/bin/wattprobe" or
 "python3 -m wattprobe"), else `wattprobe` on PATH, else `python3 -m wattprobe` with this interpreter.

@@ -78,7 +78,9 @@ def load(path: str, sources: SourceSettings | None = None) -> Config:
     top = {key: value for key, value in document.items() if key not in ("sensor", "outputs")}
     agent = settings.from_table(AgentSettings, top, path)
     sensor = _table(document, "sensor", path)
-    sources = settings.from_table(SourceSettings, sensor, f"{path} [sensor]", base=sources or SourceSettings())
+    sources = settings.from_table(
+        SourceSettings, sensor, f"{path} [sensor]", base=sources or SourceSettings()
+    )
     outputs = []
     for name, given in _table(document, "outputs", path).items():
         where = f"{path} [outputs.{name}]"

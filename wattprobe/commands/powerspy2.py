@@ -3,15 +3,25 @@
 TIMESTAMP is Unix time in µs on the meter's schedule, READING an integer in the chosen unit; energy
 units use the real packet period (whole mains periods), not the asked interval. Nothing else is
 written to stdout. SIGTERM or SIGINT stops the stream (`<Q>`) and exits 0.
+
+The Green Metrics Tool sums energy readings, each one being the energy since the previous one, so a
+lost packet would take its period's energy out of the sum. In energy units the reading after lost
+packets therefore also carries their energy, filled between the power before and after them (see
+gaps.py), and says so on stderr; power readings are not filled (a missing sample of power is just
+missing).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 
 from wattprobe.options import positive
+from wattprobe.sources.powerspy2.gaps import Gap, gap
+
+log = logging.getLogger(__name__)
 
 NAME = "powerspy2"
 HELP = "stream PowerSpy2 wall power as 'TIMESTAMP READING' lines (Green Metrics Tool provider)"
@@ -53,10 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def reading(watts: float, period_s: float, unit: str) -> int:
-    """A packet's reading: power, or energy over its real period, as an integer in `unit`."""
+def reading(watts: float, period_s: float, unit: str, lost: Gap | None = None) -> int:
+    """A packet's reading: power, or energy over its real period and the `lost` stretch before it."""
     scale, energy = UNITS[unit]
-    return round(watts * (period_s if energy else 1.0) * scale)
+    if not energy:
+        return round(watts * scale)
+    return round((watts * period_s + (lost.joules if lost else 0.0)) * scale)
 
 
 def _trace(direction: str, frame: str) -> None:
@@ -69,13 +81,25 @@ def run(args: argparse.Namespace) -> int:
     device = PowerSpy2(args.device, trace=_trace if args.debug else None)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: device.stop())
-    out, last_us = sys.stdout, 0
+    out, last_us, previous = sys.stdout, 0, None
     try:
         for packet in device.packets(args.interval / 1000):
             timestamp = max(round(packet.time * 1e6), last_us + 1)
-            out.write(f"{timestamp} {reading(packet.watts, packet.period_s, args.unit)}\n")
+            lost = gap(previous, packet) if previous is not None else None
+            if lost is not None:
+                _report(lost, timestamp, args.unit)
+            out.write(f"{timestamp} {reading(packet.watts, packet.period_s, args.unit, lost)}\n")
             out.flush()
-            last_us = timestamp
+            last_us, previous = timestamp, packet
     finally:
         device.close()
     return 0
+
+
+def _report(lost: Gap, timestamp: int, unit: str) -> None:
+    if UNITS[unit][1]:
+        log.warning("the %s reading at %d also carries %s", unit, timestamp, lost.describe())
+    else:
+        log.warning(
+            "%.2f s of lost packets before the reading at %d (power is not filled)", lost.lost_s, timestamp
+        )

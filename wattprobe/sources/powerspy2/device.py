@@ -21,7 +21,7 @@ import serial
 
 from wattprobe.errors import WattprobeError
 from wattprobe.sources.powerspy2 import protocol
-from wattprobe.sources.powerspy2.clock import PacketClock
+from wattprobe.sources.powerspy2.clock import LATE_BOUND_S, PacketClock
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ DRAIN_QUIET_S = 0.2  # an earlier run's stream is drained when the line is this 
 DRAIN_MAX_S = 1.5  # ...or after this long, for a meter that keeps streaming after <Q>
 CLOSE_WAIT_S = 0.5  # how long close() waits for <Q> to be acknowledged
 SILENCE_S = 2.0  # no packet for this long plus two periods: the link is lost
+BURST_QUIET_S = 0.05  # a packet later than the clock's bound: the rest of its burst is read until
+BURST_MAX_S = 0.5  # the line is this quiet, or for this long at most
 OPEN_ATTEMPTS = 3
 BACKOFF_S = (0.5, 8.0)  # first and longest wait before reopening a lost link
 
@@ -48,6 +50,7 @@ class Packet:
     volts: float
     amps: float
     period_s: float  # real averaging time, N / f_line (not the asked interval)
+    mono: float  # `time` on the monotonic clock, to compare with time.monotonic()
     volts_peak: float = 0.0
     amps_peak: float = 0.0
 
@@ -84,6 +87,7 @@ def average(packets: list[Packet]) -> Packet:
         volts=mean("volts"),
         amps=mean("amps"),
         period_s=total,
+        mono=packets[-1].mono,
         volts_peak=max(p.volts_peak for p in packets),
         amps_peak=max(p.amps_peak for p in packets),
     )
@@ -263,12 +267,22 @@ class PowerSpy2:
                 continue
             skipped += self._framer.dropped - dropped_seen
             dropped_seen = self._framer.dropped
-            when = clock.stamp(arrival, skipped)
+            if clock.lateness(arrival, skipped) > LATE_BOUND_S:
+                self._read_burst()  # held back, or lost? The packets that come with it tell
+            queued = sum(protocol.looks_like_packet(frame) for frame, _ in self._pending)
+            when = clock.stamp(arrival, skipped, queued)
             skipped, last_seen, self._backoff = 0, arrival, BACKOFF_S[0]
-            group.append(_packet(when, measurement, plan.period_s))
+            group.append(_packet(clock.unix(when), when, measurement, plan.period_s))
             if len(group) == plan.per_reading:
                 yield group[0] if len(group) == 1 else average(group)
                 group = []
+
+    def _read_burst(self) -> None:
+        """Read the rest of a burst under way into the frame queue."""
+        start = quiet_since = time.monotonic()
+        while (now := time.monotonic()) - quiet_since < BURST_QUIET_S and now - start < BURST_MAX_S:
+            if self._read():
+                quiet_since = time.monotonic()
 
     # -- framing and I/O -----------------------------------------------------------------------------
 
@@ -352,5 +366,5 @@ def _line_frequency(payload: str, v1: bool) -> float:
     return hz
 
 
-def _packet(when: float, m: protocol.Measurement, period_s: float) -> Packet:
-    return Packet(when, m.watts, m.volts, m.amps, period_s, m.volts_peak, m.amps_peak)
+def _packet(when: float, mono: float, m: protocol.Measurement, period_s: float) -> Packet:
+    return Packet(when, m.watts, m.volts, m.amps, period_s, mono, m.volts_peak, m.amps_peak)
