@@ -26,8 +26,10 @@ class SensorReadError(Exception):
     """A failure to read a sensor: the sample is skipped.
 
     `lasting`: waiting will not cure it (permissions), so start-up gives up at once.
+    `said`: the sensor has already told the user, so the sample's skip goes to the debug log.
     """
 
-    def __init__(self, message: str, *, lasting: bool = False) -> None:
+    def __init__(self, message: str, *, lasting: bool = False, said: bool = False) -> None:
         super().__init__(message)
         self.lasting = lasting
+        self.said = said

@@ -60,7 +60,7 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: 
         parser.add_argument(
             *flags,
             dest=f.name,
-            type=spec.parse,
+            type=spec.parse or str,
             default=f.default,
             choices=spec.choices,
             metavar=spec.metavar,

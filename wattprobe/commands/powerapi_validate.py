@@ -85,11 +85,11 @@ def check_line(line: str, validators: dict[str, Any]) -> list[str]:
     else:
         return ["neither an HWPC report (no 'groups') nor a Power report (no 'power')"]
     messages = []
-    for error in sorted(validators[kind].iter_errors(report), key=lambda e: list(map(str, e.path))):
-        expected = error.schema.get("description") if isinstance(error.schema, dict) else None
-        hint = f" (expected: {expected})" if expected and error.validator != "required" else ""
-        key = "key " if "propertyNames" in error.relative_schema_path else ""
-        messages.append(f"{kind} report: {error.json_path}: {key}{error.message}{hint}")
+    for problem in sorted(validators[kind].iter_errors(report), key=lambda e: list(map(str, e.path))):
+        expected = problem.schema.get("description") if isinstance(problem.schema, dict) else None
+        hint = f" (expected: {expected})" if expected and problem.validator != "required" else ""
+        key = "key " if "propertyNames" in problem.relative_schema_path else ""
+        messages.append(f"{kind} report: {problem.json_path}: {key}{problem.message}{hint}")
     if not messages:
         messages += _check_date(report["timestamp"], kind)
     return messages

@@ -249,13 +249,13 @@ class CounterGuard:
         elif now - self._still_since >= STALL_WARNING_S and not self._troubled:
             self.problem = SensorReadError(
                 f"the energy counters have not advanced for {now - self._still_since:.0f} s "
-                "(is the writer of the tree running?)"
+                "(reading a VM's tree: is its host's exporter running?)"
             )
             self._warn()
 
     def _warn(self) -> None:
-        """Warn once per episode of trouble; the rest goes to the debug log."""
-        if self._troubled:
+        """Warn once per episode of trouble (unless the sensor said it); the rest goes to the debug log."""
+        if self._troubled or (self.problem is not None and self.problem.said):
             log.debug("sample skipped: %s", self.problem)
             return
         log.warning("sample skipped: %s; no figures until the counters are consistent", self.problem)

@@ -34,13 +34,16 @@ class EnergyReading:
 
     t_ns: int
     counters: tuple[Counter, ...]
+    # Of the energy counted so far, how much was estimated rather than measured (a wall meter's gap
+    # filled in), µJ, cumulative: a window in which it grew is marked estimated.
+    estimated_uj: int = 0
 
 
 class Sensor(Protocol):
     """A source of host energy. Sensors that only know power integrate it into a counter."""
 
     name: str  # powercap_rapl, estimate, powerspy2
-    estimated: bool  # True when the figures come from a model, not a measurement
+    estimated: bool  # True when every figure comes from a model, not a measurement
 
     def read(self) -> EnergyReading:
         """Read every counter now; raise SensorReadError when a counter cannot be read."""

@@ -96,7 +96,7 @@ class Sampler:
             self._totals,
             self.procfs.process,
             sensor=self.sensor.name,
-            estimated=self.sensor.estimated,
+            estimated=self.sensor.estimated or now.energy.estimated_uj > prev.energy.estimated_uj,
         )
         frame = dataclasses.replace(frame, agent=self._agent_stats(), socket_cpus=self.socket_cpus)
         self.latest = frame

@@ -28,14 +28,14 @@ HELP = "write one JSON document per step to a file or stdout"
 @dataclass(frozen=True)
 class Cadence(options.Cadence):
     timeout: float | None = options.timeout()
-    step: float = options.step(2.0)
+    step: float | None = options.step(2.0)
     step_nano: int = option(
         0, "-n", "--step-nano", parse=count, metavar="NS", help="nanoseconds added to the step"
     )
 
     @property
     def step_s(self) -> float:
-        return self.step + self.step_nano / 1e9
+        return (self.step or 0.0) + self.step_nano / 1e9
 
 
 @dataclass(frozen=True)

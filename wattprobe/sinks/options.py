@@ -70,7 +70,7 @@ class Cadence:
     A sink's module subclasses it to give its command Scaphandre's flags and defaults.
     """
 
-    step: float = step(2.0)
+    step: float | None = step(2.0)  # None: no step (a pull sink)
     timeout: float | None = None  # no option: its command runs until stopped
 
     def __post_init__(self) -> None:

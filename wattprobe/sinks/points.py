@@ -45,7 +45,7 @@ def frame_points(frame: Frame, *, qemu: bool = False) -> list[Point]:
         ),
     ]
     for socket in frame.sockets:
-        labels = (("socket_id", str(socket.id)),)
+        labels: tuple[tuple[str, str], ...] = (("socket_id", str(socket.id)),)
         points += [
             Point(
                 "scaph_socket_power_microwatts", socket.watts * 1e6, labels, "Power of a CPU package, in µW"
@@ -75,7 +75,11 @@ def frame_points(frame: Frame, *, qemu: bool = False) -> list[Point]:
             ]
     for consumer in frame.consumers:
         info = consumer.info
-        labels = (("pid", str(info.pid)), ("exe", info.name), ("cmdline", info.cmdline[:MAX_CMDLINE]))
+        labels = (
+            ("pid", str(info.pid)),
+            ("exe", info.name),
+            ("cmdline", info.cmdline[:MAX_CMDLINE]),
+        )
         name = guest_name(info) if qemu else None
         if name is not None:
             labels += (("vmname", name),)

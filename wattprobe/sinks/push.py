@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Cadence(options.Cadence):
-    step: float = options.step(30.0, what="measurements and pushes")
+    step: float | None = options.step(30.0, what="measurements and pushes")
 
 
 @dataclass(frozen=True)

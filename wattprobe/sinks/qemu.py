@@ -56,7 +56,7 @@ MAX_ENERGY_RANGE_UJ = 2**60
 
 @dataclass(frozen=True)
 class Cadence(options.Cadence):
-    step: float = options.step(5.0, what="updates")
+    step: float | None = options.step(5.0, what="updates")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ TAGS = ("scaphandre", "wattprobe")
 
 @dataclass(frozen=True)
 class Cadence(options.Cadence):
-    step: float = options.step(5.0, "-d", "--dispatch", "--dispatch-interval", what="dispatches")
+    step: float | None = options.step(5.0, "-d", "--dispatch", "--dispatch-interval", what="dispatches")
 
 
 @dataclass(frozen=True)

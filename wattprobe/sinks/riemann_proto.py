@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from importlib.resources import files
+from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -55,7 +56,7 @@ def parse(text: str, name: str = "riemann.proto") -> descriptor_pb2.FileDescript
     return proto
 
 
-def _classes() -> dict[str, type]:
+def _classes() -> dict[str, Any]:
     proto = parse(files("wattprobe.sinks").joinpath("riemann.proto").read_text())
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(proto.SerializeToString())

@@ -42,7 +42,7 @@ RETRYABLE = (408, 429)  # 4xx answers worth sending again; any other 4xx will ne
 
 @dataclass(frozen=True)
 class Cadence(options.Cadence):
-    step: float = options.step(2.0)
+    step: float | None = options.step(2.0)
 
 
 @dataclass(frozen=True)

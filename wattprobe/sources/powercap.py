@@ -114,7 +114,7 @@ def discover(root: str, *, vm: bool = False) -> tuple[Zone, ...]:
         raise SensorUnavailable(f"{where} is not a powercap tree (not a folder)", fix) from None
     except PermissionError:
         raise SensorUnavailable(f"cannot list {where}: permission denied", "run as root") from None
-    dirs = {}
+    dirs: dict[str, str] = {}
     for entry in entries:
         dirs.setdefault(entry, f"{root}/{entry}")
         try:  # sysfs nests domains inside their package too
@@ -126,8 +126,9 @@ def discover(root: str, *, vm: bool = False) -> tuple[Zone, ...]:
                 dirs.setdefault(child, f"{root}/{entry}/{child}")
     zones: dict[tuple[int | None, str], Zone] = {}
     # MSR zones before MMIO ones, packages before their domains.
-    for entry in sorted((e for e in dirs if _ZONE.match(e)), key=lambda e: ("mmio" in e, e.count(":"), e)):
-        mmio, package, subzone = _ZONE.match(entry).groups()
+    found = {e: m for e in dirs if (m := _ZONE.match(e))}
+    for entry in sorted(found, key=lambda e: ("mmio" in e, e.count(":"), e)):
+        mmio, package, subzone = found[entry].groups()
         zone = _zone(dirs[entry], int(package), subzone is not None, dirs, mmio=bool(mmio))
         if zone is not None:
             zones.setdefault((zone.socket, zone.domain), zone)

@@ -38,7 +38,7 @@ def address(text: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Cadence(options.Cadence):
-    step: float = options.step(1.0, what="reports")
+    step: float | None = options.step(1.0, what="reports")
     timeout: float | None = options.timeout()
 
 

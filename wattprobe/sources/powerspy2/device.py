@@ -20,6 +20,7 @@ from typing import TypeVar
 import serial
 
 from wattprobe.errors import WattprobeError
+from wattprobe.retry import Backoff
 from wattprobe.sources.powerspy2 import protocol
 from wattprobe.sources.powerspy2.clock import LATE_BOUND_S, PacketClock
 
@@ -112,7 +113,7 @@ class PowerSpy2:
         self._pending: deque[tuple[str, float]] = deque()  # payload, monotonic arrival time
         self._last_arrival = 0.0  # of the frame last taken from the queue
         self._stop_requested = False
-        self._backoff = BACKOFF_S[0]
+        self._backoff = Backoff(*BACKOFF_S)
 
     # -- control -------------------------------------------------------------------------------------
 
@@ -163,7 +164,7 @@ class PowerSpy2:
                     self._drop()
                     if self._stop_requested:
                         break
-                    delay, self._backoff = self._backoff, min(self._backoff * 2, BACKOFF_S[1])
+                    delay = self._backoff.failed()
                     log.warning("PowerSpy2 at %s: %s; reconnecting in %.1f s", self.path, why, delay)
                     self._sleep(delay)
         except Stopped:
@@ -271,7 +272,8 @@ class PowerSpy2:
                 self._read_burst()  # held back, or lost? The packets that come with it tell
             queued = sum(protocol.looks_like_packet(frame) for frame, _ in self._pending)
             when = clock.stamp(arrival, skipped, queued)
-            skipped, last_seen, self._backoff = 0, arrival, BACKOFF_S[0]
+            skipped, last_seen = 0, arrival
+            self._backoff.succeeded()
             group.append(_packet(clock.unix(when), when, measurement, plan.period_s))
             if len(group) == plan.per_reading:
                 yield group[0] if len(group) == 1 else average(group)

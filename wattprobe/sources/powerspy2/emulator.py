@@ -16,6 +16,7 @@ import threading
 import time
 import tty
 from dataclasses import dataclass
+from typing import Any
 
 from wattprobe.sources.powerspy2 import protocol
 
@@ -119,7 +120,7 @@ class PowerSpy2Emulator:
             self._line_hz = hz
             self._restart_schedule()
 
-    def set_fault(self, mode: str | None, **options: float) -> None:
+    def set_fault(self, mode: str | None, **options: Any) -> None:
         """Inject a fault from FAULTS (None: behave); options: every, count, burst_s, down_s."""
         if mode is not None and mode not in FAULTS:
             raise ValueError(f"unknown fault {mode!r}: one of {', '.join(FAULTS)}")

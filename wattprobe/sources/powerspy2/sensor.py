@@ -12,9 +12,8 @@ show the old power, or a frozen counter a made-up 0 W), so `read()` raises Senso
 then skips the step and measures the next window from the last good reading, so the window that spans
 the gap averages over it instead of showing 0 W and then a spike. One warning marks the start of a
 gap and one line its end. The energy of the lost packets is filled on a straight line between the
-power before and after the gap (see gaps.py), so it is conserved; the reading that brings filled
-energy reports `estimated` (the sampler asks after each read), so the window that spans a gap is
-marked as estimated. A silent meter never shows as a counter that stops advancing: a sampler that
+power before and after the gap (see gaps.py), so it is conserved; each reading counts the filled
+energy it includes (`EnergyReading.estimated_uj`), so a window that spans a gap is marked estimated. A silent meter never shows as a counter that stops advancing: a sampler that
 skips such windows would otherwise still let the partial windows at the start of a gap through.
 """
 
@@ -35,12 +34,15 @@ log = logging.getLogger(__name__)
 
 INTERVAL_S = 0.25  # asked packet spacing (rounded to whole mains periods: 240 ms at 50 Hz)
 FIRST_PACKET_S = 2.0  # how long the constructor waits for the first packet
+# A bound on what the meter can read: it sits in a 16 A socket (3.7 kW at 230 V, 4 kW at 250 V).
+MAX_WATTS = 4000.0
 
 
 class PowerSpy2Sensor:
     """Wall energy from a PowerSpy2 at `device_path`; opening failures raise WattprobeError."""
 
     name = "powerspy2"
+    estimated = False  # measured; a filled gap is marked per window (EnergyReading.estimated_uj)
 
     def __init__(self, device_path: str, interval_s: float = INTERVAL_S) -> None:
         self._device = PowerSpy2(device_path)
@@ -51,18 +53,11 @@ class PowerSpy2Sensor:
         self._filled_uj = 0.0  # of which filled
         self._last: Packet | None = None
         self._reported = 0  # the highest value read() returned
-        self._reported_filled = 0.0  # filled energy included in what read() returned
-        self._estimated = False
         self._started = time.monotonic()
         self._silent_since: float | None = None  # monotonic time of the last packet before a refused read
         self._thread = threading.Thread(target=self._run, args=(interval_s,), name="powerspy2", daemon=True)
         self._thread.start()
         self._first_packet.wait(FIRST_PACKET_S + interval_s)
-
-    @property
-    def estimated(self) -> bool:
-        """Whether the energy since the previous reading includes a filled gap."""
-        return self._estimated
 
     def read(self) -> EnergyReading:
         t_ns = time.monotonic_ns()
@@ -75,10 +70,9 @@ class PowerSpy2Sensor:
             # a negative age (a packet stamped up to the clock's early bound ahead) takes back the
             # part of its period still to come; max() keeps the counter from going backwards
             self._reported = max(self._reported, int(self._uj + last.watts * age * 1e6))
-            self._estimated = self._filled_uj > self._reported_filled
-            self._reported_filled = self._filled_uj
-            uj = self._reported
-        return EnergyReading(t_ns, (Counter(socket=None, domain="wall", uj=uj, max_uj=0),))
+            counter = Counter(socket=None, domain="wall", uj=self._reported, max_uj=0, max_w=MAX_WATTS)
+            filled = int(self._filled_uj)
+        return EnergyReading(t_ns, (counter,), estimated_uj=filled)
 
     def close(self) -> None:
         self._device.stop()
@@ -93,7 +87,7 @@ class PowerSpy2Sensor:
                 self._device.path,
                 age * 1000,
             )
-        raise SensorReadError(f"no packet from the PowerSpy2 for {age:.1f} s")
+        raise SensorReadError(f"no packet from the PowerSpy2 for {age:.1f} s", said=True)
 
     def _run(self, interval_s: float) -> None:
         try:
