@@ -1,6 +1,6 @@
 """Renders the small subset of Helm's template language the chart in deploy/helm uses, for tests.
 
-Supported: `{{ .Path }}` (from the current dot), `{{- if X }}`, `{{- with X }}`, `{{- end }}`,
+Supported: `{{ .Path }}` (from the current dot), `{{- if X }}`, `{{- with X }}`, `{{- else }}`, `{{- end }}`,
 whitespace trimming with `{{-` and `-}}`, string literals, and the functions quote, default, toYaml,
 nindent and indent, with pipes. Anything else raises, so the chart stays within what is tested.
 """
@@ -42,21 +42,24 @@ def _tokens(src: str) -> list[tuple[str, str]]:
 
 
 def _parse(tokens: list[tuple[str, str]], i: int) -> tuple[list, int]:
-    """Nodes until an `end` (or the end): text, ("expr", e), ("if"/"with", e, body)."""
+    """Nodes until an `end` or `else` (or the end): text, ("expr", e), ("if"/"with", e, body, else)."""
     nodes: list = []
     while i < len(tokens):
         kind, value = tokens[i]
         i += 1
         if kind == "text":
             nodes.append(value)
-        elif value == "end":
+        elif value in ("end", "else"):
             return nodes, i - 1
         elif value.split(" ", 1)[0] in ("if", "with"):
             keyword, expr = value.split(" ", 1)
             body, i = _parse(tokens, i)
+            otherwise: list = []
+            if i < len(tokens) and tokens[i] == ("action", "else"):
+                otherwise, i = _parse(tokens, i + 1)
             if i >= len(tokens) or tokens[i] != ("action", "end"):
                 raise ValueError(f"{{{{ {value} }}}} without {{{{ end }}}}")
-            nodes.append((keyword, expr, body))
+            nodes.append((keyword, expr, body, otherwise))
             i += 1
         else:
             nodes.append(("expr", value))
@@ -74,6 +77,8 @@ def _run(nodes: list, dot: Any) -> str:
             value = _eval(node[1], dot)
             if value:
                 out.append(_run(node[2], value if node[0] == "with" else dot))
+            else:
+                out.append(_run(node[3], dot))
     return "".join(out)
 
 

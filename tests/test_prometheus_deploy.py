@@ -19,7 +19,10 @@ import yaml
 from tests.helm_render import render
 from tests.powercap_tree import PowercapTree
 from tests.prometheus_support import DASHBOARD, dashboard_expressions, exporter, http_get
+from wattprobe import settings
 from wattprobe.cli import build_parser
+from wattprobe.commands.agent import load
+from wattprobe.sources import SourceSettings
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 CHART = DEPLOY / "helm" / "wattprobe"
@@ -151,11 +154,20 @@ def test_systemd_units_run_the_agent_unprivileged_with_read_access_to_energy_cou
     assert "g powercap" in (DEPLOY / "systemd" / "wattprobe.sysusers.conf").read_text()
 
 
+def test_systemd_agent_unit_runs_the_configuration_file():
+    service = _unit("wattprobe-agent.service")["Service"]
+    args = build_parser().parse_args(service["ExecStart"].split()[1:])
+    assert (args.command, args.config) == ("agent", "/etc/wattprobe/agent.toml")
+    assert service["ConfigurationDirectory"] == "wattprobe" and service["CapabilityBoundingSet"] == ""
+    assert "/var/lib/libvirt/scaphandre" in service["ReadWritePaths"]  # where the qemu output writes
+
+
 def test_systemd_units_verify():
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze not installed")
-    units = [str(DEPLOY / "systemd" / n) for n in ("wattprobe.service", "wattprobe-powercap.service")]
+    names = ("wattprobe.service", "wattprobe-powercap.service", "wattprobe-agent.service")
+    units = [str(DEPLOY / "systemd" / n) for n in names]
     result = subprocess.run([analyze, "verify", "--man=no", *units], capture_output=True, text=True)
     problems = [line for line in result.stderr.splitlines() if line and "is not executable" not in line]
     assert not problems, problems
@@ -234,3 +246,27 @@ def test_helm_chart_options_and_service_monitor():
         9100,
     )
     assert container["ports"][0]["containerPort"] == 9100
+
+
+def test_helm_chart_runs_the_agent_with_a_configuration(tmp_path):
+    config = (DEPLOY / "agent.toml").read_text()
+    docs = render_chart({"config": config})
+    assert docs["ConfigMap"]["data"]["agent.toml"].strip() == config.strip()
+    pod = docs["DaemonSet"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert (args.command, args.config, args.procfs_root) == (
+        "agent",
+        "/etc/wattprobe/agent.toml",
+        "/host/proc",
+    )
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "config"]
+    assert volume["configMap"]["name"] == docs["ConfigMap"]["metadata"]["name"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "config"]
+    assert mount["mountPath"] == "/etc/wattprobe"
+    written = tmp_path / "agent.toml"  # what the pod reads: the agent takes it, over the command line
+    written.write_text(docs["ConfigMap"]["data"]["agent.toml"])
+    loaded = load(str(written), settings.from_namespace(SourceSettings, args))
+    assert loaded.sources.procfs_root == "/host/proc"
+    (prometheus,) = [o for o in loaded.outputs if o.module.NAME == "prometheus"]
+    assert prometheus.settings.port == container["ports"][0]["containerPort"]
