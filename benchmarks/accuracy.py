@@ -121,7 +121,13 @@ def _two_samplers(tmp: str, pids: list[int] | None) -> tuple[PowercapTree, dict[
 
 
 def _windows(tree, samplers, clock, window_s: float, windows: int):
-    """Tick every sampler every window; yield (frames by sampler, true CPU ns per workload, elapsed ns)."""
+    """Tick every sampler every window; yield (frames by sampler, true CPU ns per workload, elapsed ns).
+
+    Two ticks come first: the baseline, and one a window later in which a multi-threaded process's
+    threads are read for the first time (that window is measured from stat ticks)."""
+    for sampler in samplers.values():
+        sampler.tick()
+    time.sleep(window_s)
     before = clock()
     for sampler in samplers.values():
         sampler.tick()
@@ -205,18 +211,26 @@ def _duty_cycles(result: Result, window_s: float, windows: int, duties: tuple[fl
 
 # -- multi-threaded ------------------------------------------------------------------------------
 def thread_errors(
-    window_s: float, windows: int, binary: Path, loads, whole_proc: bool = False
+    window_s: float,
+    windows: int,
+    binary: Path,
+    loads,
+    whole_proc: bool = False,
+    only: tuple[str, ...] = SAMPLERS,
 ) -> dict[str, dict[str, list[float]]]:
-    """Per sampler, per load ("load 0", ...): share errors in points per window, and totals (own, attributed)."""
-    out: dict[str, dict[str, list[float]]] = {name: {} for name in SAMPLERS}
+    """Per sampler (of `only`), per load ("load 0", ...): share errors in points per window, and
+    totals (own, attributed)."""
+    out: dict[str, dict[str, list[float]]] = {name: {} for name in only}
     with tempfile.TemporaryDirectory() as tmp, ThreadedLoads(binary, loads) as procs:
         tree, samplers = _two_samplers(tmp, None if whole_proc else procs.pids)
+        for name in set(samplers) - set(only):
+            samplers.pop(name).close()
         time.sleep(0.2)
-        for frames, owns, elapsed_ns, _ in _windows(tree, samplers, procs.cpu_ns, window_s, windows):
+        for frames, owns, _, _ in _windows(tree, samplers, procs.cpu_ns, window_s, windows):
             for name, frame in frames.items():
                 if frame is None:
                     continue
-                machine_ns = frame.n_cpus * elapsed_ns
+                machine_ns = frame.n_cpus * frame.window_s * 1e9  # the window the shares are of
                 shares = {c.info.pid: c.cpu_share for c in frame.consumers}
                 for i, (pid, own) in enumerate(zip(procs.pids, owns, strict=True)):
                     attributed = shares.get(pid, 0.0) * machine_ns

@@ -18,8 +18,9 @@ from pathlib import Path
 
 # Each lane is one thread that burns `duty` of every period and keeps its CPU time (ns) in its slot.
 # With a life (ms), a lane is a chain of short-lived threads: each burns for its life, starts its
-# successor with its own final time as the successor's base, and exits; the main thread only waits.
-# With one lane and no life, the process is single-threaded. Usage:
+# successor and exits; the main thread then writes the whole process's CPU time (dead threads,
+# their creation and exit included) into the first slot every millisecond. With one lane and no
+# life, the process is single-threaded. Usage:
 #   threaded FD FIRST_SLOT LANES DUTY PERIOD_MS LIFE_MS
 THREADED_C = r"""
 #define _GNU_SOURCE
@@ -38,7 +39,7 @@ static double duty;
 static int64_t period_ns, life_ns;
 static pthread_attr_t detached;
 
-struct lane { int slot; int64_t base; };
+struct lane { int slot; };
 
 static int64_t clock_ns(clockid_t clock) {
     struct timespec t;
@@ -52,11 +53,10 @@ static void *run_lane(void *arg) {
     for (;;) {
         int64_t busy_until = next + (int64_t)(duty * period_ns), now;
         while ((now = clock_ns(CLOCK_MONOTONIC)) < busy_until)
-            slots[lane->slot] = lane->base + clock_ns(CLOCK_THREAD_CPUTIME_ID);
-        slots[lane->slot] = lane->base + clock_ns(CLOCK_THREAD_CPUTIME_ID);
+            if (life_ns == 0) slots[lane->slot] = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+        if (life_ns == 0) slots[lane->slot] = clock_ns(CLOCK_THREAD_CPUTIME_ID);
         next += period_ns;
         if (life_ns > 0 && now - start >= life_ns) {
-            lane->base = slots[lane->slot];
             pthread_t successor;
             if (pthread_create(&successor, &detached, run_lane, lane) != 0) abort();
             return NULL;
@@ -89,7 +89,11 @@ int main(int argc, char **argv) {
             pthread_t t;
             if (pthread_create(&t, &detached, run_lane, &all[i]) != 0) return 4;
         }
-        for (;;) pause();
+        for (;;) {
+            slots[first] = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+            struct timespec ms = {0, 1000000};
+            nanosleep(&ms, NULL);
+        }
     }
     for (int i = 1; i < lanes; i++) {
         pthread_t t;
