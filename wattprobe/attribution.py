@@ -1,8 +1,9 @@
 """Two snapshots -> one Frame: energy deltas (wrap handled here, once), power, and its split.
 
 Attribution: a process's power = host power x its CPU time / machine CPU time (all CPUs) over the
-same window. What no process explains (idle CPUs, processes that exited inside the window, work
-the kernel does not charge to a process) is reported as unattributed power, so that
+same window. Its CPU time includes that of its descendants that exited in the window (reaped into
+its cutime; the reader counts it once), reported apart as `exited_*`. What no process explains
+(idle CPUs, work the kernel does not charge to a process) is unattributed power, so that
 sum(consumers) + unattributed = host.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from wattprobe.model import (
     HOST_DOMAINS,
@@ -26,6 +28,7 @@ from wattprobe.model import (
 
 CounterKey = tuple[int | None, str]
 ProcessLookup = Callable[[int], tuple[ProcessInfo, int, int] | None]
+K = TypeVar("K", int, str)
 
 
 def counter_delta(prev: Counter, now: Counter) -> int | None:
@@ -81,6 +84,38 @@ class EnergyTotals:
         self.host += host_uj / 1e6
 
 
+@dataclass
+class Carry:
+    """CPU time (ns) withheld from consumers in a window where their sum exceeded the machine's time.
+
+    Scan timing and the schedstat lag of running threads can make the processes' (or cgroups')
+    sum exceed the machine's time by a little in one window and fall short in the next. Scaling
+    shares down is needed to keep sum + unattributed = host, but only scaling down would bias every
+    share low on a busy machine: what is withheld is given back in the next windows instead.
+    """
+
+    tasks: dict[int, float] = field(default_factory=dict)
+
+
+def _fit(wanted: dict[K, float], machine_ns: int, carried: dict[K, float]) -> dict[K, float]:
+    """Shares of the machine's time: each wanted ns plus what was withheld from it before, scaled
+    down together if they exceed the machine's time; what is withheld now is carried (`carried`
+    is updated in place; keys missing from `wanted` are gone and dropped)."""
+    for key, ns in carried.items():
+        if key in wanted:
+            wanted[key] += ns
+    total = sum(wanted.values())
+    carried.clear()
+    if machine_ns <= 0:
+        return dict.fromkeys(wanted, 0.0)
+    if total <= machine_ns:
+        return {key: ns / machine_ns for key, ns in wanted.items()}
+    scale = machine_ns / total
+    for key, ns in wanted.items():
+        carried[key] = ns * (1.0 - scale)
+    return {key: ns * scale / machine_ns for key, ns in wanted.items()}
+
+
 def attribute(
     prev: Snapshot,
     now: Snapshot,
@@ -90,8 +125,14 @@ def attribute(
     *,
     sensor: str,
     estimated: bool,
+    carry: Carry | None = None,
 ) -> Frame:
-    """The Frame of the window between two snapshots; `totals` already include this window."""
+    """The Frame of the window between two snapshots; `totals` already include this window.
+
+    `carry` keeps, from one window to the next, what had to be withheld to fit the machine's time
+    (a Frame without it withholds for good, as a one-off comparison may).
+    """
+    carry = carry if carry is not None else Carry()
     window_s = (now.energy.t_ns - prev.energy.t_ns) / 1e9
     host_uj, host_source = host_energy(deltas)
     host_watts = host_uj / 1e6 / window_s if window_s > 0 else 0.0
@@ -99,18 +140,26 @@ def attribute(
     busy = now.machine.busy - prev.machine.busy
     idle = now.machine.idle - prev.machine.idle
     machine_ns = now.machine.n_cpus * (now.t_ns - prev.t_ns)
-    before = prev.tasks
-    used = [(key, ns) for key, cpu in now.tasks.items() if (ns := cpu - before.get(key, 0)) > 0]
-    # Scan timing can make the processes' sum exceed the machine's time by a hair: never give out more.
-    scale = 1.0 / max(machine_ns, sum(ns for _, ns in used), 1)
+    before, tasks = prev.tasks, now.tasks
+    used = {key: ns for key, cpu in tasks.items() if (ns := cpu - before.get(key, 0)) > 0}
+    measured = dict(used)
+    for key in carry.tasks:  # a process that ran less this window still gets back what it was owed
+        if key not in used and key in tasks:
+            used[key] = 0
+    shares = _fit(used, machine_ns, carry.tasks)
+    exited_now, exited_before = now.exited, prev.exited
     consumers = []
-    for key, ns in used:
+    for key, share in shares.items():
         found = lookup(key)
         if found is None:
             continue
         info, rss, vsize = found
-        share = ns * scale
-        consumers.append(Consumer(info, ns, share, host_watts * share, rss, vsize))
+        ns = measured.get(key, 0)
+        exited = exited_now.get(key, 0) - exited_before.get(key, 0) if key in exited_now else 0
+        watts = host_watts * share
+        consumers.append(
+            Consumer(info, ns, share, watts, rss, vsize, exited, watts * exited / ns if ns > 0 else 0.0)
+        )
     consumers.sort(key=lambda c: c.watts, reverse=True)
     attributed = sum(c.watts for c in consumers)
 

@@ -6,7 +6,7 @@ difference of two snapshots (see `attribution`). Every Frame is immutable and sh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 # Domains a counter can measure. `psys` (platform) and `wall` (a wall meter) cover the whole host.
@@ -66,7 +66,13 @@ class Snapshot:
     wall: float  # time.time() at the same instant
     energy: EnergyReading
     machine: MachineCpu
-    tasks: dict[int, int]  # task key (see procfs.task_key) -> cumulative CPU time, ns
+    tasks: dict[
+        int, int
+    ]  # task key (see procfs.task_key) -> cumulative CPU time, ns, exited descendants included
+    exited: dict[int, int] = field(
+        default_factory=dict
+    )  # task key -> the exited descendants' part, where not 0
+    cgroups: dict[str, int] = field(default_factory=dict)  # cgroup path -> its own cumulative CPU time, ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +121,13 @@ class Consumer:
 
     info: ProcessInfo
     cpu_ns: int  # CPU time used in the window
-    cpu_share: float  # cpu_ns / machine CPU time (all CPUs) in the window
+    cpu_share: float  # its share of machine CPU time (all CPUs) in the window: cpu_ns / machine time, unless
+    # the processes' sum exceeded the machine's time (then scaled down, and the rest given back later)
     watts: float
     rss_bytes: int
     vsize_bytes: int
+    exited_cpu_ns: int = 0  # the part of cpu_ns its descendants used and exited with (reaped into it)
+    exited_watts: float = 0.0  # the part of watts that comes from them
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +153,7 @@ class Frame:
     host_watts: float
     host_energy_j: float  # cumulative since the agent started, never decreasing
     sockets: tuple[SocketPower, ...]
-    unattributed_watts: float  # host power no process explains: idle, exited processes, overheads
+    unattributed_watts: float  # host power no process explains: idle CPUs, the kernel's own work
     cpu_load: float  # busy fraction of all CPUs in the window, 0..1
     n_cpus: int
     consumers: tuple[Consumer, ...]  # processes that used CPU in the window, most power first

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from wattprobe.attribution import EnergyTotals, attribute, energy_deltas, host_energy
+from wattprobe.attribution import Carry, EnergyTotals, attribute, energy_deltas, host_energy
 from wattprobe.errors import SensorReadError
 from wattprobe.model import Frame, Sensor, Snapshot
 from wattprobe.procfs import ProcfsReader, raise_fd_limit
@@ -31,12 +31,20 @@ class Sampler:
         self._prev: Snapshot | None = None
         self._totals = EnergyTotals()
         self._rejected = 0
+        self._carry = Carry()  # attribution's state from one window to the next
         self._lock = threading.Lock()
 
     def snapshot(self) -> Snapshot:
         energy = self.sensor.read()
         machine, tasks = self.procfs.scan()
-        return Snapshot(time.monotonic_ns(), time.time(), energy, machine, tasks)
+        return Snapshot(
+            time.monotonic_ns(),
+            time.time(),
+            energy,
+            machine,
+            tasks,
+            self.procfs.exited(),
+        )
 
     def tick(self) -> Frame | None:
         """Take a snapshot and return the Frame since the previous one (None for the first or a skip)."""
@@ -85,6 +93,7 @@ class Sampler:
             self.procfs.process,
             sensor=self.sensor.name,
             estimated=self.sensor.estimated,
+            carry=self._carry,
         )
         self.latest = frame
         self.tick_seconds = time.perf_counter() - started
