@@ -37,7 +37,7 @@ def test_a_child_seen_then_reaped_is_counted_once(tmp_path):
     proc(tmp_path, 1, 5_000 * MS, ppid=0)
     proc(tmp_path, 10, 1_000 * MS)
     proc(tmp_path, 11, 200 * MS, ppid=10)
-    reader = ProcfsReader(str(tmp_path))
+    reader = ProcfsReader(str(tmp_path), cgroupfs_root=None)
     first, _ = by_pid(reader)
     proc(tmp_path, 11, 350 * MS, ppid=10)
     assert by_pid(reader)[0][11] == 350 * MS
@@ -57,7 +57,7 @@ def test_a_child_seen_then_reaped_is_counted_once(tmp_path):
 def test_children_born_and_reaped_between_two_scans_come_whole(tmp_path):
     write_stat(tmp_path)
     proc(tmp_path, 10, 1_000 * MS, cticks=(7, 3))
-    reader = ProcfsReader(str(tmp_path))
+    reader = ProcfsReader(str(tmp_path), cgroupfs_root=None)
     first, _ = by_pid(reader)
     proc(tmp_path, 10, 1_002 * MS, cticks=(27, 13))
     total, exited = by_pid(reader)
@@ -68,7 +68,7 @@ def test_children_born_and_reaped_between_two_scans_come_whole(tmp_path):
 
 def test_a_new_process_brings_its_reaped_children_along(tmp_path):
     write_stat(tmp_path)
-    reader = ProcfsReader(str(tmp_path))
+    reader = ProcfsReader(str(tmp_path), cgroupfs_root=None)
     reader.scan()
     proc(tmp_path, 10, 30 * MS, cticks=(12, 3))  # born since the last scan, and reaped a child already
     total, exited = by_pid(reader)
@@ -80,7 +80,7 @@ def test_rounding_of_the_parents_ticks_is_carried_not_lost_or_doubled(tmp_path):
     write_stat(tmp_path)
     proc(tmp_path, 10, 1_000 * MS)
     proc(tmp_path, 11, 355 * MS, ppid=10)
-    reader = ProcfsReader(str(tmp_path))
+    reader = ProcfsReader(str(tmp_path), cgroupfs_root=None)
     by_pid(reader)
     # Reaped with 355 ms: the parent's cutime+cstime show 35 ticks (each rounded down).
     shutil.rmtree(tmp_path / "11")
@@ -100,7 +100,7 @@ def test_an_orphan_goes_to_its_new_reaper(tmp_path):
     proc(tmp_path, 5, 700 * MS)  # a subreaper
     proc(tmp_path, 10, 1_000 * MS, ppid=5)
     proc(tmp_path, 11, 400 * MS, ppid=10, comm="orphan")
-    reader = ProcfsReader(str(tmp_path))
+    reader = ProcfsReader(str(tmp_path), cgroupfs_root=None)
     by_pid(reader)
     # The parent exits and is reaped by the subreaper; the child, asleep, is reparented to it.
     shutil.rmtree(tmp_path / "10")
@@ -122,7 +122,7 @@ def test_a_parent_that_reaps_and_exits_in_one_window_hands_both_up(tmp_path):
     proc(tmp_path, 9, 100 * MS)
     proc(tmp_path, 10, 200 * MS, ppid=9)
     proc(tmp_path, 11, 300 * MS, ppid=10)
-    reader = ProcfsReader(str(tmp_path))
+    reader = ProcfsReader(str(tmp_path), cgroupfs_root=None)
     by_pid(reader)
     # The child ran 20 ms more and was reaped by the parent, which ran 10 ms more and was reaped in
     # turn: the grandparent's cutime got 320 ms + 210 ms.
@@ -139,7 +139,7 @@ def test_a_pid_reused_by_a_younger_process_is_not_the_reaper(tmp_path):
     write_stat(tmp_path)
     proc(tmp_path, 10, 1_000 * MS, starttime=500)
     proc(tmp_path, 11, 200 * MS, ppid=10, starttime=600)
-    reader = ProcfsReader(str(tmp_path))
+    reader = ProcfsReader(str(tmp_path), cgroupfs_root=None)
     by_pid(reader)
     shutil.rmtree(tmp_path / "10")
     proc(tmp_path, 11, 200 * MS, ppid=1, starttime=600)
@@ -155,7 +155,7 @@ def test_threads_are_counted_from_their_own_schedstat(tmp_path):
     write_stat(tmp_path)
     ms = {20: 1_000 * MS, 21: 500 * MS, 22: 300 * MS}
     write_proc(tmp_path, 20, ticks=(180, 0), threads=3, tids=ms, sched_ns=ms[20], starttime=20)
-    reader = ProcfsReader(str(tmp_path))
+    reader = ProcfsReader(str(tmp_path), cgroupfs_root=None)
     assert by_pid(reader)[0][20] == 1_800 * MS  # first sight: stat
     # Its ticks moved: its threads are read for the first time (this window from stat).
     ms = {20: 1_004 * MS, 21: 507 * MS, 22: 303 * MS}
@@ -181,7 +181,7 @@ def test_threads_are_counted_from_their_own_schedstat(tmp_path):
 def test_a_process_that_starts_threads_keeps_its_nanoseconds(tmp_path):
     write_stat(tmp_path)
     proc(tmp_path, 20, 1_234_567_891)
-    reader = ProcfsReader(str(tmp_path))
+    reader = ProcfsReader(str(tmp_path), cgroupfs_root=None)
     assert by_pid(reader)[0][20] == 1_234_567_891
     ms = {20: 1_240_000_000, 21: 3 * MS}
     write_proc(tmp_path, 20, ticks=(124, 0), threads=2, tids=ms, sched_ns=ms[20], starttime=20)

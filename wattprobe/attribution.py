@@ -4,7 +4,9 @@ Attribution: a process's power = host power x its CPU time / machine CPU time (a
 same window. Its CPU time includes that of its descendants that exited in the window (reaped into
 its cutime; the reader counts it once), reported apart as `exited_*`. What no process explains
 (idle CPUs, work the kernel does not charge to a process) is unattributed power, so that
-sum(consumers) + unattributed = host.
+sum(consumers) + unattributed = host. Cgroups and containers take their CPU time from their own
+counters where readable (exited processes included; without one, from their live processes' own
+time), and sum(cgroups) + unattributed_cgroup = host.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from wattprobe.cgroupfs import container_cgroup
 from wattprobe.model import (
     HOST_DOMAINS,
     Consumer,
@@ -95,6 +98,8 @@ class Carry:
     """
 
     tasks: dict[int, float] = field(default_factory=dict)
+    cgroups: dict[str, float] = field(default_factory=dict)
+    containers: dict[str, float] = field(default_factory=dict)
 
 
 def _fit(wanted: dict[K, float], machine_ns: int, carried: dict[K, float]) -> dict[K, float]:
@@ -162,6 +167,7 @@ def attribute(
         )
     consumers.sort(key=lambda c: c.watts, reverse=True)
     attributed = sum(c.watts for c in consumers)
+    cgroups = _cgroup_groups(consumers, prev, now, machine_ns, host_watts, carry)
 
     return Frame(
         timestamp=now.wall,
@@ -176,13 +182,10 @@ def attribute(
         cpu_load=busy / (busy + idle) if busy + idle > 0 else 0.0,
         n_cpus=now.machine.n_cpus,
         consumers=tuple(consumers),
-        cgroups=_groups(consumers, lambda c: c.info.cgroup, with_container=True),
-        containers=_groups(
-            [c for c in consumers if c.info.container is not None],
-            lambda c: c.info.container.id,  # type: ignore[union-attr]
-            with_container=True,
-        ),
+        cgroups=cgroups,
+        containers=_container_groups(consumers, prev, now, machine_ns, host_watts, carry),
         exes=_groups(consumers, lambda c: c.info.exe or f"[{c.info.comm}]"),
+        unattributed_cgroup_watts=max(host_watts - sum(g.watts for g in cgroups), 0.0),
     )
 
 
@@ -222,3 +225,88 @@ def _groups(
         entry[2] += 1
     ordered = sorted(groups.items(), key=lambda item: item[1][0], reverse=True)
     return tuple(Group(k, watts, share, n, container) for k, (watts, share, n, container) in ordered)
+
+
+def _counted_groups(
+    members: dict[str, list[Consumer]],
+    counted: dict[str, int],
+    machine_ns: int,
+    host_watts: float,
+    carried: dict[str, float],
+) -> tuple[Group, ...]:
+    """Groups of consumers whose CPU time is the group's own counter where `counted` has it, else
+    their processes' own time; fitted to the machine's time like processes are.
+
+    Without a counter, a cgroup cannot say where its processes' exited descendants ran: in it, or in
+    another cgroup whose counter already has their time. Their part stays with the processes (and
+    the per-exe groups) and is left out here, so that no time is counted twice at this level.
+    """
+    wanted = {}
+    for key, group in members.items():
+        if key in counted:
+            wanted[key] = float(counted[key])
+        else:
+            wanted[key] = sum(_own_share(c) for c in group) * machine_ns
+    shares = _fit(wanted, machine_ns, carried)
+    groups = [
+        Group(
+            key,
+            host_watts * shares[key],
+            shares[key],
+            len(group),
+            group[0].info.container,
+            "cgroup" if key in counted else "processes",
+        )
+        for key, group in members.items()
+    ]
+    groups.sort(key=lambda g: g.watts, reverse=True)
+    return tuple(groups)
+
+
+def _own_share(consumer: Consumer) -> float:
+    """A consumer's share without the part of its exited descendants."""
+    if consumer.cpu_ns <= 0:
+        return consumer.cpu_share
+    return consumer.cpu_share * (1.0 - consumer.exited_cpu_ns / consumer.cpu_ns)
+
+
+def _counter_deltas(prev: Snapshot, now: Snapshot, paths: Iterable[str]) -> dict[str, int]:
+    """CPU ns of each cgroup over the window, from its counter in both snapshots; a cgroup listed
+    below another keeps its own time, which its ancestor's counter (hierarchical) then loses."""
+    found = {p: now.cgroups[p] - prev.cgroups[p] for p in paths if p in now.cgroups and p in prev.cgroups}
+    own = dict(found)
+    for path, ns in found.items():
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in found:
+                own[parent] -= ns
+                break
+            parent = parent.rpartition("/")[0]
+    return {path: max(ns, 0) for path, ns in own.items()}
+
+
+def _cgroup_groups(
+    consumers: list[Consumer], prev: Snapshot, now: Snapshot, machine_ns: int, host_watts: float, carry: Carry
+) -> tuple[Group, ...]:
+    members: dict[str, list[Consumer]] = {}
+    for consumer in consumers:
+        members.setdefault(consumer.info.cgroup, []).append(consumer)
+    counted = _counter_deltas(prev, now, members)
+    return _counted_groups(members, counted, machine_ns, host_watts, carry.cgroups)
+
+
+def _container_groups(
+    consumers: list[Consumer], prev: Snapshot, now: Snapshot, machine_ns: int, host_watts: float, carry: Carry
+) -> tuple[Group, ...]:
+    members: dict[str, list[Consumer]] = {}
+    paths: dict[str, str] = {}
+    for consumer in consumers:
+        container = consumer.info.container
+        if container is not None:
+            members.setdefault(container.id, []).append(consumer)
+            path = container_cgroup(consumer.info.cgroup, container)
+            if path is not None:
+                paths.setdefault(container.id, path)
+    deltas = _counter_deltas(prev, now, set(paths.values()))
+    counted = {cid: deltas[path] for cid, path in paths.items() if path in deltas}
+    return _counted_groups(members, counted, machine_ns, host_watts, carry.containers)

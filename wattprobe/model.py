@@ -139,6 +139,7 @@ class Group:
     cpu_share: float
     processes: int
     container: Container | None = None
+    source: str = "processes"  # "cgroup": the cgroup's own counter (exited processes included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,3 +161,5 @@ class Frame:
     cgroups: tuple[Group, ...]
     containers: tuple[Group, ...]
     exes: tuple[Group, ...]
+    # host power the cgroups do not explain: sum(cgroups) + this = host (None: not computed)
+    unattributed_cgroup_watts: float | None = None

@@ -29,6 +29,7 @@ import os
 import re
 import resource
 
+from wattprobe.cgroupfs import CgroupReader, cgroup_paths, container_cgroup
 from wattprobe.model import Container, MachineCpu, ProcessInfo
 
 TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
@@ -82,6 +83,7 @@ class _Task:
     """What the reader remembers of one live process between ticks."""
 
     __slots__ = (
+        "cgroups",
         "comm",
         "cpu_ns",
         "credit_scan",
@@ -125,6 +127,7 @@ class _Task:
         self.rss = 0
         self.vsize = 0
         self.info: ProcessInfo | None = None
+        self.cgroups: tuple[str, ...] = ()  # cgroup counters tracked for this process
 
     @property
     def start(self) -> int:
@@ -156,13 +159,15 @@ def _run_ns(data: bytes) -> int:
 
 
 class ProcfsReader:
-    """Scans a procfs tree; `root` is a parameter so tests can point it elsewhere.
+    """Scans a procfs tree; `root` and `cgroupfs_root` are parameters so tests can point them elsewhere.
 
     `schedstat=False` forces `stat` clock ticks for every process, as agents that only read
-    `stat` do (used to compare the two at short windows).
+    `stat` do (used to compare the two at short windows). `cgroupfs_root=None` reads no cgroup.
     """
 
-    def __init__(self, root: str = "/proc", *, schedstat: bool = True) -> None:
+    def __init__(
+        self, root: str = "/proc", *, schedstat: bool = True, cgroupfs_root: str | None = "/sys/fs/cgroup"
+    ) -> None:
         self.root = root
         self._tasks: dict[str, _Task] = {}  # by the pid's directory name
         self._by_key: dict[int, _Task] = {}  # the same, by task_key
@@ -174,11 +179,12 @@ class ProcfsReader:
         self._use_schedstat = schedstat
         self._scan = 0
         self._reaped: list[_Task] = []  # tasks whose cticks moved in this scan
+        self.cgroups = CgroupReader(cgroupfs_root)
 
     # -- the hot path -------------------------------------------------------------------------
     def scan(self) -> tuple[MachineCpu, dict[int, int]]:
         """Machine CPU time and cumulative CPU ns of every live process (exited descendants
-        included), keyed by task_key; `exited()` gives the exited descendants' part."""
+        included), keyed by task_key; `exited()` and `cgroup_ns()` give the rest of the same scan."""
         self._scan += 1
         machine = read_machine_cpu(self.root)
         names = set(os.listdir(self.root))
@@ -210,11 +216,16 @@ class ProcfsReader:
                 task = self._first_sight(int(name))
                 if task is not None:  # else it vanished between listing and reading
                     tasks[name] = self._by_key[task.key] = task
+        self.cgroups.read()
         return machine, {task.key: task.cpu_ns for task in tasks.values()}
 
     def exited(self) -> dict[int, int]:
         """Cumulative ns of exited descendants at the last scan, for the processes that have any."""
         return dict(self._exited)
+
+    def cgroup_ns(self) -> dict[str, int]:
+        """Cumulative CPU ns of the tracked cgroups at the last scan, by cgroup path."""
+        return self.cgroups.usage()
 
     def _refresh(self, task: _Task, sched_ns: int) -> bool:
         """Advance a known process's CPU time (`sched_ns`: schedstat if read); False when it is gone."""
@@ -246,7 +257,7 @@ class ProcfsReader:
             self._adopt(task, ppid)
         if comm != task.comm:
             task.comm = comm
-            task.info = None  # exec'd: read exe, cmdline and cgroup again
+            self._drop_info(task)  # exec'd: read exe, cmdline and cgroup again
         task.ticks, task.threads, task.sched_ns, task.rss = ticks, threads, sched_ns, rss
         return True
 
@@ -535,6 +546,7 @@ class ProcfsReader:
         self._close(task.stat_fd)
         self._close(task.sched_fd)
         task.stat_fd = task.sched_fd = _NO_FD
+        self._drop_info(task)
 
     # -- per consumer, off the hot path ---------------------------------------------------------
     def process(self, key: int) -> tuple[ProcessInfo, int, int] | None:
@@ -543,23 +555,32 @@ class ProcfsReader:
         if task is None:
             return None
         if task.info is None:
-            task.info = self._read_info(task)
+            task.info, task.cgroups = self._read_info(task)
+            self.cgroups.track(task.cgroups)
         return task.info, task.rss * PAGE_SIZE, task.vsize
 
-    def _read_info(self, task: _Task) -> ProcessInfo:
+    def _drop_info(self, task: _Task) -> None:
+        self.cgroups.untrack(task.cgroups)
+        task.info, task.cgroups = None, ()
+
+    def _read_info(self, task: _Task) -> tuple[ProcessInfo, tuple[str, ...]]:
         base = f"{self.root}/{task.pid}"
         try:
             exe = os.readlink(f"{base}/exe")
         except OSError:
             exe = ""  # kernel thread, or another user's process without privileges
+        counters: tuple[str, ...] = ()
         try:
             cmdline = (
                 _read_file(f"{base}/cmdline").rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
             )
-            cgroup, container = parse_cgroup(_read_file(f"{base}/cgroup").decode(errors="replace"))
+            text = _read_file(f"{base}/cgroup").decode(errors="replace")
+            cgroup, container = parse_cgroup(text)
+            counters = self.cgroups.counters_for(text, cgroup, container_cgroup(cgroup, container))
         except OSError:
             cmdline, cgroup, container = "", "/", None
-        return ProcessInfo(task.pid, task.comm.decode(errors="replace"), exe, cmdline, cgroup, container)
+        info = ProcessInfo(task.pid, task.comm.decode(errors="replace"), exe, cmdline, cgroup, container)
+        return info, counters
 
     @property
     def tracked(self) -> int:
@@ -572,6 +593,7 @@ class ProcfsReader:
         self._tasks = {}
         self._by_key = {}
         self._kids = {}
+        self.cgroups.close()
 
 
 def _read_file(path: str) -> bytes:
@@ -602,11 +624,7 @@ def parse_cgroup(text: str) -> tuple[str, Container | None]:
     containerd (CRI and nerdctl), CRI-O and podman ids, with the cgroupfs or the systemd driver,
     under Kubernetes (kubepods, k3s) or not.
     """
-    paths: dict[str, str] = {}
-    for line in text.splitlines():
-        _, controllers, path = line.partition(":")[2].partition(":")
-        for controller in controllers.split(","):
-            paths.setdefault(controller, path)
+    paths = cgroup_paths(text)
     cgroup = next((paths[c] for c in _CGROUP_PREFERENCE if paths.get(c, "/") != "/"), None)
     if cgroup is None:
         cgroup = next((p for p in paths.values() if p != "/"), "/")

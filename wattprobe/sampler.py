@@ -44,6 +44,7 @@ class Sampler:
             machine,
             tasks,
             self.procfs.exited(),
+            self.procfs.cgroup_ns(),
         )
 
     def tick(self) -> Frame | None:
