@@ -56,6 +56,10 @@ def test_the_counter_of_a_process_cgroup_and_of_its_container(tmp_path):
     reader.untrack(paths)
     reader.read()
     assert reader.usage() == {"/system.slice/nginx.service": 42_000_000}
+    # A cgroup outside this namespace's view of the tree has no counter here.
+    assert (
+        reader.counters_for("0::/../../system.slice/x.service\n", "/../../system.slice/x.service", None) == ()
+    )
     # A cgroup that was removed is left out, not read as 0.
     (tmp_path / "unified" / "system.slice" / "nginx.service" / "cpu.stat").unlink()
     reader.close()
@@ -202,3 +206,21 @@ def test_a_real_cgroup_is_measured_by_its_counter_exited_processes_included(tmp_
         assert sum(g.watts for g in frame.cgroups) + frame.unattributed_cgroup_watts == pytest.approx(
             frame.host_watts, rel=1e-9
         )
+
+
+def test_the_cgroupfs_root_is_a_global_option(tmp_path, powercap):
+    from wattprobe.cli import build_parser
+    from wattprobe.sampler import open_sampler
+
+    (tmp_path / "cg").mkdir()
+    (tmp_path / "cg" / "cgroup.controllers").write_text("\n")
+    args = build_parser().parse_args(
+        ["--powercap-root", str(powercap.root), "--cgroupfs-root", str(tmp_path / "cg"), "json"]
+    )
+    sampler = open_sampler(args)
+    assert sampler.procfs.cgroups.v2 == str(tmp_path / "cg")
+    sampler.close()
+    args = build_parser().parse_args(["--powercap-root", str(powercap.root), "json"])
+    sampler = open_sampler(args)
+    assert sampler.procfs.cgroups.root == "/sys/fs/cgroup"
+    sampler.close()

@@ -71,8 +71,8 @@ class CgroupReader:
     def counters_for(self, text: str, cgroup: str, container: str | None) -> tuple[str, ...]:
         """Of a process's cgroup and its container's (paths from /proc/<pid>/cgroup `text`), those
         with a counter of their own; the root is the machine, not a group."""
-        if cgroup == "/" or (self.v2 is None and self.v1 is None):
-            return ()
+        if cgroup == "/" or (self.v2 is None and self.v1 is None) or "/.." in cgroup:
+            return ()  # "/..": outside this cgroup namespace's view of the tree
         paths = cgroup_paths(text)
         if self.v2 is not None and paths.get("") == cgroup:
             base, v2 = self.v2, True

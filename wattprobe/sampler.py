@@ -134,4 +134,4 @@ def open_sampler(args: argparse.Namespace) -> Sampler:
     from wattprobe.sensors import make_sensor
 
     raise_fd_limit()
-    return Sampler(make_sensor(args), ProcfsReader(args.procfs_root))
+    return Sampler(make_sensor(args), ProcfsReader(args.procfs_root, cgroupfs_root=args.cgroupfs_root))

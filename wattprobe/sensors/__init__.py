@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--powercap-root", metavar="PATH", help=f"powercap tree (default {HOST_POWERCAP})")
     parser.add_argument("--procfs-root", metavar="PATH", default="/proc", help="procfs mount (default /proc)")
     parser.add_argument(
+        "--cgroupfs-root",
+        metavar="PATH",
+        default="/sys/fs/cgroup",
+        help="cgroup filesystem whose CPU counters give cgroup and container figures (default /sys/fs/cgroup)",
+    )
+    parser.add_argument(
         "--powerspy-device",
         metavar="PATH",
         default="/dev/rfcomm0",
