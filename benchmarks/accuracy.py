@@ -23,10 +23,12 @@ machine); the total is its attributed CPU time over the run divided by the CPU t
 **Short-lived processes.** The agent runs as users run it, `wattprobe -s powercap_rapl
 --powercap-root TREE json -s 2 -m 100000`, on a synthetic 40 W tree advanced in real time, while
 a workload runs: a bash loop starting `python3 -c` with about 50 ms of work each, and `make -j2` of
-tiny C files (`cc -O1 -c`, cleaned and built again each round). The truth is the workload's own CPU
-time, all descendants included, from RUSAGE_CHILDREN; the attributed time is each document's share
-of host power for the workload's processes (found by a marker in their command lines) × all CPUs ×
-the step, summed over the documents.
+tiny C files (`cc -O1 -c`, cleaned and built again each round), each started by a shell that stays
+1.5 steps after it ends (as the shell or CI runner that starts a build does: the process that
+reaps it gets what it used since it was last seen). The truth is the workload's own CPU time, all
+descendants included, from RUSAGE_CHILDREN; the attributed time is each document's share of host
+power for the workload's processes (found by a marker in their command lines) × all CPUs × the
+step, summed over the documents.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from tests.workloads import (
     make_rounds,
     run_counted,
     shell_loop,
+    started_by,
 )
 from wattprobe.procfs import ProcfsReader
 from wattprobe.sampler import Sampler
@@ -307,7 +310,7 @@ def json_attribution(
     try:
         if not wait_until(lambda: out.exists() and "{" in out.read_text(), 30):
             raise RuntimeError("the agent wrote no document")
-        own_ns = run_counted(command)
+        own_ns = run_counted(started_by(marker, command, 1.5 * step_s))
         written = out.read_text().count('"host"')
         wait_until(lambda: out.read_text().count('"host"') >= written + 1, step_s * 3)
     finally:

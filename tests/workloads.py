@@ -228,6 +228,16 @@ def make_rounds(directory: Path, rounds: int, jobs: int = 2) -> list[str]:
     return ["sh", "-c", f"for i in $(seq {rounds}); do {build} || exit 1; done", str(directory)]
 
 
+def started_by(marker: str, command: list[str], linger_s: float) -> list[str]:
+    """`command` started by a shell that carries `marker`, waits for it and stays `linger_s` more.
+
+    The process that reaps a workload's top process gets the time it used since it was last seen,
+    as a shell or a CI runner that started it would; lingering, that shell is seen after the reap.
+    """
+    script = f'"$@"; status=$?; sleep {linger_s}; exit $status'
+    return ["sh", "-c", script, marker, *command]
+
+
 def run_counted(command: list[str]) -> int:
     """Run a workload to its end; its CPU time and its descendants', in ns."""
     before = children_cpu_ns()
@@ -240,7 +250,8 @@ def attributed_while(sampler, tree, command: list[str], marker: str, step_s: flo
 
     Returns the workload's own CPU ns (RUSAGE_CHILDREN: it and every descendant), what the Frames
     gave the processes whose command line carries `marker` (share × all CPUs' time) and the part
-    of that which came from exited descendants.
+    of that which came from exited descendants. The workload is started by a marked shell that
+    outlives it by two steps (`started_by`).
     """
     import time
 
@@ -266,7 +277,7 @@ def attributed_while(sampler, tree, command: list[str], marker: str, step_s: flo
 
     tick()
     before = children_cpu_ns()
-    workload = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    workload = subprocess.Popen(started_by(marker, command, 2 * step_s), stdout=subprocess.DEVNULL)
     while workload.poll() is None:
         time.sleep(step_s)
         tick()
