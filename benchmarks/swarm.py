@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 
+from tests.workloads import CpuSlots
+
 # The helper: fork `n` children that wait for EOF on fd 0, print their pids, then (churn mode)
 # fork one more and kill the oldest churned child `rate` times a second, until stdin closes.
 _HELPER = r"""
@@ -136,13 +138,7 @@ class BusyChildren:
     """One child per duty cycle; `cpu_ns()` gives each child's own CPU time, as it measured it."""
 
     def __init__(self, duties: list[float], period_s: float = 0.02) -> None:
-        import mmap
-        import tempfile
-
-        self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
-        self._file.truncate(8 * len(duties))
-        self._map = mmap.mmap(self._file.fileno(), 8 * len(duties))
-        self._slots = memoryview(self._map).cast("q")
+        self._cpu = CpuSlots(len(duties))
         self.children = [
             subprocess.Popen(
                 [
@@ -153,11 +149,11 @@ class BusyChildren:
                     str(duty),
                     str(period_s),
                     str(i),
-                    str(self._file.fileno()),
+                    str(self._cpu.fileno()),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                pass_fds=(self._file.fileno(),),
+                pass_fds=(self._cpu.fileno(),),
             )
             for i, duty in enumerate(duties)
         ]
@@ -166,7 +162,7 @@ class BusyChildren:
         self.pids = [child.pid for child in self.children]
 
     def cpu_ns(self) -> list[int]:
-        return self._slots.tolist()
+        return self._cpu.values()
 
     def close(self) -> None:
         for child in self.children:
@@ -174,9 +170,7 @@ class BusyChildren:
         for child in self.children:
             child.wait()
             child.stdout.close()
-        self._slots.release()
-        self._map.close()
-        self._file.close()
+        self._cpu.close()
 
     def __enter__(self) -> BusyChildren:
         return self

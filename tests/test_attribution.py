@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from wattprobe.core.attribution import Carry, EnergyTotals, attribute
+from wattprobe.core.model import Counter, EnergyReading, Frame, MachineCpu, ProcessInfo, Snapshot
 from wattprobe.core.sampler import Sampler
 from wattprobe.sources.powercap import PowercapSensor
 from wattprobe.sources.procfs import ProcfsReader
@@ -54,12 +56,12 @@ def test_busy_processes_get_their_cpu_share_of_host_power(powercap):
     # Conservation: every watt is a consumer's or unattributed.
     total = sum(c.watts for c in frame.consumers) + frame.unattributed_watts
     assert total == pytest.approx(frame.host_watts, rel=1e-6)
-    # Aggregates add up too.
-    assert sum(g.watts for g in frame.cgroups) == pytest.approx(
-        frame.host_watts - frame.unattributed_watts, rel=1e-6
-    )
+    # Aggregates add up too: executables are sums of processes; cgroups have their own identity.
     assert sum(g.watts for g in frame.exes) == pytest.approx(
         frame.host_watts - frame.unattributed_watts, rel=1e-6
+    )
+    assert sum(g.watts for g in frame.cgroups) + frame.unattributed_cgroup_watts == pytest.approx(
+        frame.host_watts, rel=1e-6
     )
     # Sockets and domains carry their own power.
     assert [s.id for s in frame.sockets] == [0, 1]
@@ -82,3 +84,84 @@ def test_energy_totals_never_decrease_across_wraps(powercap):
     assert totals[-1][0] == pytest.approx(60.0 * 2.0, rel=1e-6)
     assert totals[-1][1] == pytest.approx(20.0 * 2.0, rel=1e-6)
     sampler.close()
+
+
+# -- the attribution itself, on snapshots made by hand -----------------------------------------------
+S = 1_000_000_000
+
+
+def snapshot(t_s: float, tasks: dict[int, int], *, exited=None, cgroups=None, cpus: int = 1) -> Snapshot:
+    """CPU times at `t_s` seconds, with a host counter that grows by 50 W."""
+    energy = EnergyReading(round(t_s * S), (Counter(None, "psys", round(t_s * 50e6)),))
+    return Snapshot(
+        round(t_s * S), t_s, energy, MachineCpu(0, 0, 0, cpus), tasks, exited or {}, cgroups or {}
+    )
+
+
+def frame_between(prev: Snapshot, now: Snapshot, infos: dict[int, ProcessInfo], carry: Carry) -> Frame:
+    return attribute(
+        prev,
+        now,
+        {(None, "psys"): now.energy.counters[0].uj - prev.energy.counters[0].uj},
+        EnergyTotals(),
+        lambda key: (infos[key], 0, 0) if key in infos else None,
+        sensor="test",
+        estimated=False,
+        carry=carry,
+    )
+
+
+def info(pid: int, cgroup: str = "/system.slice/app.service", container=None) -> ProcessInfo:
+    return ProcessInfo(pid, f"p{pid}", f"/usr/bin/p{pid}", f"p{pid} --serve", cgroup, container)
+
+
+def test_a_share_scaled_down_to_fit_the_machine_is_given_back_next_window():
+    infos = {1: info(1), 2: info(2)}
+    carry = Carry()
+    s0 = snapshot(0, {1: 0, 2: 0})
+    s1 = snapshot(1, {1: 7 * S // 10, 2: 5 * S // 10})  # 1.2 s of CPU in 1 s on one CPU: too much
+    s2 = snapshot(2, {1: S, 2: 7 * S // 10})
+    first = frame_between(s0, s1, infos, carry)
+    assert sum(c.cpu_share for c in first.consumers) == pytest.approx(1.0)
+    assert first.unattributed_watts == pytest.approx(0.0, abs=1e-9)
+    second = frame_between(s1, s2, infos, carry)
+    shares = {c.info.pid: 0.0 for c in first.consumers}
+    for frame in (first, second):
+        for c in frame.consumers:
+            shares[c.info.pid] += c.cpu_share
+        assert sum(c.watts for c in frame.consumers) + frame.unattributed_watts == pytest.approx(50.0)
+    # Over both windows each process got exactly the time it used: none was lost to the scaling.
+    assert shares == pytest.approx({1: 1.0, 2: 0.7})
+    assert carry.tasks == {}
+
+
+def test_exited_descendants_are_a_part_of_a_consumers_figure():
+    infos = {1: info(1)}
+    s0 = snapshot(0, {1: 2 * S}, exited={1: S}, cpus=4)
+    s1 = snapshot(1, {1: 3 * S}, exited={1: S + 3 * S // 4}, cpus=4)
+    consumer = frame_between(s0, s1, infos, Carry()).consumers[0]
+    assert consumer.cpu_ns == S and consumer.exited_cpu_ns == 3 * S // 4
+    assert consumer.watts == pytest.approx(50.0 / 4)
+    assert consumer.exited_watts == pytest.approx(50.0 / 4 * 0.75)
+
+
+def test_cgroups_from_their_counters_add_up_to_host_power_with_their_unattributed_part():
+    nested = "/system.slice/app.service/worker"
+    infos = {1: info(1), 2: info(2, nested), 3: info(3, "/user.slice"), 4: info(4, "/")}
+    counters = {"/system.slice/app.service": 10 * S, nested: 5 * S}
+    s0 = snapshot(0, {1: 0, 2: 0, 3: 0, 4: 0}, cgroups=counters, cpus=2)
+    # The service's counter also has processes that exited (0.6 s of its 1.1 s); it includes its
+    # child cgroup's (0.3 s), which keeps its own figure. /user.slice has no counter: its processes.
+    later = {"/system.slice/app.service": 10 * S + 11 * S // 10, nested: 5 * S + 3 * S // 10}
+    s1 = snapshot(1, {1: S // 5, 2: 3 * S // 10, 3: S // 10, 4: S // 20}, cgroups=later, cpus=2)
+    frame = frame_between(s0, s1, infos, Carry())
+    groups = {g.key: g for g in frame.cgroups}
+    assert groups["/system.slice/app.service"].cpu_share == pytest.approx(0.8 / 2)
+    assert groups["/system.slice/app.service"].source == "cgroup"
+    assert groups[nested].cpu_share == pytest.approx(0.3 / 2) and groups[nested].source == "cgroup"
+    assert groups["/user.slice"].cpu_share == pytest.approx(0.1 / 2)
+    assert groups["/user.slice"].source == "processes" and groups["/"].source == "processes"
+    assert sum(g.watts for g in frame.cgroups) + frame.unattributed_cgroup_watts == pytest.approx(50.0)
+    assert frame.unattributed_cgroup_watts == pytest.approx(50.0 * (1 - 1.25 / 2))
+    # The processes' own identity holds beside it.
+    assert sum(c.watts for c in frame.consumers) + frame.unattributed_watts == pytest.approx(50.0)

@@ -52,9 +52,22 @@ def test_host_sampling_rate():
     assert result.numbers["counters"] == 9
 
 
-def test_accuracy_with_schedstat_and_stat_ticks():
-    result = accuracy.bench(window_s=0.05, windows=6, duties=(0.5,))
+def test_accuracy_with_schedstat_and_stat_ticks_threads_and_short_lived_processes():
+    result = accuracy.bench(
+        window_s=0.05,
+        windows=6,
+        duties=(0.5,),
+        thread_windows=6,
+        loop_s=1,
+        make_files=10,
+        make_times=1,
+        json_step_s=0.5,
+    )
     assert_reported(result, "schedstat_median", "schedstat_p95", "stat_ticks_median", "stat_ticks_p95")
+    assert_reported(result, "short_loop_share", "short_loop_cpu_s")
+    if accuracy.compiler() is not None:
+        assert_reported(result, "threads_mixed_0_schedstat_p95", "threads_saturated_1_stat_ticks_ratio")
+        assert_reported(result, "short_make_share")
 
 
 def test_steady_state_overhead():

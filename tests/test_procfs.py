@@ -120,11 +120,19 @@ def write_proc(
     sched_ns=None,
     cmdline=b"/usr/bin/worker\0--fast\0",
     cgroup=f"0::/system.slice/docker-{ID}.scope\n",
+    ppid=1,
+    cticks=(0, 0),
+    tids=None,
 ):
-    """One /proc/<pid> as the kernel lays it out (fields we read; the others are zeros)."""
+    """One /proc/<pid> as the kernel lays it out (fields we read; the others are zeros).
+
+    `cticks` are the reaped children's (cutime, cstime); `tids` ({tid: schedstat ns}) writes a
+    task/ directory for a multi-threaded process, whose threads left out of it have ended.
+    """
     d = root / str(pid)
     d.mkdir(exist_ok=True)
     fields = ["S"] + ["0"] * 50
+    fields[1], fields[13], fields[14] = str(ppid), str(cticks[0]), str(cticks[1])
     fields[11], fields[12], fields[17], fields[19], fields[20], fields[21] = (
         str(ticks[0]),
         str(ticks[1]),
@@ -140,6 +148,16 @@ def write_proc(
     (d / "cgroup").write_text(cgroup)
     if not (d / "exe").is_symlink():
         (d / "exe").symlink_to("/usr/bin/worker")
+    if tids is not None:
+        task = d / "task"
+        task.mkdir(exist_ok=True)
+        for old in task.iterdir():
+            if int(old.name) not in tids:
+                (old / "schedstat").unlink()
+                old.rmdir()
+        for tid, tid_ns in tids.items():
+            (task / str(tid)).mkdir(exist_ok=True)
+            (task / str(tid) / "schedstat").write_text(f"{tid_ns} 0 0\n")
 
 
 def write_stat(root, busy=1000, idle=3000, cpus=4):

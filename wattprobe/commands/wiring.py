@@ -35,7 +35,8 @@ def open_sampler(sources: SourceSettings) -> Sampler:
         ) from None
     raise_fd_limit()
     sensor = open_sensor(sources)
-    return Sampler(sensor, ProcfsReader(sources.procfs_root), socket_cpus=first_cpus(sources.sysfs_cpu_root))
+    procfs = ProcfsReader(sources.procfs_root, cgroupfs_root=sources.cgroupfs_root)
+    return Sampler(sensor, procfs, socket_cpus=first_cpus(sources.sysfs_cpu_root))
 
 
 def run(

@@ -1,15 +1,19 @@
 """Two snapshots -> one Frame: power from the energy deltas (judged in `wattprobe.core.counters`), and its split.
 
 Attribution: a process's power = host power x its CPU time / machine CPU time (all CPUs) over the
-same window. What no process explains (idle CPUs, processes that exited inside the window, work
-the kernel does not charge to a process) is reported as unattributed power, so that
-sum(consumers) + unattributed = host.
+same window. Its CPU time includes that of its descendants that exited in the window (reaped into
+its cutime; the reader counts it once), reported apart as `exited_*`. What no process explains
+(idle CPUs, work the kernel does not charge to a process) is unattributed power, so that
+sum(consumers) + unattributed = host. Cgroups and containers take their CPU time from their own
+counters where readable (exited processes included; without one, from their live processes' own
+time), and sum(cgroups) + unattributed_cgroup = host.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from wattprobe.core.counters import CounterKey, host_energy
 from wattprobe.core.model import (
@@ -20,9 +24,11 @@ from wattprobe.core.model import (
     ProcessInfo,
     Snapshot,
     SocketPower,
+    container_cgroup,
 )
 
 ProcessLookup = Callable[[int], tuple[ProcessInfo, int, int] | None]
+K = TypeVar("K", int, str)
 
 
 @dataclass
@@ -38,6 +44,40 @@ class EnergyTotals:
         self.host += host_uj / 1e6
 
 
+@dataclass
+class Carry:
+    """CPU time (ns) withheld from consumers in a window where their sum exceeded the machine's time.
+
+    Scan timing and the schedstat lag of running threads can make the processes' (or cgroups')
+    sum exceed the machine's time by a little in one window and fall short in the next. Scaling
+    shares down is needed to keep sum + unattributed = host, but only scaling down would bias every
+    share low on a busy machine: what is withheld is given back in the next windows instead.
+    """
+
+    tasks: dict[int, float] = field(default_factory=dict)
+    cgroups: dict[str, float] = field(default_factory=dict)
+    containers: dict[str, float] = field(default_factory=dict)
+
+
+def _fit(wanted: dict[K, float], machine_ns: int, carried: dict[K, float]) -> dict[K, float]:
+    """Shares of the machine's time: each wanted ns plus what was withheld from it before, scaled
+    down together if they exceed the machine's time; what is withheld now is carried (`carried`
+    is updated in place; keys missing from `wanted` are gone and dropped)."""
+    for key, ns in carried.items():
+        if key in wanted:
+            wanted[key] += ns
+    total = sum(wanted.values())
+    carried.clear()
+    if machine_ns <= 0:
+        return dict.fromkeys(wanted, 0.0)
+    if total <= machine_ns:
+        return {key: ns / machine_ns for key, ns in wanted.items()}
+    scale = machine_ns / total
+    for key, ns in wanted.items():
+        carried[key] = ns * (1.0 - scale)
+    return {key: ns * scale / machine_ns for key, ns in wanted.items()}
+
+
 def attribute(
     prev: Snapshot,
     now: Snapshot,
@@ -47,8 +87,14 @@ def attribute(
     *,
     sensor: str,
     estimated: bool,
+    carry: Carry | None = None,
 ) -> Frame:
-    """The Frame of the window between two snapshots; `totals` already include this window."""
+    """The Frame of the window between two snapshots; `totals` already include this window.
+
+    `carry` keeps, from one window to the next, what had to be withheld to fit the machine's time
+    (a Frame without it withholds for good, as a one-off comparison may).
+    """
+    carry = carry if carry is not None else Carry()
     window_s = (now.energy.t_ns - prev.energy.t_ns) / 1e9
     host_uj, host_source = host_energy(deltas)
     host_watts = host_uj / 1e6 / window_s if window_s > 0 else 0.0
@@ -56,20 +102,29 @@ def attribute(
     busy = now.machine.busy - prev.machine.busy
     idle = now.machine.idle - prev.machine.idle
     machine_ns = now.machine.n_cpus * (now.t_ns - prev.t_ns)
-    before = prev.tasks
-    used = [(key, ns) for key, cpu in now.tasks.items() if (ns := cpu - before.get(key, 0)) > 0]
-    # Scan timing can make the processes' sum exceed the machine's time by a hair: never give out more.
-    scale = 1.0 / max(machine_ns, sum(ns for _, ns in used), 1)
+    before, tasks = prev.tasks, now.tasks
+    measured = {key: ns for key, cpu in tasks.items() if (ns := cpu - before.get(key, 0)) > 0}
+    used: dict[int, float] = dict(measured)
+    for key in carry.tasks:  # a process that ran less this window still gets back what it was owed
+        if key not in used and key in tasks:
+            used[key] = 0
+    shares = _fit(used, machine_ns, carry.tasks)
+    exited_now, exited_before = now.exited, prev.exited
     consumers = []
-    for key, ns in used:
+    for key, share in shares.items():
         found = lookup(key)
         if found is None:
             continue
         info, rss, vsize = found
-        share = ns * scale
-        consumers.append(Consumer(info, ns, share, host_watts * share, rss, vsize))
+        ns = measured.get(key, 0)
+        exited = exited_now.get(key, 0) - exited_before.get(key, 0) if key in exited_now else 0
+        watts = host_watts * share
+        consumers.append(
+            Consumer(info, ns, share, watts, rss, vsize, exited, watts * exited / ns if ns > 0 else 0.0)
+        )
     consumers.sort(key=lambda c: c.watts, reverse=True)
     attributed = sum(c.watts for c in consumers)
+    cgroups = _cgroup_groups(consumers, prev, now, machine_ns, host_watts, carry)
 
     return Frame(
         timestamp=now.wall,
@@ -84,13 +139,10 @@ def attribute(
         cpu_load=busy / (busy + idle) if busy + idle > 0 else 0.0,
         n_cpus=now.machine.n_cpus,
         consumers=tuple(consumers),
-        cgroups=_groups(consumers, lambda c: c.info.cgroup, with_container=True),
-        containers=_groups(
-            [c for c in consumers if c.info.container is not None],
-            lambda c: c.info.container.id,  # type: ignore[union-attr]
-            with_container=True,
-        ),
+        cgroups=cgroups,
+        containers=_container_groups(consumers, prev, now, machine_ns, host_watts, carry),
         exes=_groups(consumers, lambda c: c.info.exe or f"[{c.info.comm}]"),
+        unattributed_cgroup_watts=max(host_watts - sum(g.watts for g in cgroups), 0.0),
     )
 
 
@@ -130,3 +182,88 @@ def _groups(
         entry[2] += 1
     ordered = sorted(groups.items(), key=lambda item: item[1][0], reverse=True)
     return tuple(Group(k, watts, share, n, container) for k, (watts, share, n, container) in ordered)
+
+
+def _counted_groups(
+    members: dict[str, list[Consumer]],
+    counted: dict[str, int],
+    machine_ns: int,
+    host_watts: float,
+    carried: dict[str, float],
+) -> tuple[Group, ...]:
+    """Groups of consumers whose CPU time is the group's own counter where `counted` has it, else
+    their processes' own time; fitted to the machine's time like processes are.
+
+    Without a counter, a cgroup cannot say where its processes' exited descendants ran: in it, or in
+    another cgroup whose counter already has their time. Their part stays with the processes (and
+    the per-exe groups) and is left out here, so that no time is counted twice at this level.
+    """
+    wanted = {}
+    for key, group in members.items():
+        if key in counted:
+            wanted[key] = float(counted[key])
+        else:
+            wanted[key] = sum(_own_share(c) for c in group) * machine_ns
+    shares = _fit(wanted, machine_ns, carried)
+    groups = [
+        Group(
+            key,
+            host_watts * shares[key],
+            shares[key],
+            len(group),
+            group[0].info.container,
+            "cgroup" if key in counted else "processes",
+        )
+        for key, group in members.items()
+    ]
+    groups.sort(key=lambda g: g.watts, reverse=True)
+    return tuple(groups)
+
+
+def _own_share(consumer: Consumer) -> float:
+    """A consumer's share without the part of its exited descendants."""
+    if consumer.cpu_ns <= 0:
+        return consumer.cpu_share
+    return consumer.cpu_share * (1.0 - consumer.exited_cpu_ns / consumer.cpu_ns)
+
+
+def _counter_deltas(prev: Snapshot, now: Snapshot, paths: Iterable[str]) -> dict[str, int]:
+    """CPU ns of each cgroup over the window, from its counter in both snapshots; a cgroup listed
+    below another keeps its own time, which its ancestor's counter (hierarchical) then loses."""
+    found = {p: now.cgroups[p] - prev.cgroups[p] for p in paths if p in now.cgroups and p in prev.cgroups}
+    own = dict(found)
+    for path, ns in found.items():
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in found:
+                own[parent] -= ns
+                break
+            parent = parent.rpartition("/")[0]
+    return {path: max(ns, 0) for path, ns in own.items()}
+
+
+def _cgroup_groups(
+    consumers: list[Consumer], prev: Snapshot, now: Snapshot, machine_ns: int, host_watts: float, carry: Carry
+) -> tuple[Group, ...]:
+    members: dict[str, list[Consumer]] = {}
+    for consumer in consumers:
+        members.setdefault(consumer.info.cgroup, []).append(consumer)
+    counted = _counter_deltas(prev, now, members)
+    return _counted_groups(members, counted, machine_ns, host_watts, carry.cgroups)
+
+
+def _container_groups(
+    consumers: list[Consumer], prev: Snapshot, now: Snapshot, machine_ns: int, host_watts: float, carry: Carry
+) -> tuple[Group, ...]:
+    members: dict[str, list[Consumer]] = {}
+    paths: dict[str, str] = {}
+    for consumer in consumers:
+        container = consumer.info.container
+        if container is not None:
+            members.setdefault(container.id, []).append(consumer)
+            path = container_cgroup(consumer.info.cgroup, container)
+            if path is not None:
+                paths.setdefault(container.id, path)
+    deltas = _counter_deltas(prev, now, set(paths.values()))
+    counted = {cid: deltas[path] for cid, path in paths.items() if path in deltas}
+    return _counted_groups(members, counted, machine_ns, host_watts, carry.containers)

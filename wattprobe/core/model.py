@@ -6,7 +6,7 @@ difference of two snapshots (see `attribution`). Every Frame is immutable and sh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 # Domains a counter can measure. `psys` (platform) and `wall` (a wall meter) cover the whole host.
@@ -70,7 +70,13 @@ class Snapshot:
     wall: float  # time.time() at the same instant
     energy: EnergyReading
     machine: MachineCpu
-    tasks: dict[int, int]  # task key (see procfs.task_key) -> cumulative CPU time, ns
+    tasks: dict[
+        int, int
+    ]  # task key (see procfs.task_key) -> cumulative CPU time, ns, exited descendants included
+    exited: dict[int, int] = field(
+        default_factory=dict
+    )  # task key -> the exited descendants' part, where not 0
+    cgroups: dict[str, int] = field(default_factory=dict)  # cgroup path -> its own cumulative CPU time, ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,17 @@ class Container:
     runtime: str | None  # docker, containerd, cri-o, podman; None when the path does not say
     scheduler: str  # kubernetes, docker, podman, containerd
     pod_uid: str | None = None
+
+
+def container_cgroup(cgroup: str, container: Container | None) -> str | None:
+    """The container's own cgroup: `cgroup` up to the component that names the container."""
+    if container is None:
+        return None
+    parts = cgroup.split("/")
+    for i, part in enumerate(parts):
+        if container.id in part:
+            return "/".join(parts[: i + 1])
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +137,13 @@ class Consumer:
 
     info: ProcessInfo
     cpu_ns: int  # CPU time used in the window
-    cpu_share: float  # cpu_ns / machine CPU time (all CPUs) in the window
+    cpu_share: float  # its share of machine CPU time (all CPUs) in the window: cpu_ns / machine time, unless
+    # the processes' sum exceeded the machine's time (then scaled down, and the rest given back later)
     watts: float
     rss_bytes: int
     vsize_bytes: int
+    exited_cpu_ns: int = 0  # the part of cpu_ns its descendants used and exited with (reaped into it)
+    exited_watts: float = 0.0  # the part of watts that comes from them
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +155,7 @@ class Group:
     cpu_share: float
     processes: int
     container: Container | None = None
+    source: str = "processes"  # "cgroup": the cgroup's own counter (exited processes included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +180,7 @@ class Frame:
     host_watts: float
     host_energy_j: float  # cumulative since the agent started, never decreasing
     sockets: tuple[SocketPower, ...]
-    unattributed_watts: float  # host power no process explains: idle, exited processes, overheads
+    unattributed_watts: float  # host power no process explains: idle CPUs, the kernel's own work
     cpu_load: float  # busy fraction of all CPUs in the window, 0..1
     n_cpus: int
     consumers: tuple[Consumer, ...]  # processes that used CPU in the window, most power first
@@ -168,3 +189,5 @@ class Frame:
     exes: tuple[Group, ...]
     agent: AgentStats = AgentStats()
     socket_cpus: tuple[tuple[int, int], ...] = ()  # (socket id, its first logical cpu), where known
+    # host power the cgroups do not explain: sum(cgroups) + this = host (None: not computed)
+    unattributed_cgroup_watts: float | None = None

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from wattprobe.core.attribution import EnergyTotals, attribute
+from wattprobe.core.attribution import Carry, EnergyTotals, attribute
 from wattprobe.core.counters import CounterGuard, host_energy
 from wattprobe.core.model import AgentStats, EnergyReading, Frame, Sensor, Snapshot
 
@@ -42,12 +42,21 @@ class Sampler:
         self._guard = CounterGuard(sensor, sleep=sleep)  # `sleep`: between the re-reads of a torn value
         self._prev: Snapshot | None = None
         self._totals = EnergyTotals()
+        self._carry = Carry()  # attribution's state from one window to the next
         self._lock = threading.Lock()
 
     def snapshot(self, energy: EnergyReading) -> Snapshot:
         """`energy` and the CPU times of the machine and its processes, now."""
         machine, tasks = self.procfs.scan()
-        return Snapshot(time.monotonic_ns(), time.time(), energy, machine, tasks)
+        return Snapshot(
+            time.monotonic_ns(),
+            time.time(),
+            energy,
+            machine,
+            tasks,
+            self.procfs.exited(),
+            self.procfs.cgroup_ns(),
+        )
 
     def tick(self) -> Frame | None:
         """Take a snapshot and return the Frame since the previous one (None for the first or a skip)."""
@@ -97,6 +106,7 @@ class Sampler:
             self.procfs.process,
             sensor=self.sensor.name,
             estimated=self.sensor.estimated or now.energy.estimated_uj > prev.energy.estimated_uj,
+            carry=self._carry,
         )
         frame = dataclasses.replace(frame, agent=self._agent_stats(), socket_cpus=self.socket_cpus)
         self.latest = frame

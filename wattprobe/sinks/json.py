@@ -93,11 +93,15 @@ class JsonArray:
 
 
 def document(frame: Frame, settings: Settings) -> dict[str, Any]:
-    """One Frame as Scaphandre's JSON document, plus `estimated`, `source` and unattributed power."""
+    """One Frame as Scaphandre's JSON document, plus `estimated`, `source`, unattributed power and the
+    power of the consumers left out of the list (`others_consumption`): listed + others +
+    unattributed = host."""
     ts = frame.timestamp
     consumers = select_consumers(
         frame, settings.max_top_consumers, settings.process_regex, settings.container_regex
     )
+    listed = {id(c) for c in consumers}
+    others = sum(c.watts for c in frame.consumers if id(c) not in listed)
     return {
         "host": {
             "consumption": frame.host_watts * 1e6,
@@ -106,6 +110,7 @@ def document(frame: Frame, settings: Settings) -> dict[str, Any]:
             "source": frame.host_source,
             "sensor": frame.sensor,
             "unattributed_consumption": frame.unattributed_watts * 1e6,
+            "others_consumption": others * 1e6,
             "cpu_load": frame.cpu_load,
         },
         "consumers": [_consumer(c, ts, settings) for c in consumers],
@@ -130,6 +135,7 @@ def _consumer(c: Consumer, ts: float, settings: Settings) -> dict[str, Any]:
         "cmdline": c.info.cmdline,
         "pid": c.info.pid,
         "consumption": c.watts * 1e6,
+        "exited_consumption": c.exited_watts * 1e6,
         "timestamp": ts,
         "container": None
         if container is None or not settings.containers

@@ -3,8 +3,9 @@
 Two namings:
 - `native`: `wattprobe_*` in base units (watts, joules, seconds, bytes, ratios), counters end in `_total`.
 - `scaphandre`: Scaphandre's names, units and labels (µW, µJ, `pid`/`exe`/`cmdline`, `scaph_self_*`), so
-  existing dashboards and queries keep working; what Scaphandre lacks (unattributed power, per-exe,
-  cgroup and container aggregates, the sensor) keeps its native name next to them.
+  existing dashboards and queries keep working; what Scaphandre lacks (unattributed power, the part
+  of a process's power from its exited descendants, per-exe, cgroup and container aggregates, the
+  sensor) keeps its native name next to them.
 
 Every family is emitted at every scrape, empty when nothing feeds it, so the set of names is stable.
 Per-process series are bounded (top N or a regex, or none) and their cmdline label is truncated;
@@ -164,8 +165,23 @@ def _native(out: _Families, frame: Frame | None, stats: AgentStats, opts: Series
         _add(power, c.watts, **labels)
         _add(cpu, c.cpu_share, **labels)
         _add(memory, c.rss_bytes, **labels)
+    _exited(out, frame, opts)
     _aggregates(out, frame)
     _native_self(out, stats)
+
+
+def _exited(out: _Families, frame: Frame | None, opts: SeriesSettings) -> None:
+    """The part of a listed process's power that came from its descendants that exited in the
+    window (reaped into it): a series only for the processes that have such a part."""
+    exited = out.family(
+        "gauge",
+        "wattprobe_process_exited_power_watts",
+        "The part of a process's power used by its descendants that exited in the window (included in its power)",
+        "watts",
+    )
+    for c in selected_consumers(frame, opts) if frame is not None else ():
+        if c.exited_watts > 0:
+            _add(exited, c.exited_watts, **_process_labels(c, opts))
 
 
 def _wattprobe_host_extras(out: _Families, frame: Frame | None) -> None:
@@ -316,6 +332,7 @@ def _scaphandre(out: _Families, frame: Frame | None, stats: AgentStats, opts: Se
         stats.processes_tracked,
     )
     _wattprobe_host_extras(out, frame)
+    _exited(out, frame, opts)
     _aggregates(out, frame)
 
 

@@ -40,6 +40,11 @@ class SourceSettings:
     )
     powercap_root: str | None = option(None, metavar="PATH", help=f"powercap tree (default {HOST_POWERCAP})")
     procfs_root: str = option("/proc", metavar="PATH", help="procfs mount (default /proc)")
+    cgroupfs_root: str = option(
+        "/sys/fs/cgroup",
+        metavar="PATH",
+        help="cgroup filesystem whose CPU counters give cgroup and container figures (default /sys/fs/cgroup)",
+    )
     sysfs_cpu_root: str = option(
         SYSFS_CPU_ROOT,
         metavar="PATH",

@@ -4,14 +4,21 @@ The per-tick scan is the agent's hot path (docs/performance.md measures it). Eac
 its `stat` (and, while it is single-threaded, `schedstat`) file open, so a tick costs a pread per
 file and no open/close; a dead process's file answers ESRCH, which also tells a reused pid from
 the process we knew. A single-threaded process whose `schedstat` run time has not moved has not
-run, so nothing else can have changed: that one 30-byte read is all a sleeper costs. Descriptors
-are kept up to a budget (the soft fd limit less FD_RESERVE); processes beyond it are read by path.
-Static facts (exe, cmdline, cgroup) are read lazily, once per (pid, starttime), and re-read
-when the command name changes (an exec).
+run, so nothing else can have changed: that one 30-byte read is all a sleeper costs. Reaping a
+child counts too: wait4 runs in the parent, so a parent whose children's time grew has run.
+Descriptors are kept up to a budget (the soft fd limit less FD_RESERVE); processes beyond it are
+read by path. Static facts (exe, cmdline, cgroup) are read lazily, once per (pid, starttime), and
+re-read when the command name changes (an exec).
 
-CPU time comes from `schedstat` (nanoseconds) while a process is single-threaded, else from
-`stat` utime+stime (clock ticks, summed over all its threads, dead ones included): `schedstat`
-of a pid only counts its main thread.
+A process's CPU time has two parts, both cumulative and in ns:
+- its own: `schedstat` (ns) while it is single-threaded; for a multi-threaded one, the sum over
+  its threads' `task/<tid>/schedstat`, read only when its `stat` ticks moved, with the time of
+  threads that died unseen taken from the `stat` remainder (utime+stime of all threads, dead ones
+  included, in clock ticks). Both sources only ever undercount, so the larger one is kept.
+- its exited descendants': the kernel adds a reaped child's whole time (its own and its reaped
+  descendants') to the parent's cutime+cstime. The increase of those, less what was already
+  counted for the children that vanished (their last-seen cumulative time), is the parent's; see
+  `_settle` for how a scan lines the two up.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import os
 import re
 import resource
 
-from wattprobe.core.model import Container, MachineCpu, ProcessInfo
+from wattprobe.core.model import Container, MachineCpu, ProcessInfo, container_cgroup
+from wattprobe.sources.cgroupfs import CgroupReader, cgroup_paths
 
 TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -30,9 +38,12 @@ _PID_BITS = 22  # pid_max is at most 2**22
 _NO_FD = -1
 # Descriptors the reader leaves to the rest of the agent (sockets, sensor files, reads by path).
 FD_RESERVE = 256
-# How far a stat-ticks delta may exceed the schedstat delta before we trust stat: rounding of
-# utime and stime to ticks, at each end of the window. More means a short-lived thread ran.
+# How far `stat` may run ahead of the schedstat sum before we trust it: its utime and stime are
+# each rounded down to a tick, so it trails the true time by less than two. More means threads
+# that we never saw ran and died.
 _TICK_SLACK_NS = 3 * TICK_NS
+# Rounds of "a parent's children's time moved: did one of its known children vanish?" per scan.
+_SETTLE_ROUNDS = 4
 
 
 def raise_fd_limit() -> None:
@@ -72,17 +83,26 @@ class _Task:
     """What the reader remembers of one live process between ticks."""
 
     __slots__ = (
+        "cgroups",
         "comm",
         "cpu_ns",
+        "credit_scan",
+        "cticks",
+        "exited_ns",
         "info",
         "key",
+        "owed",
+        "own_ns",
         "pid",
+        "ppid",
         "rss",
+        "scan_exited",
         "sched_fd",
         "sched_ns",
         "stat_fd",
         "threads",
         "ticks",
+        "tids",
         "vsize",
     )
 
@@ -92,22 +112,41 @@ class _Task:
         self.stat_fd = stat_fd
         self.sched_fd = _NO_FD
         self.comm = b""
-        self.ticks = 0
+        self.ppid = -1
+        self.ticks = 0  # utime+stime, all threads
+        self.cticks = 0  # cutime+cstime: reaped children
         self.threads = 0
         self.sched_ns = -1  # -1: not read at the last scan (process was multi-threaded)
-        self.cpu_ns = 0
+        self.tids: dict[int, list[int]] | None = None  # multi-threaded: tid -> [fd, schedstat ns]
+        self.own_ns = 0
+        self.exited_ns = 0  # cumulative time of exited descendants, kernel-consistent (see _settle)
+        self.owed = 0  # vanished children's counted time not yet seen in cticks
+        self.credit_scan = 0  # the scan of the last cticks credit, and exited_ns before it
+        self.scan_exited = 0
+        self.cpu_ns = 0  # own_ns + exited_ns: what a snapshot carries
         self.rss = 0
         self.vsize = 0
         self.info: ProcessInfo | None = None
+        self.cgroups: tuple[str, ...] = ()  # cgroup counters tracked for this process
+
+    @property
+    def start(self) -> int:
+        return self.key >> _PID_BITS
+
+    def accounted(self) -> int:
+        """What its parent's cutime will bring once it is reaped that we already counted somewhere."""
+        return self.own_ns + self.cticks * TICK_NS + self.owed
 
 
-def _parse_stat(data: bytes) -> tuple[bytes, int, int, int, int, int]:
-    """comm, utime+stime ticks, threads, starttime, vsize, rss pages from /proc/<pid>/stat."""
+def _parse_stat(data: bytes) -> tuple[bytes, int, int, int, int, int, int, int]:
+    """comm, ppid, utime+stime, cutime+cstime (ticks), threads, starttime, vsize, rss pages."""
     close = data.rindex(b")")
     f = data[close + 2 :].split(b" ", 22)
     return (
         data[data.index(b"(") + 1 : close],
+        int(f[1]),
         int(f[11]) + int(f[12]),
+        int(f[13]) + int(f[14]),
         int(f[17]),
         int(f[19]),
         int(f[20]),
@@ -115,25 +154,38 @@ def _parse_stat(data: bytes) -> tuple[bytes, int, int, int, int, int]:
     )
 
 
+def _run_ns(data: bytes) -> int:
+    return int(data[: data.index(b" ")])
+
+
 class ProcfsReader:
-    """Scans a procfs tree; `root` is a parameter so tests can point it elsewhere.
+    """Scans a procfs tree; `root` and `cgroupfs_root` are parameters so tests can point them elsewhere.
 
     `schedstat=False` forces `stat` clock ticks for every process, as agents that only read
-    `stat` do (used to compare the two at short windows).
+    `stat` do (used to compare the two at short windows). `cgroupfs_root=None` reads no cgroup.
     """
 
-    def __init__(self, root: str = "/proc", *, schedstat: bool = True) -> None:
+    def __init__(
+        self, root: str = "/proc", *, schedstat: bool = True, cgroupfs_root: str | None = "/sys/fs/cgroup"
+    ) -> None:
         self.root = root
         self._tasks: dict[str, _Task] = {}  # by the pid's directory name
         self._by_key: dict[int, _Task] = {}  # the same, by task_key
+        self._kids: dict[int, dict[int, _Task]] = {}  # parent pid -> its children we know, by key
+        self._exited: dict[int, int] = {}  # task key -> exited_ns, for the processes where it is not 0
         self._kept = 0  # descriptors held open across ticks
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self._max_kept = (1 << 62) if soft == resource.RLIM_INFINITY else max(soft - FD_RESERVE, 0)
         self._use_schedstat = schedstat
+        self._scan = 0
+        self._reaped: list[_Task] = []  # tasks whose cticks moved in this scan
+        self.cgroups = CgroupReader(cgroupfs_root)
 
     # -- the hot path -------------------------------------------------------------------------
     def scan(self) -> tuple[MachineCpu, dict[int, int]]:
-        """Machine CPU time and cumulative CPU ns of every live process, keyed by task_key."""
+        """Machine CPU time and cumulative CPU ns of every live process (exited descendants
+        included), keyed by task_key; `exited()` and `cgroup_ns()` give the rest of the same scan."""
+        self._scan += 1
         machine = read_machine_cpu(self.root)
         names = set(os.listdir(self.root))
         tasks = self._tasks
@@ -141,13 +193,13 @@ class ProcfsReader:
         gone = []
         for name, task in tasks.items():
             if name not in names:
-                gone.append(name)
+                gone.append(task)
                 continue
             sched_ns = -1
             if task.sched_ns >= 0:
                 # Single-threaded at the last scan: if its one thread has not run since, nothing
-                # we track can have changed (CPU time, a new thread and an exec all need it to
-                # run), so `stat` need not be read. Most processes sleep through most ticks.
+                # we track can have changed (CPU time, a new thread, an exec and reaping a child
+                # all need it to run), so `stat` need not be read. Most processes sleep most ticks.
                 try:
                     data = pread(task.sched_fd, 128, 0)
                     sched_ns = int(data[: data.index(b" ")])
@@ -156,41 +208,56 @@ class ProcfsReader:
                 if sched_ns == task.sched_ns:
                     continue
             if not refresh(task, sched_ns):
-                gone.append(name)
-        for name in gone:
-            self._forget(tasks.pop(name))
+                gone.append(task)
+        self._settle(gone)
         # New processes, and pids reused by a new process since the last scan.
         for name in names - tasks.keys():
             if name.isdigit():
-                task = self._first_sight(int(name))
-                if task is not None:  # else it vanished between listing and reading
-                    tasks[name] = self._by_key[task.key] = task
+                new = self._first_sight(int(name))
+                if new is not None:  # else it vanished between listing and reading
+                    tasks[name] = self._by_key[new.key] = new
+        self.cgroups.read()
         return machine, {task.key: task.cpu_ns for task in tasks.values()}
+
+    def exited(self) -> dict[int, int]:
+        """Cumulative ns of exited descendants at the last scan, for the processes that have any."""
+        return dict(self._exited)
+
+    def cgroup_ns(self) -> dict[str, int]:
+        """Cumulative CPU ns of the tracked cgroups at the last scan, by cgroup path."""
+        return self.cgroups.usage()
 
     def _refresh(self, task: _Task, sched_ns: int) -> bool:
         """Advance a known process's CPU time (`sched_ns`: schedstat if read); False when it is gone."""
         fd = task.stat_fd
         try:
             data = os.pread(fd, 1024, 0) if fd != _NO_FD else _read_file(f"{self.root}/{task.pid}/stat")
-            comm, ticks, threads, starttime, task.vsize, rss = _parse_stat(data)
+            comm, ppid, ticks, cticks, threads, starttime, task.vsize, rss = _parse_stat(data)
             if fd == _NO_FD and task_key(task.pid, starttime) != task.key:
                 return False  # read by path: the pid now names another process
-            if threads != 1:
-                sched_ns = -1
-            elif sched_ns < 0:
-                sched_ns = self._schedstat(task)
+            if threads == 1 and task.tids is None:
+                if sched_ns < 0:
+                    sched_ns = self._schedstat(task)
+                own = task.own_ns
+                if task.sched_ns >= 0 and sched_ns >= 0:
+                    own += sched_ns - task.sched_ns
+                    if ticks * TICK_NS - own > _TICK_SLACK_NS:
+                        own = ticks * TICK_NS  # a thread we never saw ran and died
+                elif ticks > task.ticks:
+                    own += (ticks - task.ticks) * TICK_NS
+            else:
+                own, sched_ns = self._threaded(task, ticks, threads)
         except (OSError, ValueError, IndexError):
             return False
-        delta = (ticks - task.ticks) * TICK_NS
-        if task.sched_ns >= 0 and sched_ns >= 0:
-            sched_delta = sched_ns - task.sched_ns
-            if delta <= sched_delta + _TICK_SLACK_NS:
-                delta = sched_delta
-        if delta > 0:
-            task.cpu_ns += delta
+        task.own_ns = own
+        if cticks != task.cticks:
+            self._credit(task, cticks)
+        task.cpu_ns = own + task.exited_ns
+        if ppid != task.ppid:
+            self._adopt(task, ppid)
         if comm != task.comm:
             task.comm = comm
-            task.info = None  # exec'd: read exe, cmdline and cgroup again
+            self._drop_info(task)  # exec'd: read exe, cmdline and cgroup again
         task.ticks, task.threads, task.sched_ns, task.rss = ticks, threads, sched_ns, rss
         return True
 
@@ -201,24 +268,235 @@ class ProcfsReader:
         except OSError:
             return None
         try:
-            comm, ticks, threads, starttime, vsize, rss = _parse_stat(self._read(fd, pid, "stat"))
+            comm, ppid, ticks, cticks, threads, starttime, vsize, rss = _parse_stat(
+                self._read(fd, pid, "stat")
+            )
         except (OSError, ValueError, IndexError):
             self._close(fd)
             return None
         task = _Task(pid, task_key(pid, starttime), fd)
         task.comm, task.ticks, task.threads, task.vsize, task.rss = comm, ticks, threads, vsize, rss
-        task.cpu_ns = ticks * TICK_NS
+        # Born since the last scan (or this is the first): all it and its reaped children used is new.
+        task.cticks = cticks
+        task.exited_ns = cticks * TICK_NS
+        if task.exited_ns:
+            self._exited[task.key] = task.exited_ns
+        task.own_ns = ticks * TICK_NS
+        self._adopt(task, ppid)
         if threads == 1:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 sched_ns = self._schedstat(task)
-            except (OSError, ValueError):
-                return task
-            if sched_ns >= 0:
-                task.sched_ns = sched_ns
-                if abs(task.cpu_ns - sched_ns) <= _TICK_SLACK_NS:
-                    task.cpu_ns = sched_ns
+                if sched_ns >= 0:
+                    task.sched_ns = sched_ns
+                    if task.own_ns - sched_ns <= _TICK_SLACK_NS:
+                        task.own_ns = sched_ns
+        task.cpu_ns = task.own_ns + task.exited_ns
         return task
 
+    # -- threads ----------------------------------------------------------------------------
+    def _threaded(self, task: _Task, ticks: int, threads: int) -> tuple[int, int]:
+        """Own CPU ns of a process that is, or was at its last read, multi-threaded; and its
+        schedstat ns when it is single-threaded again (else -1)."""
+        own, stat_ns = task.own_ns, ticks * TICK_NS
+        if not self._use_schedstat:
+            return own + max(ticks - task.ticks, 0) * TICK_NS, -1
+        if ticks == task.ticks and threads == task.threads:
+            return own, -1  # no thread ran a tick's worth: read them when one has
+        if task.tids is None and task.sched_ns >= 0:
+            task.tids = {task.pid: [_NO_FD, task.sched_ns]}  # single-threaded until now: its one thread
+        baseline = task.tids is None
+        found = self._read_threads(task, threads)
+        if found is None:  # no task directory (a synthetic tree): stat ticks, as before
+            self._close_threads(task)
+            return own + max(ticks - task.ticks, 0) * TICK_NS, -1
+        ran, changed = found
+        if baseline:  # the first read of its threads: this window from stat, the next ones exact
+            own += max(ticks - task.ticks, 0) * TICK_NS
+        else:
+            own += ran
+            if changed or stat_ns - own > _TICK_SLACK_NS:
+                # Threads came or went: those that died since the last read ran for a time only
+                # stat knows. Both only undercount, so the larger is nearer the truth.
+                own = max(own, stat_ns)
+        sched_ns = -1
+        if threads == 1:  # single-threaded again: back to the pid's schedstat
+            main = task.tids.get(task.pid) if task.tids else None
+            sched_ns = main[1] if main is not None else self._schedstat(task)
+            self._close_threads(task)
+        return own, sched_ns
+
+    def _read_threads(self, task: _Task, threads: int) -> tuple[int, bool] | None:
+        """ns the known threads ran since their last read plus all of new threads' time, and
+        whether the set of threads changed; None when the task directory cannot be listed."""
+        tids = task.tids if task.tids is not None else {}
+        baseline = task.tids is None
+        ran, lost = 0, False
+        for tid, entry in tids.items():
+            try:
+                ns = self._thread_ns(task, tid, entry)
+            except (OSError, ValueError):
+                entry[1] = -1  # it ended: what it ran since its last read is in stat's remainder
+                lost = True
+                continue
+            ran += ns - entry[1]
+            entry[1] = ns
+        changed = lost or baseline
+        if lost or baseline or len(tids) != threads:
+            try:
+                listed = {int(name) for name in os.listdir(f"{self.root}/{task.pid}/task")}
+            except (OSError, ValueError):
+                return None
+            for tid in [t for t, entry in tids.items() if entry[1] < 0 or t not in listed]:
+                if tid != task.pid:
+                    self._close(tids[tid][0])
+                del tids[tid]
+                changed = True
+            for tid in listed - tids.keys():
+                entry = [_NO_FD, 0]
+                if tid != task.pid:
+                    with contextlib.suppress(OSError):
+                        entry[0] = self._open(f"{self.root}/{task.pid}/task/{tid}/schedstat")
+                try:
+                    entry[1] = self._thread_ns(task, tid, entry)
+                except (OSError, ValueError):
+                    if entry[0] != _NO_FD:
+                        self._close(entry[0])
+                    continue  # gone already: stat's remainder has it
+                tids[tid] = entry
+                ran += entry[1]  # born since the last read: all of it is new
+                changed = True
+        task.tids = tids
+        return ran, changed
+
+    def _thread_ns(self, task: _Task, tid: int, entry: list[int]) -> int:
+        if tid == task.pid:  # the main thread: the pid's own schedstat descriptor
+            if task.sched_fd == _NO_FD:
+                task.sched_fd = self._open(f"{self.root}/{task.pid}/schedstat")
+            return _run_ns(self._read(task.sched_fd, task.pid, "schedstat"))
+        return _run_ns(self._read(entry[0], task.pid, f"task/{tid}/schedstat"))
+
+    def _close_threads(self, task: _Task) -> None:
+        for tid, (fd, _) in (task.tids or {}).items():
+            if tid != task.pid:
+                self._close(fd)
+        task.tids = None
+
+    # -- exited descendants -----------------------------------------------------------------
+    def _credit(self, task: _Task, cticks: int) -> None:
+        """Its reaped children's time grew: credit what is not owed for children we counted already."""
+        if task.credit_scan != self._scan:
+            task.credit_scan, task.scan_exited = self._scan, task.exited_ns
+        gain = (cticks - task.cticks) * TICK_NS - task.owed
+        if gain >= 0:
+            task.exited_ns += gain
+            task.owed = 0
+        else:  # cutime and cstime are rounded down to ticks: carried, given back when they catch up
+            task.owed = -gain
+        task.cticks = cticks
+        self._publish(task)
+        self._reaped.append(task)
+
+    def _owe(self, task: _Task, ns: int) -> None:
+        """A child counted up to `ns` was reaped into `task`: take it back from this scan's credit,
+        if any (the reap may be in it), and owe the rest against the next increase of its cticks."""
+        back = min(ns, task.exited_ns - task.scan_exited) if task.credit_scan == self._scan else 0
+        task.exited_ns -= back
+        task.owed += ns - back
+        self._publish(task)
+
+    def _publish(self, task: _Task) -> None:
+        task.cpu_ns = task.own_ns + task.exited_ns
+        if task.exited_ns:
+            self._exited[task.key] = task.exited_ns
+        else:
+            self._exited.pop(task.key, None)
+
+    def _settle(self, gone: list[_Task]) -> None:
+        """Line up vanished children with the cticks of the parents that reaped them.
+
+        A reaped child's counted time is owed by its reaper: its recorded parent, or, if that
+        vanished too in this scan, that one's reaper (a parent that reaped it and was reaped in
+        turn). The parent's cticks may show the reap in this scan's read or only in a later one:
+        `_owe` takes back from this scan's credit and owes the rest, and the reaper is read again
+        after the child was found gone, so its last read in the scan includes the reap. A parent
+        whose cticks moved may have reaped a child we read alive earlier in the scan: its known
+        children are checked. Children of a vanished process were reparented (to init or the
+        nearest subreaper): their stat is read again for their new parent.
+        """
+        handled: set[int] = set()
+        orphans: list[_Task] = []
+        recheck: dict[int, _Task] = {}
+
+        def vanish(task: _Task) -> None:
+            if task.key in handled:
+                return
+            handled.add(task.key)
+            gone.append(task)
+            reaper = self._reaper(task, handled)
+            if reaper is not None:
+                self._owe(reaper, task.accounted())
+                recheck[reaper.key] = reaper
+            orphans.extend(self._kids.get(task.pid, {}).values())
+
+        found, gone[:] = list(gone), []
+        for task in found:
+            vanish(task)
+        for _ in range(_SETTLE_ROUNDS):
+            parents, self._reaped = self._reaped, []
+            for parent in parents:
+                if parent.key in handled:
+                    continue
+                for kid in list(self._kids.get(parent.pid, {}).values()):
+                    if kid.key not in handled and kid.start >= parent.start and not self._alive(kid):
+                        vanish(kid)
+            if not recheck:
+                break
+            again, recheck = list(recheck.values()), {}
+            for reaper in again:
+                if reaper.key not in handled and not self._refresh(reaper, -1):
+                    vanish(reaper)
+        self._reaped = []
+        for kid in orphans:
+            if kid.key not in handled and not self._refresh(kid, -1):
+                vanish(kid)  # reaped by its new parent, or by the old one's: see _reaper
+        for task in gone:
+            if self._tasks.get(str(task.pid)) is task:
+                del self._tasks[str(task.pid)]
+            self._forget(task)
+
+    def _reaper(self, task: _Task, handled: set[int]) -> _Task | None:
+        """The live process whose cticks got `task`'s time: its parent, or the nearest live ancestor
+        through parents that vanished in the same scan; None when it is not one we track."""
+        ppid, start = task.ppid, task.start
+        for _ in range(64):
+            parent = self._tasks.get(str(ppid))
+            if parent is None or parent.start > start:  # untracked, or a newer process on that pid
+                return None
+            if parent.key not in handled:
+                return parent
+            ppid, start = parent.ppid, parent.start
+        return None
+
+    def _adopt(self, task: _Task, ppid: int) -> None:
+        old = self._kids.get(task.ppid)
+        if old is not None:
+            old.pop(task.key, None)
+            if not old:
+                del self._kids[task.ppid]
+        task.ppid = ppid
+        self._kids.setdefault(ppid, {})[task.key] = task
+
+    def _alive(self, task: _Task) -> bool:
+        """Not yet reaped (a zombie is alive: its parent has not collected it)."""
+        try:
+            if task.stat_fd != _NO_FD:
+                os.pread(task.stat_fd, 1024, 0)
+                return True
+            return task_key(task.pid, _parse_stat(_read_file(f"{self.root}/{task.pid}/stat"))[5]) == task.key
+        except (OSError, ValueError, IndexError):
+            return False
+
+    # -- files ------------------------------------------------------------------------------
     def _schedstat(self, task: _Task) -> int:
         """Run time of the process's (one) thread in ns; -1 when schedstat is off or absent."""
         if not self._use_schedstat:
@@ -232,7 +510,7 @@ class ProcfsReader:
                 self._use_schedstat = False  # a kernel without schedstat: stat ticks from now on
                 return -1
             raise
-        return int(data[: data.index(b" ")])
+        return _run_ns(data)
 
     def _read(self, fd: int, pid: int, name: str) -> bytes:
         return os.pread(fd, 1024, 0) if fd != _NO_FD else _read_file(f"{self.root}/{pid}/{name}")
@@ -258,9 +536,17 @@ class ProcfsReader:
 
     def _forget(self, task: _Task) -> None:
         self._by_key.pop(task.key, None)
+        self._exited.pop(task.key, None)
+        siblings = self._kids.get(task.ppid)
+        if siblings is not None:
+            siblings.pop(task.key, None)
+            if not siblings:
+                del self._kids[task.ppid]
+        self._close_threads(task)
         self._close(task.stat_fd)
         self._close(task.sched_fd)
         task.stat_fd = task.sched_fd = _NO_FD
+        self._drop_info(task)
 
     # -- per consumer, off the hot path ---------------------------------------------------------
     def process(self, key: int) -> tuple[ProcessInfo, int, int] | None:
@@ -269,23 +555,32 @@ class ProcfsReader:
         if task is None:
             return None
         if task.info is None:
-            task.info = self._read_info(task)
+            task.info, task.cgroups = self._read_info(task)
+            self.cgroups.track(task.cgroups)
         return task.info, task.rss * PAGE_SIZE, task.vsize
 
-    def _read_info(self, task: _Task) -> ProcessInfo:
+    def _drop_info(self, task: _Task) -> None:
+        self.cgroups.untrack(task.cgroups)
+        task.info, task.cgroups = None, ()
+
+    def _read_info(self, task: _Task) -> tuple[ProcessInfo, tuple[str, ...]]:
         base = f"{self.root}/{task.pid}"
         try:
             exe = os.readlink(f"{base}/exe")
         except OSError:
             exe = ""  # kernel thread, or another user's process without privileges
+        counters: tuple[str, ...] = ()
         try:
             raw = _read_file(f"{base}/cmdline").rstrip(b"\0")
             argv = tuple(a.decode(errors="replace") for a in raw.split(b"\0")) if raw else ()
-            cgroup, container = parse_cgroup(_read_file(f"{base}/cgroup").decode(errors="replace"))
+            text = _read_file(f"{base}/cgroup").decode(errors="replace")
+            cgroup, container = parse_cgroup(text)
+            counters = self.cgroups.counters_for(text, cgroup, container_cgroup(cgroup, container))
         except OSError:
             argv, cgroup, container = (), "/", None
         comm = task.comm.decode(errors="replace")
-        return ProcessInfo(task.pid, comm, exe, " ".join(argv), cgroup, container, argv)
+        info = ProcessInfo(task.pid, comm, exe, " ".join(argv), cgroup, container, argv)
+        return info, counters
 
     @property
     def tracked(self) -> int:
@@ -297,6 +592,8 @@ class ProcfsReader:
             self._forget(task)
         self._tasks = {}
         self._by_key = {}
+        self._kids = {}
+        self.cgroups.close()
 
 
 def _read_file(path: str) -> bytes:
@@ -327,11 +624,7 @@ def parse_cgroup(text: str) -> tuple[str, Container | None]:
     containerd (CRI and nerdctl), CRI-O and podman ids, with the cgroupfs or the systemd driver,
     under Kubernetes (kubepods, k3s) or not.
     """
-    paths: dict[str, str] = {}
-    for line in text.splitlines():
-        _, controllers, path = line.partition(":")[2].partition(":")
-        for controller in controllers.split(","):
-            paths.setdefault(controller, path)
+    paths = cgroup_paths(text)
     cgroup = next((paths[c] for c in _CGROUP_PREFERENCE if paths.get(c, "/") != "/"), None)
     if cgroup is None:
         cgroup = next((p for p in paths.values() if p != "/"), "/")
