@@ -21,4 +21,5 @@ fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 ruff check .
 ruff format --check .
+mypy
 python3 -m pytest "$@"
