@@ -11,7 +11,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from wattprobe.core.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
-from wattprobe.core.vms import guest_name
+from wattprobe.core.vms import with_guest
 from wattprobe.sinks.promfamilies import AgentStats, cmdline_label, render, selected_consumers
 from wattprobe.sinks.promoptions import SeriesSettings
 
@@ -23,8 +23,8 @@ STATS = AgentStats(
 
 
 def consumer(pid: int, watts: float, cmdline: str, *, exe: str = "/usr/bin/app", container=None) -> Consumer:
-    info = ProcessInfo(
-        pid, exe.rsplit("/", 1)[-1][:15] or "kthread", exe, cmdline, "/system.slice/x", container
+    info = with_guest(
+        ProcessInfo(pid, exe.rsplit("/", 1)[-1][:15] or "kthread", exe, cmdline, "/system.slice/x", container)
     )
     return Consumer(
         info,
@@ -246,7 +246,7 @@ def test_qemu_processes_always_get_series_with_qemu():
     ],
 )
 def test_vm_name(cmdline, name):
-    assert guest_name(ProcessInfo(77, "qemu", "", cmdline, "/", None)) == name
+    assert with_guest(ProcessInfo(77, "qemu", "", cmdline, "/", None)).vm == name
 
 
 def test_long_cmdline_is_truncated_and_escaped():

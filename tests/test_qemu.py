@@ -18,7 +18,7 @@ import pytest
 from tests.fake_qemu import fake_qemu
 from tests.powercap_tree import PowercapTree, agent_command
 from wattprobe.core.model import Consumer, DomainPower, Frame, ProcessInfo, SocketPower
-from wattprobe.core.vms import folder_name
+from wattprobe.core.vms import folder_name, with_guest
 from wattprobe.sinks.qemu import MAX_ENERGY_RANGE_UJ, VmTrees
 from wattprobe.sources.powercap import PowercapSensor
 
@@ -50,7 +50,7 @@ def frame(
         n_cpus=4,
         consumers=tuple(
             Consumer(
-                ProcessInfo(pid, "x", argv[0], " ".join(argv), "/", None, tuple(argv)),
+                with_guest(ProcessInfo(pid, "x", argv[0], " ".join(argv), "/", None, tuple(argv))),
                 1,
                 watts / host,
                 watts,

@@ -9,7 +9,7 @@ import pytest
 
 from tests.fake_qemu import fake_qemu
 from wattprobe.core.model import ProcessInfo
-from wattprobe.core.vms import Guest, find_guest, folder_name, is_qemu, vm_name
+from wattprobe.core.vms import find_guest, folder_name, is_qemu, vm_name, with_guest
 from wattprobe.sources.procfs import ProcfsReader, key_pid
 
 QEMU = "/usr/bin/qemu-system-x86_64"
@@ -58,9 +58,9 @@ def test_vm_name(args: list[str], expected: str) -> None:
 
 
 def test_a_process_info_without_argv_is_read_from_its_cmdline() -> None:
-    info = ProcessInfo(77, "qemu", "", f"{QEMU} -name guest=web01,debug-threads=on", "/", None)
-    assert find_guest(info) == Guest("web01", given=True)
-    assert find_guest(ProcessInfo(78, "bash", "/usr/bin/bash", "bash -c qemu-system", "/", None)) is None
+    info = with_guest(ProcessInfo(77, "qemu", "", f"{QEMU} -name guest=web01,debug-threads=on", "/", None))
+    assert (info.vm, info.vm_folder) == ("web01", "web01")
+    assert find_guest(["bash", "-c", "qemu-system"], "/usr/bin/bash", 78) is None
 
 
 def test_names_come_whole_from_a_real_process_argv() -> None:
@@ -75,10 +75,10 @@ def test_names_come_whole_from_a_real_process_argv() -> None:
             key = next(k for k in tasks if key_pid(k) == process.pid)
             info = reader.process(key)[0]
             assert info.argv[0] == "qemu-system-x86_64" and info.argv[3] == "-name"
-            guests.append(find_guest(info))
+            guests.append(info)
         reader.close()
-    assert [g.name for g in guests] == ["x\ny", "x", "my vm, 2"]
-    folders = [g.folder for g in guests]
+    assert [g.vm for g in guests] == ["x\ny", "x", "my vm, 2"]  # the reader names each VM once
+    folders = [g.vm_folder for g in guests]
     assert folders[1:] == ["x", "my vm, 2"]  # plain names are their own folder
     assert folders[0].startswith("x_y~")  # the newline is replaced, and the name hashed: not x's folder
 

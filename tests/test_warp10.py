@@ -218,6 +218,10 @@ def test_hostile_labels_arrive_intact(powercap: PowercapTree) -> None:
     assert labels["vmname"] == "evil{vm},x=1 %41 a=b"
     assert labels["cmdline"].endswith(" -name guest=evil{vm},,x=1 %41 a=b")
     assert TOKEN not in stderr
+    # The token was on the agent's own command line: no point carries it (before: all of them did).
+    agent_points = [p for p in server.points if p[2].get("pid") == str(process.pid)]
+    assert agent_points and all("-t <redacted>" in p[2]["cmdline"] for p in agent_points)
+    assert not [p for p in server.points if any(TOKEN in value for value in p[2].values())]
 
 
 def test_missing_token_is_a_one_line_error(powercap: PowercapTree) -> None:

@@ -31,6 +31,7 @@ class Option:
     choices: tuple[str, ...] | None
     metavar: str | None
     flag: bool
+    secret: bool  # its value must never leave the machine (a token): see `secrets()`
 
 
 def option(
@@ -40,9 +41,14 @@ def option(
     help: str = "",
     choices: tuple[str, ...] | None = None,
     metavar: str | None = None,
+    secret: bool = False,
 ) -> Any:
-    """A settings field given by `flags` (default: --NAME); a bool default makes it an on/off flag."""
-    spec = Option(flags, parse, help, choices, metavar, flag=isinstance(default, bool))
+    """A settings field given by `flags` (default: --NAME); a bool default makes it an on/off flag.
+
+    `secret`: the value is a secret (a token) that must never be exported, not even in the agent's
+    own command line (see `secrets()`).
+    """
+    spec = Option(flags, parse, help, choices, metavar, flag=isinstance(default, bool), secret=secret)
     return field(default=default, metadata={"option": spec})
 
 
@@ -87,6 +93,15 @@ def from_table(cls: type[T], table: Mapping[str, Any], where: str, *, base: T | 
         return dataclasses.replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
     except UsageError as error:
         raise UsageError(f"{where}: {error}") from None
+
+
+def secrets(settings: Any) -> set[str]:
+    """The values of the secret options of a settings object that were given."""
+    return {
+        str(getattr(settings, f.name))
+        for f, spec in _options(type(settings))
+        if spec.secret and getattr(settings, f.name)
+    }
 
 
 def _value(spec: Option, value: Any, where: str) -> Any:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from wattprobe import settings
+from wattprobe.core.redaction import Redactor
 from wattprobe.core.sampler import Sampler
 from wattprobe.errors import WattprobeError
 from wattprobe.sinks import Context, Sink
@@ -24,8 +27,11 @@ class Output:
     settings: Any
 
 
-def open_sampler(sources: SourceSettings) -> Sampler:
-    """The sampler the source settings describe; WattprobeError with the fix when a source cannot work."""
+def open_sampler(sources: SourceSettings, secrets: Iterable[str] = ()) -> Sampler:
+    """The sampler the source settings describe; WattprobeError with the fix when a source cannot work.
+
+    `secrets` (the outputs' own secret options) are redacted from every command line it reads.
+    """
     try:
         read_machine_cpu(sources.procfs_root)
     except (OSError, ValueError) as error:
@@ -35,7 +41,8 @@ def open_sampler(sources: SourceSettings) -> Sampler:
         ) from None
     raise_fd_limit()
     sensor = open_sensor(sources)
-    procfs = ProcfsReader(sources.procfs_root, cgroupfs_root=sources.cgroupfs_root)
+    redactor = Redactor(not sources.no_redaction, sources.redact_pattern, frozenset(secrets))
+    procfs = ProcfsReader(sources.procfs_root, cgroupfs_root=sources.cgroupfs_root, redactor=redactor)
     return Sampler(sensor, procfs, socket_cpus=first_cpus(sources.sysfs_cpu_root))
 
 
@@ -44,7 +51,7 @@ def run(
 ) -> int:
     """Measure with one sampler and write to every output until the timeout, a signal, or no output is
     left. The sensor is opened before any output, so a sensor that cannot work touches no file."""
-    sampler = open_sampler(sources)
+    sampler = open_sampler(sources, {s for o in outputs for s in settings.secrets(o.settings)})
     sinks: list[Sink] = []
     try:
         pull_only = all(getattr(o.module, "PULL", False) for o in outputs)

@@ -141,7 +141,7 @@ def attribute(
         consumers=tuple(consumers),
         cgroups=cgroups,
         containers=_container_groups(consumers, prev, now, machine_ns, host_watts, carry),
-        exes=_groups(consumers, lambda c: c.info.exe or f"[{c.info.comm}]"),
+        exes=_groups(consumers, lambda c: c.info.exe_key),
         unattributed_cgroup_watts=max(host_watts - sum(g.watts for g in cgroups), 0.0),
     )
 

@@ -105,15 +105,22 @@ class ProcessInfo:
     pid: int
     comm: str
     exe: str  # path of the executable, "" when unreadable (kernel thread, other user's process)
-    cmdline: str  # argv joined by spaces
+    cmdline: str  # argv joined by spaces (secrets redacted: see core.redaction)
     cgroup: str  # cgroup path relative to the cgroup root
     container: Container | None
     argv: tuple[str, ...] = ()  # the NUL-separated entries of /proc/PID/cmdline, each kept whole
+    vm: str | None = None  # the VM a QEMU/KVM process runs (core.vms): its name as given
+    vm_folder: str | None = None  # and a folder name of its own for that VM
 
     @property
     def name(self) -> str:
         """Short display name: the executable's base name, else the command name."""
         return self.exe.rsplit("/", 1)[-1] or self.comm
+
+    @property
+    def exe_key(self) -> str:
+        """What its executable is known by in per-executable figures: its path, else [comm]."""
+        return self.exe or f"[{self.comm}]"
 
 
 @dataclass(frozen=True, slots=True)

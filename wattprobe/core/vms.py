@@ -7,6 +7,7 @@ hand, not read from /proc) is read from its cmdline split on whitespace instead.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Sequence
@@ -75,16 +76,16 @@ def vm_name(argv: Sequence[str], pid: int) -> str:
     return parse_guest(argv, pid).name
 
 
-def find_guest(info: ProcessInfo) -> Guest | None:
+def find_guest(argv: Sequence[str], exe: str, pid: int) -> Guest | None:
     """The VM a process runs, or None when it is not a QEMU guest."""
-    argv = argv_of(info)
-    return parse_guest(argv, info.pid) if is_qemu(argv, info.exe) else None
+    return parse_guest(argv, pid) if is_qemu(argv, exe) else None
 
 
-def guest_name(info: ProcessInfo) -> str | None:
-    """The VM name of a process, or None when it is not a QEMU guest."""
-    guest = find_guest(info)
-    return guest.name if guest is not None else None
+def with_guest(info: ProcessInfo) -> ProcessInfo:
+    """`info` with its VM name and folder filled in (the /proc reader fills them when it reads a process;
+    this is for a ProcessInfo made another way)."""
+    guest = find_guest(argv_of(info), info.exe, info.pid)
+    return dataclasses.replace(info, vm=guest.name, vm_folder=guest.folder) if guest else info
 
 
 def _option(argv: Sequence[str], flag: str) -> str | None:

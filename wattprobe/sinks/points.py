@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wattprobe.core.model import Frame
-from wattprobe.core.vms import guest_name
 
 # Long command lines make huge labels (a JVM's can pass 4000 characters): keep the start.
 MAX_CMDLINE = 256
@@ -80,7 +79,7 @@ def frame_points(frame: Frame, *, qemu: bool = False) -> list[Point]:
             ("exe", info.name),
             ("cmdline", info.cmdline[:MAX_CMDLINE]),
         )
-        name = guest_name(info) if qemu else None
+        name = info.vm if qemu else None
         if name is not None:
             labels += (("vmname", name),)
         points.append(

@@ -27,7 +27,6 @@ from prometheus_client.registry import Collector
 
 from wattprobe import __version__
 from wattprobe.core.model import Consumer, Container, Frame
-from wattprobe.core.vms import guest_name
 from wattprobe.sinks.promoptions import SeriesSettings
 from wattprobe.sinks.selection import select_consumers
 
@@ -60,10 +59,10 @@ def _process_labels(consumer: Consumer, opts: SeriesSettings) -> dict[str, str]:
     if opts.naming == "scaphandre":  # Scaphandre's exe label is the command name
         labels = {"pid": str(info.pid), "exe": info.comm}
     else:  # the same exe key as the per-exe family, so the two join
-        labels = {"pid": str(info.pid), "exe": info.exe or f"[{info.comm}]", "comm": info.comm}
+        labels = {"pid": str(info.pid), "exe": info.exe_key, "comm": info.comm}
     labels["cmdline"] = cmdline_label(info.cmdline, opts.cmdline_max_length)
     if opts.qemu:
-        name = guest_name(info)
+        name = info.vm
         if name:
             labels["vmname"] = name
     if opts.containers:
@@ -76,7 +75,7 @@ def selected_consumers(frame: Frame, opts: SeriesSettings) -> list[Consumer]:
     chosen = list(select_consumers(frame, opts.max_top_consumers, opts.process_regex))
     if opts.qemu:
         pids = {c.info.pid for c in chosen}
-        chosen += [c for c in frame.consumers if c.info.pid not in pids and guest_name(c.info)]
+        chosen += [c for c in frame.consumers if c.info.pid not in pids and c.info.vm]
     return chosen
 
 

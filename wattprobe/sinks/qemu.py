@@ -31,7 +31,6 @@ import time
 from dataclasses import dataclass, field
 
 from wattprobe.core.model import Frame
-from wattprobe.core.vms import find_guest
 from wattprobe.errors import WattprobeError
 from wattprobe.options import non_negative
 from wattprobe.settings import option
@@ -154,10 +153,10 @@ class VmTrees:
         core_watts = sum(cores)
         shares: dict[str, list[float]] = {}
         for consumer in frame.consumers:
-            guest = find_guest(consumer.info)
-            if guest is None:
+            folder = consumer.info.vm_folder
+            if folder is None:
                 continue
-            share = shares.setdefault(guest.folder, [0.0, 0.0])
+            share = shares.setdefault(folder, [0.0, 0.0])
             share[0] += consumer.watts
             share[1] += (consumer.cpu_share * core_watts) if cores else consumer.watts
         try:

@@ -54,6 +54,7 @@ class Settings:
         None,
         "-t",
         "--write-token",
+        secret=True,
         help=f"Warp 10 write token (default: the {TOKEN_ENV} environment variable)",
     )
     qemu: bool = options.qemu("add a vmname label to QEMU/KVM guest processes")

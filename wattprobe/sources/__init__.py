@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 
 from wattprobe.core.model import Sensor
 from wattprobe.errors import SensorUnavailable, UsageError
-from wattprobe.options import non_negative, positive
+from wattprobe.options import non_negative, positive, regex
 from wattprobe.settings import option
 from wattprobe.sources.estimate import CPU_PROFILES
 from wattprobe.sources.topology import SYSFS_CPU_ROOT
@@ -49,6 +50,15 @@ class SourceSettings:
         SYSFS_CPU_ROOT,
         metavar="PATH",
         help=f"cpu topology, for each socket's first cpu (default {SYSFS_CPU_ROOT})",
+    )
+    no_redaction: bool = option(
+        False, help="export command lines as they are: do not hide passwords, tokens and keys in them"
+    )
+    redact_pattern: re.Pattern[str] | None = option(
+        None,
+        parse=regex,
+        metavar="REGEX",
+        help="also hide what this matches in command lines (its first group, if it has one)",
     )
     powerspy_device: str = option(
         "/dev/rfcomm0", metavar="PATH", help="PowerSpy2 serial device for -s powerspy2 (default /dev/rfcomm0)"

@@ -30,6 +30,8 @@ import re
 import resource
 
 from wattprobe.core.model import Container, MachineCpu, ProcessInfo, container_cgroup
+from wattprobe.core.redaction import Redactor
+from wattprobe.core.vms import find_guest
 from wattprobe.sources.cgroupfs import CgroupReader, cgroup_paths
 
 TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
@@ -166,9 +168,15 @@ class ProcfsReader:
     """
 
     def __init__(
-        self, root: str = "/proc", *, schedstat: bool = True, cgroupfs_root: str | None = "/sys/fs/cgroup"
+        self,
+        root: str = "/proc",
+        *,
+        schedstat: bool = True,
+        cgroupfs_root: str | None = "/sys/fs/cgroup",
+        redactor: Redactor | None = None,
     ) -> None:
         self.root = root
+        self.redactor = redactor or Redactor()
         self._tasks: dict[str, _Task] = {}  # by the pid's directory name
         self._by_key: dict[int, _Task] = {}  # the same, by task_key
         self._kids: dict[int, dict[int, _Task]] = {}  # parent pid -> its children we know, by key
@@ -579,7 +587,19 @@ class ProcfsReader:
         except OSError:
             argv, cgroup, container = (), "/", None
         comm = task.comm.decode(errors="replace")
-        info = ProcessInfo(task.pid, comm, exe, " ".join(argv), cgroup, container, argv)
+        guest = find_guest(argv, exe, task.pid)  # from the argv as given, before any redaction
+        argv = self.redactor.argv(argv)
+        info = ProcessInfo(
+            task.pid,
+            comm,
+            exe,
+            " ".join(argv),
+            cgroup,
+            container,
+            argv,
+            vm=guest.name if guest else None,
+            vm_folder=guest.folder if guest else None,
+        )
         return info, counters
 
     @property
