@@ -178,7 +178,7 @@ def test_synthetic_tree(tmp_path):
     by_pid = {key_pid(k): (k, v) for k, v in tasks.items()}
     assert by_pid[42][1] == 1_503_000_000  # single-threaded: schedstat's nanoseconds
     assert by_pid[43][1] == 1000 * TICK_NS  # multi-threaded: stat's ticks, all threads
-    info, rss, vsize = reader.process(by_pid[42][0])
+    info, rss, vsize, _ = reader.process(by_pid[42][0])
     assert (info.pid, info.comm, info.exe, info.cmdline) == (
         42,
         "worker",

@@ -203,9 +203,11 @@ def test_hostile_labels_arrive_intact(powercap: PowercapTree) -> None:
             server = Ingress()
             process = agent(powercap, server.server_address[1], "-s", "0.3", "-q", "-t", TOKEN)
             try:
-                assert wait_until(
-                    lambda: any(p[2].get("pid") == str(vm.pid) for p in server.points), timeout=10
-                )
+                pids = {
+                    str(vm.pid),
+                    str(process.pid),
+                }  # the VM, and the agent with its token on its command line
+                assert wait_until(lambda: pids <= {p[2].get("pid") for p in server.points}, timeout=10)
             finally:
                 process.terminate()
                 _, stderr = process.communicate(timeout=10)

@@ -15,6 +15,7 @@ from wattprobe.errors import WattprobeError
 from wattprobe.sinks import Context, Sink
 from wattprobe.sinks.runner import Runner
 from wattprobe.sources import SourceSettings, open_sensor
+from wattprobe.sources.host import HostReader
 from wattprobe.sources.procfs import ProcfsReader, raise_fd_limit, read_machine_cpu
 from wattprobe.sources.topology import first_cpus
 
@@ -43,7 +44,8 @@ def open_sampler(sources: SourceSettings, secrets: Iterable[str] = ()) -> Sample
     sensor = open_sensor(sources)
     redactor = Redactor(not sources.no_redaction, sources.redact_pattern, frozenset(secrets))
     procfs = ProcfsReader(sources.procfs_root, cgroupfs_root=sources.cgroupfs_root, redactor=redactor)
-    return Sampler(sensor, procfs, socket_cpus=first_cpus(sources.sysfs_cpu_root))
+    host = HostReader(sources.procfs_root)
+    return Sampler(sensor, procfs, socket_cpus=first_cpus(sources.sysfs_cpu_root), host=host)
 
 
 def run(

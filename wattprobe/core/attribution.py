@@ -11,14 +11,16 @@ time), and sum(cgroups) + unattributed_cgroup = host.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from wattprobe.core.counters import CounterKey, host_energy
 from wattprobe.core.model import (
     Consumer,
+    DiskIo,
     DomainPower,
+    EnergyReading,
     Frame,
     Group,
     ProcessInfo,
@@ -27,7 +29,8 @@ from wattprobe.core.model import (
     container_cgroup,
 )
 
-ProcessLookup = Callable[[int], tuple[ProcessInfo, int, int] | None]
+# What the /proc reader knows of a process: its facts, resident and virtual bytes, disk I/O.
+ProcessFacts = tuple[ProcessInfo, int, int, DiskIo | None]
 K = TypeVar("K", int, str)
 
 
@@ -78,12 +81,21 @@ def _fit(wanted: dict[K, float], machine_ns: int, carried: dict[K, float]) -> di
     return {key: ns * scale / machine_ns for key, ns in wanted.items()}
 
 
+def consumer_keys(prev: Snapshot, now: Snapshot, carry: Carry | None = None) -> list[int]:
+    """The processes that get a share of the window: those that ran in it, and those owed time."""
+    before, tasks = prev.tasks, now.tasks
+    ran = [key for key, cpu in tasks.items() if cpu > before.get(key, 0)]
+    if carry is None:
+        return ran
+    return ran + [key for key in carry.tasks if key in tasks and tasks[key] <= before.get(key, 0)]
+
+
 def attribute(
     prev: Snapshot,
     now: Snapshot,
     deltas: dict[CounterKey, int],
     totals: EnergyTotals,
-    lookup: ProcessLookup,
+    processes: Mapping[int, ProcessFacts],
     *,
     sensor: str,
     estimated: bool,
@@ -91,8 +103,10 @@ def attribute(
 ) -> Frame:
     """The Frame of the window between two snapshots; `totals` already include this window.
 
-    `carry` keeps, from one window to the next, what had to be withheld to fit the machine's time
-    (a Frame without it withholds for good, as a one-off comparison may).
+    `processes` has the facts of the processes `consumer_keys()` names (a process missing from it
+    has vanished since the scan: it is left out). `carry` keeps, from one window to the next, what
+    had to be withheld to fit the machine's time (a Frame without it withholds for good, as a
+    one-off comparison may).
     """
     carry = carry if carry is not None else Carry()
     window_s = (now.energy.t_ns - prev.energy.t_ns) / 1e9
@@ -112,16 +126,15 @@ def attribute(
     exited_now, exited_before = now.exited, prev.exited
     consumers = []
     for key, share in shares.items():
-        found = lookup(key)
+        found = processes.get(key)
         if found is None:
             continue
-        info, rss, vsize = found
+        info, rss, vsize, disk_io = found
         ns = measured.get(key, 0)
         exited = exited_now.get(key, 0) - exited_before.get(key, 0) if key in exited_now else 0
         watts = host_watts * share
-        consumers.append(
-            Consumer(info, ns, share, watts, rss, vsize, exited, watts * exited / ns if ns > 0 else 0.0)
-        )
+        exited_watts = watts * exited / ns if ns > 0 else 0.0
+        consumers.append(Consumer(info, ns, share, watts, rss, vsize, exited, exited_watts, disk_io))
     consumers.sort(key=lambda c: c.watts, reverse=True)
     attributed = sum(c.watts for c in consumers)
     cgroups = _cgroup_groups(consumers, prev, now, machine_ns, host_watts, carry)
@@ -134,7 +147,7 @@ def attribute(
         host_source=host_source,
         host_watts=host_watts,
         host_energy_j=totals.host,
-        sockets=_sockets(deltas, totals, window_s),
+        sockets=_sockets(deltas, totals, window_s, now.energy),
         unattributed_watts=max(host_watts - attributed, 0.0),
         cpu_load=busy / (busy + idle) if busy + idle > 0 else 0.0,
         n_cpus=now.machine.n_cpus,
@@ -146,14 +159,17 @@ def attribute(
     )
 
 
-def _sockets(deltas: dict[CounterKey, int], totals: EnergyTotals, window_s: float) -> tuple[SocketPower, ...]:
+def _sockets(
+    deltas: dict[CounterKey, int], totals: EnergyTotals, window_s: float, reading: EnergyReading
+) -> tuple[SocketPower, ...]:
     def watts(key: CounterKey) -> float:
         return deltas[key] / 1e6 / window_s if window_s > 0 else 0.0
 
+    ids = {c.key: c.index for c in reading.counters}
     sockets = []
     for socket in sorted({s for s, _ in deltas if s is not None}):
         domains = tuple(
-            DomainPower(domain, watts((s, domain)), totals.counters[(s, domain)])
+            DomainPower(domain, watts((s, domain)), totals.counters[(s, domain)], ids.get((s, domain), 0))
             for s, domain in sorted(deltas, key=lambda k: k[1])
             if s == socket and domain != "package"
         )

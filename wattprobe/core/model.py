@@ -22,6 +22,7 @@ class Counter:
     uj: int  # cumulative energy, µJ
     max_uj: int = 0  # the value at which the counter wraps to 0 (max_energy_range_uj); 0: never wraps
     max_w: float = 0.0  # the most its zone can draw, W; 0: unknown (wattprobe.core.counters bounds it)
+    index: int = 0  # the zone's number among its socket's domains (M of intel-rapl:N:M)
 
     @property
     def key(self) -> tuple[int | None, str]:
@@ -54,12 +55,44 @@ class Sensor(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class MachineCpu:
-    """Cumulative CPU time of the whole machine from /proc/stat, in clock ticks."""
+    """Cumulative CPU time of the whole machine from /proc/stat, in clock ticks, and the scheduler's
+    counters the same file gives."""
 
     busy: int  # user + nice + system + irq + softirq
     idle: int  # idle + iowait
     steal: int
     n_cpus: int  # online CPUs (vCPUs on a VM)
+    context_switches: int = 0  # since boot
+    forks: int = 0  # processes created since boot
+    running: int = 0  # processes running now
+    blocked: int = 0  # processes blocked on I/O now
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    """A mounted disk file system."""
+
+    name: str  # the device, as mounted (/dev/sda1)
+    mount_point: str
+    file_system: str
+    kind: str  # SSD, HDD or Unknown (the device's queue/rotational)
+    removable: bool
+    total_bytes: int
+    available_bytes: int  # to an unprivileged user
+
+
+@dataclass(frozen=True, slots=True)
+class HostFacts:
+    """What the host is doing besides drawing power, read once per measurement (Scaphandre's host set)."""
+
+    load_avg: tuple[float, float, float]  # 1, 5 and 15 minutes
+    memory_total_bytes: int
+    memory_available_bytes: int
+    memory_free_bytes: int
+    swap_total_bytes: int
+    swap_free_bytes: int
+    cpu_mhz: float | None  # the mean current frequency of the CPUs, where the machine says
+    disks: tuple[Disk, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +161,7 @@ class DomainPower:
     name: str
     watts: float
     energy_j: float  # cumulative since the agent started, never decreasing
+    id: int = 0  # its number among its socket's domains (M of intel-rapl:N:M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +170,16 @@ class SocketPower:
     watts: float  # the package domain
     energy_j: float
     domains: tuple[DomainPower, ...]  # core, uncore, dram, ... (not the package itself)
+
+
+@dataclass(frozen=True, slots=True)
+class DiskIo:
+    """Bytes a process made the storage layer read and write (/proc/PID/io)."""
+
+    read_bytes: int  # since it started
+    write_bytes: int
+    read_delta: int  # since it was last read
+    write_delta: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +195,7 @@ class Consumer:
     vsize_bytes: int
     exited_cpu_ns: int = 0  # the part of cpu_ns its descendants used and exited with (reaped into it)
     exited_watts: float = 0.0  # the part of watts that comes from them
+    disk_io: DiskIo | None = None  # None where /proc/PID/io is not readable (another user's process)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +216,8 @@ class AgentStats:
 
     cpu_seconds: float = 0.0  # its user + system CPU time since it started
     peak_rss_bytes: int = 0
+    rss_bytes: int = 0
+    vsize_bytes: int = 0
     tick_seconds: float = 0.0  # how long its previous measurement took
     processes_tracked: int = 0
 
@@ -195,6 +242,7 @@ class Frame:
     containers: tuple[Group, ...]
     exes: tuple[Group, ...]
     agent: AgentStats = AgentStats()
+    host: HostFacts | None = None
     socket_cpus: tuple[tuple[int, int], ...] = ()  # (socket id, its first logical cpu), where known
     # host power the cgroups do not explain: sum(cgroups) + this = host (None: not computed)
     unattributed_cgroup_watts: float | None = None

@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from wattprobe.core.attribution import Carry, EnergyTotals, attribute
+from wattprobe.core.attribution import Carry, EnergyTotals, attribute, consumer_keys
 from wattprobe.core.counters import CounterGuard, host_energy
 from wattprobe.core.model import AgentStats, EnergyReading, Frame, Sensor, Snapshot
 
 if TYPE_CHECKING:
+    from wattprobe.sources.host import HostReader
     from wattprobe.sources.procfs import ProcfsReader
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,11 @@ class Sampler:
         *,
         sleep: Callable[[float], None] = time.sleep,
         socket_cpus: dict[int, int] | None = None,
+        host: HostReader | None = None,
     ) -> None:
         self.sensor = sensor
         self.procfs = procfs
+        self.host = host  # the host's load, memory, disks..., read with each Frame
         self.socket_cpus = tuple(sorted((socket_cpus or {}).items()))
         self.latest: Frame | None = None
         self.tick_seconds = 0.0  # how long the last tick took
@@ -98,26 +101,36 @@ class Sampler:
         if deltas is None:  # a new baseline
             return None
         self._totals.add(deltas, host_energy(deltas)[0])
+        keys = consumer_keys(prev, now, self._carry)
+        processes = {key: facts for key in keys if (facts := self.procfs.process(key)) is not None}
         frame = attribute(
             prev,
             now,
             deltas,
             self._totals,
-            self.procfs.process,
+            processes,
             sensor=self.sensor.name,
             estimated=self.sensor.estimated or now.energy.estimated_uj > prev.energy.estimated_uj,
             carry=self._carry,
         )
-        frame = dataclasses.replace(frame, agent=self._agent_stats(), socket_cpus=self.socket_cpus)
+        frame = dataclasses.replace(
+            frame,
+            agent=self._agent_stats(),
+            socket_cpus=self.socket_cpus,
+            host=self.host.read() if self.host is not None else None,
+        )
         self.latest = frame
         self.tick_seconds = time.perf_counter() - started
         return frame
 
     def _agent_stats(self) -> AgentStats:
         times = os.times()
+        rss, vsize = self.procfs.own_memory()
         return AgentStats(
             cpu_seconds=times.user + times.system,
             peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            rss_bytes=rss,
+            vsize_bytes=vsize,
             tick_seconds=self.tick_seconds,
             processes_tracked=self.procfs.tracked,
         )
@@ -136,3 +149,5 @@ class Sampler:
     def close(self) -> None:
         self.sensor.close()
         self.procfs.close()
+        if self.host is not None:
+            self.host.close()

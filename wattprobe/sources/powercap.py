@@ -44,6 +44,7 @@ class Zone:
     domain: str
     max_uj: int
     max_w: float  # what it can draw at most, from its constraint_* files; 0 when the tree does not say
+    index: int = 0  # M of intel-rapl:N:M for a domain (Scaphandre's domain_id), else N
 
 
 class PowercapSensor:
@@ -74,7 +75,7 @@ class PowercapSensor:
                 raise SensorReadError(f"unreadable energy counter {zone.path}: {error}") from error
             if uj < 0:
                 raise SensorReadError(f"negative energy counter {zone.path}: {uj}")
-            counters.append(Counter(zone.socket, zone.domain, uj, zone.max_uj, zone.max_w))
+            counters.append(Counter(zone.socket, zone.domain, uj, zone.max_uj, zone.max_w, zone.index))
         return EnergyReading(self.clock(), tuple(counters))
 
     def close(self) -> None:
@@ -129,7 +130,7 @@ def discover(root: str, *, vm: bool = False) -> tuple[Zone, ...]:
     found = {e: m for e in dirs if (m := _ZONE.match(e))}
     for entry in sorted(found, key=lambda e: ("mmio" in e, e.count(":"), e)):
         mmio, package, subzone = found[entry].groups()
-        zone = _zone(dirs[entry], int(package), subzone is not None, dirs, mmio=bool(mmio))
+        zone = _zone(dirs[entry], int(package), subzone, dirs, mmio=bool(mmio))
         if zone is not None:
             zones.setdefault((zone.socket, zone.domain), zone)
     if not zones:
@@ -137,7 +138,8 @@ def discover(root: str, *, vm: bool = False) -> tuple[Zone, ...]:
     return tuple(zones.values())
 
 
-def _zone(path: str, package: int, is_domain: bool, dirs: dict[str, str], *, mmio: bool) -> Zone | None:
+def _zone(path: str, package: int, subzone: str | None, dirs: dict[str, str], *, mmio: bool) -> Zone | None:
+    is_domain = subzone is not None
     name = _read_text(f"{path}/name") or (f"package-{package}" if not is_domain else "")
     if not name or not os.path.exists(f"{path}/energy_uj"):
         return None
@@ -145,17 +147,18 @@ def _zone(path: str, package: int, is_domain: bool, dirs: dict[str, str], *, mmi
     max_uj = int(max_text) if max_text.isdigit() else 0  # unknown: a decrease is never taken as a wrap
     max_w = _stated_max_watts(path) * STATED_POWER_MARGIN
     if name == "psys":
-        return Zone(f"{path}/energy_uj", None, "psys", max_uj, max_w)
+        return Zone(f"{path}/energy_uj", None, "psys", max_uj, max_w, package)
     match = _PACKAGE.match(name)
     if match:
-        return Zone(f"{path}/energy_uj", int(match.group(1)), "package", max_uj, max_w)
+        return Zone(f"{path}/energy_uj", int(match.group(1)), "package", max_uj, max_w, package)
     if not is_domain:
         return None
     # A domain belongs to the socket its parent package names.
     parent = dirs.get(f"intel-rapl{'-mmio' if mmio else ''}:{package}")
     parent_name = _read_text(f"{parent}/name") if parent else ""
     match = _PACKAGE.match(parent_name or "")
-    return Zone(f"{path}/energy_uj", int(match.group(1)) if match else package, name, max_uj, max_w)
+    socket = int(match.group(1)) if match else package
+    return Zone(f"{path}/energy_uj", socket, name, max_uj, max_w, int(subzone or 0))
 
 
 def _stated_max_watts(path: str) -> float:

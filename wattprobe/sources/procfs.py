@@ -29,7 +29,7 @@ import os
 import re
 import resource
 
-from wattprobe.core.model import Container, MachineCpu, ProcessInfo, container_cgroup
+from wattprobe.core.model import Container, DiskIo, MachineCpu, ProcessInfo, container_cgroup
 from wattprobe.core.redaction import Redactor
 from wattprobe.core.vms import find_guest
 from wattprobe.sources.cgroupfs import CgroupReader, cgroup_paths
@@ -67,17 +67,33 @@ def key_pid(key: int) -> int:
     return key & ((1 << _PID_BITS) - 1)
 
 
+_SCHEDULER = {b"ctxt": "context_switches", b"processes": "forks", b"procs_running": "running"}
+_SCHEDULER[b"procs_blocked"] = "blocked"
+
+
 def read_machine_cpu(root: str = "/proc") -> MachineCpu:
-    """Whole-machine CPU time from /proc/stat."""
+    """Whole-machine CPU time from /proc/stat, and the scheduler's counters in it."""
     with open(f"{root}/stat", "rb") as f:
         data = f.read()
     lines = data.split(b"\n")
     fields = [int(x) for x in lines[0].split()[1:]]
     fields += [0] * (8 - len(fields))
     user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]
-    n_cpus = sum(1 for line in lines if line[:3] == b"cpu" and line[3:4].isdigit())
+    n_cpus = 0
+    counts = {}
+    for line in lines:
+        if line[:3] == b"cpu" and line[3:4].isdigit():
+            n_cpus += 1
+        elif line[:1] in (b"c", b"p"):
+            key, _, value = line.partition(b" ")
+            if key in _SCHEDULER and value.strip().isdigit():
+                counts[_SCHEDULER[key]] = int(value)
     return MachineCpu(
-        busy=user + nice + system + irq + softirq, idle=idle + iowait, steal=steal, n_cpus=max(n_cpus, 1)
+        busy=user + nice + system + irq + softirq,
+        idle=idle + iowait,
+        steal=steal,
+        n_cpus=max(n_cpus, 1),
+        **counts,
     )
 
 
@@ -92,6 +108,8 @@ class _Task:
         "cticks",
         "exited_ns",
         "info",
+        "io",
+        "io_fd",
         "key",
         "owed",
         "own_ns",
@@ -128,6 +146,8 @@ class _Task:
         self.cpu_ns = 0  # own_ns + exited_ns: what a snapshot carries
         self.rss = 0
         self.vsize = 0
+        self.io_fd = _NO_FD  # /proc/PID/io, opened once the process is a consumer
+        self.io: tuple[int, int] | None = None  # read_bytes, write_bytes at the last read
         self.info: ProcessInfo | None = None
         self.cgroups: tuple[str, ...] = ()  # cgroup counters tracked for this process
 
@@ -553,19 +573,43 @@ class ProcfsReader:
         self._close_threads(task)
         self._close(task.stat_fd)
         self._close(task.sched_fd)
-        task.stat_fd = task.sched_fd = _NO_FD
+        self._close(task.io_fd)
+        task.stat_fd = task.sched_fd = task.io_fd = _NO_FD
         self._drop_info(task)
 
     # -- per consumer, off the hot path ---------------------------------------------------------
-    def process(self, key: int) -> tuple[ProcessInfo, int, int] | None:
-        """Static facts, RSS and virtual size (bytes) of a live process seen at the last scan."""
+    def process(self, key: int) -> tuple[ProcessInfo, int, int, DiskIo | None] | None:
+        """Static facts, RSS and virtual size (bytes) and disk I/O of a live process seen at the last
+        scan (its /proc/PID/io is read here, so only for the processes a Frame lists)."""
         task = self._by_key.get(key)
         if task is None:
             return None
         if task.info is None:
             task.info, task.cgroups = self._read_info(task)
             self.cgroups.track(task.cgroups)
-        return task.info, task.rss * PAGE_SIZE, task.vsize
+        return task.info, task.rss * PAGE_SIZE, task.vsize, self._disk_io(task)
+
+    def _disk_io(self, task: _Task) -> DiskIo | None:
+        """Bytes read and written through the storage layer; None where /proc/PID/io is not ours to read."""
+        try:
+            if task.io_fd == _NO_FD:
+                task.io_fd = self._open(f"{self.root}/{task.pid}/io")
+            data = self._read(task.io_fd, task.pid, "io")
+            fields = dict(line.split(b": ") for line in data.split(b"\n") if b": " in line)
+            now = int(fields[b"read_bytes"]), int(fields[b"write_bytes"])
+        except (OSError, ValueError, KeyError):
+            return None
+        before, task.io = task.io or now, now
+        return DiskIo(now[0], now[1], now[0] - before[0], now[1] - before[1])
+
+    def own_memory(self) -> tuple[int, int]:
+        """The agent's own resident and virtual size in bytes (the real /proc: it is this process)."""
+        try:
+            with open("/proc/self/statm", "rb") as f:
+                size, resident = f.read().split()[:2]
+        except (OSError, ValueError):
+            return 0, 0
+        return int(resident) * PAGE_SIZE, int(size) * PAGE_SIZE
 
     def _drop_info(self, task: _Task) -> None:
         self.cgroups.untrack(task.cgroups)
