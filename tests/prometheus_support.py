@@ -25,6 +25,7 @@ from wattprobe.cli import build_parser
 from wattprobe.core.model import EnergyReading
 from wattprobe.core.sampler import Sampler
 from wattprobe.sinks import prometheus
+from wattprobe.sources.host import HostReader
 from wattprobe.sources.powercap import PowercapSensor
 from wattprobe.sources.procfs import ProcfsReader
 
@@ -97,9 +98,13 @@ def scrape(url: str, **kwargs) -> dict[str, list[tuple[dict[str, str], float]]]:
     assert status == 200, body
     assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     found: dict[str, list] = {}
-    for family in text_string_to_metric_families(body.decode()):
+    text = body.decode()
+    for family in text_string_to_metric_families(text):
         for s in family.samples:
-            found.setdefault(s.name, []).append((s.labels, s.value))
+            name = s.name
+            if family.type == "counter" and f"\n{name}" not in text:  # the parser's own _total
+                name = family.name
+            found.setdefault(name, []).append((s.labels, s.value))
     return found
 
 
@@ -166,7 +171,7 @@ class TreeSensor(PowercapSensor):
 @contextmanager
 def tree_sampler(tree: PowercapTree) -> Iterator[Sampler]:
     """A Sampler of this process reading `tree` through a TreeSensor."""
-    sampler = Sampler(TreeSensor(tree), ProcfsReader())
+    sampler = Sampler(TreeSensor(tree), ProcfsReader(), host=HostReader())
     try:
         yield sampler
     finally:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.powercap_tree import agent_command
 from tests.test_attribution import Carry, frame_between, info, snapshot
-from tests.test_prometheus_families import STATS, samples
+from tests.test_prometheus_families import samples
 from tests.workloads import shell_loop
 from wattprobe.sinks.promfamilies import render
 from wattprobe.sinks.promoptions import SeriesSettings
@@ -59,8 +59,8 @@ def test_prometheus_has_the_exited_part_of_the_processes_that_have_one(naming):
     s0 = snapshot(0, {1: S, 2: S}, exited={1: S // 2}, cpus=4)
     s1 = snapshot(1, {1: 2 * S, 2: S + S // 4}, exited={1: S // 2 + 3 * S // 4}, cpus=4)
     frame = frame_between(s0, s1, infos, Carry())
-    found = samples(render(frame, STATS, SeriesSettings(naming=naming)))
+    found = samples(frame, SeriesSettings(naming=naming))
     series = found["wattprobe_process_exited_power_watts"]
     assert [(labels["pid"], value) for labels, value in series] == [("1", pytest.approx(50.0 / 4 * 0.75))]
-    empty = render(None, STATS, SeriesSettings(naming=naming))
+    empty = render(None, SeriesSettings(naming=naming))
     assert "wattprobe_process_exited_power_watts" in {m.name for m in empty}  # the family is always there

@@ -5,20 +5,34 @@ from __future__ import annotations
 import re
 
 import pytest
-from prometheus_client.exposition import generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from wattprobe.core.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
+from wattprobe.core.model import (
+    AgentStats,
+    Consumer,
+    Container,
+    DomainPower,
+    Frame,
+    Group,
+    ProcessInfo,
+    SocketPower,
+)
 from wattprobe.core.vms import with_guest
-from wattprobe.sinks.promfamilies import AgentStats, cmdline_label, render, selected_consumers
+from wattprobe.sinks.catalogue import cmdline_label
+from wattprobe.sinks.promfamilies import FrameCollector, render, selected_consumers
 from wattprobe.sinks.promoptions import SeriesSettings
 
 POD = "0a1b2c3d-0000-1111-2222-333344445555"
 CONTAINER = Container("c" * 64, "containerd", "kubernetes", POD)
 STATS = AgentStats(
-    cpu_seconds=1.5, cpu_percent=2.0, peak_rss_bytes=30_000_000, tick_seconds=0.002, processes_tracked=7
+    cpu_seconds=1.5,
+    cpu_percent=2.0,
+    peak_rss_bytes=40_000_000,
+    rss_bytes=30_000_000,
+    vsize_bytes=90_000_000,
+    tick_seconds=0.002,
+    processes_tracked=7,
 )
 
 
@@ -47,7 +61,7 @@ def frame(consumers: list[Consumer] | None = None, *, estimated: bool = False) -
         ),
         consumer(103, 5.0, "/usr/bin/app --batch"),
     ]
-    domains = (DomainPower("core", 12.0, 120.0), DomainPower("dram", 5.0, 50.0))
+    domains = (DomainPower("core", 12.0, 120.0, 0), DomainPower("dram", 5.0, 50.0, 1))
     return Frame(
         timestamp=1_700_000_000.0,
         window_s=1.0,
@@ -64,18 +78,21 @@ def frame(consumers: list[Consumer] | None = None, *, estimated: bool = False) -
         cgroups=(Group("/system.slice/x", 45.0, 0.45, 3),),
         containers=(Group(CONTAINER.id, 30.0, 0.3, 1, CONTAINER),),
         exes=(Group("/usr/bin/app", 35.0, 0.35, 2), Group("/usr/bin/qemu-system-x86_64", 10.0, 0.1, 1)),
+        agent=STATS,
     )
 
 
-def samples(metrics, naming_text: bool = True) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Render through the 0.0.4 text format and parse it back: what a scraper sees."""
+def registry(f: Frame | None, opts: SeriesSettings) -> CollectorRegistry:
+    """A prometheus_client registry that collects the Frame as the exporter does."""
+    found = CollectorRegistry()
+    found.register(FrameCollector(lambda: f, opts))
+    return found
 
-    class Registry:
-        def collect(self):
-            return iter(metrics)
 
+def samples(f: Frame | None, opts: SeriesSettings) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Every sample a registry holding the collector has, by sample name (what the exposition writes)."""
     out: dict[str, list] = {}
-    for family in text_string_to_metric_families(generate_latest(Registry()).decode()):
+    for family in registry(f, opts).collect():
         for s in family.samples:
             out.setdefault(s.name, []).append((s.labels, s.value))
     return out
@@ -88,7 +105,7 @@ def value(found, name: str, **labels: str) -> float:
 
 
 def test_native_values_in_base_units():
-    found = samples(render(frame(), STATS, SeriesSettings()))
+    found = samples(frame(), SeriesSettings())
     assert value(found, "wattprobe_host_power_watts") == 60.0
     assert value(found, "wattprobe_host_energy_joules_total") == 600.0
     assert value(found, "wattprobe_host_unattributed_power_watts") == 15.0
@@ -127,7 +144,12 @@ def test_native_values_in_base_units():
     assert value(found, "wattprobe_self_cpu_seconds_total") == 1.5
     assert value(found, "wattprobe_self_tick_seconds") == 0.002
     assert value(found, "wattprobe_self_processes_tracked") == 7
-    assert value(found, "wattprobe_self_peak_rss_bytes") == 30_000_000
+    assert value(found, "wattprobe_self_peak_rss_bytes") == 40_000_000
+    assert value(found, "wattprobe_self_memory_bytes") == 30_000_000
+    # The same values through prometheus_client's own registry.
+    native = registry(frame(), SeriesSettings())
+    assert native.get_sample_value("wattprobe_host_power_watts") == 60.0
+    assert native.get_sample_value("wattprobe_socket_energy_joules_total", {"socket": "1"}) == 210.0
     # Without --qemu and --containers, process series carry neither label.
     assert all(
         "vmname" not in lab and "container_id" not in lab for lab, _ in found["wattprobe_process_power_watts"]
@@ -136,19 +158,25 @@ def test_native_values_in_base_units():
 
 
 def test_estimated_figures_are_marked():
-    found = samples(render(frame(estimated=True), STATS, SeriesSettings()))
+    found = samples(frame(estimated=True), SeriesSettings())
     assert value(found, "wattprobe_sensor_info", estimated="true") == 1
 
 
 def test_scaphandre_names_units_and_labels():
     opts = SeriesSettings(naming="scaphandre", qemu=True, containers=True)
-    found = samples(render(frame(), STATS, opts))
+    found = samples(frame(), opts)
     assert value(found, "scaph_host_power_microwatts", value_source="powercap_rapl_psys") == 60e6
     assert value(found, "scaph_host_energy_microjoules") == 600e6
     assert value(found, "scaph_socket_power_microwatts", socket_id="0") == 20e6
     assert value(found, "scaph_socket_energy_microjoules", socket_id="1") == 210e6
-    assert value(found, "scaph_domain_power_microwatts", socket_id="1", domain_name="core") == 12e6
-    assert value(found, "scaph_domain_energy_microjoules", socket_id="1", domain_name="dram") == 50e6
+    assert (
+        value(found, "scaph_domain_power_microwatts", socket_id="1", domain_name="core", domain_id="0")
+        == 12e6
+    )
+    assert (
+        value(found, "scaph_domain_energy_microjoules", socket_id="1", domain_name="dram", domain_id="1")
+        == 50e6
+    )
     power = "scaph_process_power_consumption_microwatts"
     assert (
         value(found, power, pid="101", exe="app", cmdline="/usr/bin/app --serve", container_id=CONTAINER.id)
@@ -160,7 +188,8 @@ def test_scaphandre_names_units_and_labels():
     assert value(found, "scaph_process_memory_virtual_bytes", pid="101") == 101 * 8192
     assert value(found, "scaph_self_version") == pytest.approx(0.1)
     assert value(found, "scaph_self_cpu_usage_percent") == 2.0
-    assert value(found, "scaph_self_memory_bytes") == 30_000_000
+    assert value(found, "scaph_self_memory_bytes") == 30_000_000  # resident now, as Scaphandre's
+    assert value(found, "scaph_self_memory_virtual_bytes") == 90_000_000
     assert value(found, "scaph_self_topo_procs_nb") == 7
     labels = {lab["pid"]: lab for lab, _ in found[power]}
     assert set(labels["101"]) == {
@@ -179,24 +208,29 @@ def test_scaphandre_names_units_and_labels():
     assert not any(name.startswith("wattprobe_process_") for name in found)
 
 
-def test_scaphandre_energy_keeps_its_name_in_openmetrics_too():
-    metrics = render(frame(), STATS, SeriesSettings(naming="scaphandre"))
-
-    class Registry:
-        def collect(self):
-            return iter(metrics)
-
-    text = generate_openmetrics(Registry()).decode()
-    families = {f.name: f for f in parse_openmetrics(text)}
-    assert families["scaph_host_energy_microjoules"].type == "unknown"
-    assert families["scaph_host_energy_microjoules"].samples[0].value == 600e6
+def test_scaphandre_energy_is_a_counter_under_its_own_name_whatever_the_scraper_asks():
+    """Scaphandre serves text 0.0.4 with `# TYPE scaph_host_energy_microjoules counter` and samples of
+    that very name; OpenMetrics would need a _total suffix, so this naming never negotiates it."""
+    openmetrics = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    body, content_type = FrameCollector(lambda: frame(), SeriesSettings(naming="scaphandre")).exposition(
+        openmetrics
+    )
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+    text = body.decode()
+    assert "# TYPE scaph_host_energy_microjoules counter\n" in text
+    assert "# TYPE scaph_context_switches_total counter\n" in text  # (not ..._total_total)
+    assert '\nscaph_host_energy_microjoules{value_source="powercap_rapl_psys"} 6e+08\n' in text
+    families = {f.name: f for f in text_string_to_metric_families(text)}  # a parser that accepts it
+    assert families["scaph_host_energy_microjoules"].type == "counter"
     assert families["scaph_host_power_microwatts"].type == "gauge"
+    native_body, native_type = FrameCollector(lambda: frame(), SeriesSettings()).exposition(openmetrics)
+    assert native_type.startswith("application/openmetrics-text") and b"# EOF" in native_body
 
 
 def test_every_family_is_there_without_a_frame():
     """Before the first measurement the families exist, empty: names stay stable for dashboards."""
-    with_frame = {m.name for m in render(frame(), STATS, SeriesSettings())}
-    without = render(None, STATS, SeriesSettings())
+    with_frame = {m.name for m in render(frame(), SeriesSettings())}
+    without = render(None, SeriesSettings())
     assert {m.name for m in without} == with_frame
     assert not [
         m for m in without if m.samples and not m.name.startswith(("wattprobe_self", "wattprobe_build"))
@@ -213,7 +247,7 @@ def test_top_n_regex_and_off():
             f, SeriesSettings(max_top_consumers=3, process_regex=re.compile(r"--id [67]"))
         )
     ] == [206, 207]
-    found = samples(render(f, STATS, SeriesSettings(max_top_consumers=0)))
+    found = samples(f, SeriesSettings(max_top_consumers=0))
     assert "wattprobe_process_power_watts" not in found
     # Aggregates still cover every process when per-process series are off.
     assert found["wattprobe_cgroup_power_watts"]
@@ -230,7 +264,7 @@ def test_qemu_processes_always_get_series_with_qemu():
         301,
         300,
     ]
-    found = samples(render(f, STATS, SeriesSettings(max_top_consumers=1, qemu=True)))
+    found = samples(f, SeriesSettings(max_top_consumers=1, qemu=True))
     assert value(found, "wattprobe_process_power_watts", pid="300", vmname="vm-small") == 0.1
 
 
@@ -252,7 +286,7 @@ def test_vm_name(cmdline, name):
 def test_long_cmdline_is_truncated_and_escaped():
     nasty = 'run --arg "quoted" back\\slash\nnewline ' + "x" * 4000
     f = frame([consumer(400, 1.0, nasty)])
-    found = samples(render(f, STATS, SeriesSettings(cmdline_max_length=100)))
+    found = samples(f, SeriesSettings(cmdline_max_length=100))
     ((labels, watts),) = found["wattprobe_process_power_watts"]
     assert labels["cmdline"] == nasty[:100].replace("\n", " ") + "..."
     assert labels["cmdline"].startswith('run --arg "quoted" back\\slash newline')
@@ -263,5 +297,5 @@ def test_long_cmdline_is_truncated_and_escaped():
 def test_processes_with_the_same_labels_stay_distinct_series():
     """Two processes with one command line differ by pid: no duplicate series."""
     f = frame([consumer(500, 2.0, "/usr/bin/app"), consumer(501, 1.0, "/usr/bin/app")])
-    found = samples(render(f, STATS, SeriesSettings()))
+    found = samples(f, SeriesSettings())
     assert sorted(lab["pid"] for lab, _ in found["wattprobe_process_power_watts"]) == ["500", "501"]

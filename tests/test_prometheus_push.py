@@ -86,6 +86,9 @@ def test_push_survives_a_gateway_that_is_down_then_delivers(tmp_path: Path):
     assert float(host.rsplit(" ", 1)[1]) == pytest.approx(60.0, rel=0.15)
     (scaph_host,) = samples(text, "scaph_host_power_microwatts", "scaph")
     assert float(scaph_host.rsplit(" ", 1)[1]) == pytest.approx(60e6, rel=0.15)
+    # As Scaphandre pushes them, every series carries the host's name (the native ones need not).
+    hostname = f'hostname="{socket.gethostname()}"'
+    assert hostname in scaph_host and hostname not in host
     assert "Traceback" not in logs["native"].read_text()
 
 

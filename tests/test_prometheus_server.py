@@ -27,6 +27,32 @@ from tests.prometheus_support import (
 
 HOST_WATTS = 60.0
 MARKER = "wattprobe-prometheus-test-busy-child"
+# The queries of Scaphandre's own Grafana dashboards (docker-compose/dashboards/sample-dashboard.json,
+# docker-compose/grafana/sample-dashboard.json and docs_src/tutorials/grafana-kubernetes-dashboard.json in
+# hubblo-org/scaphandre), but those that name daemons this machine does not run (etcd, kubelet,
+# grafana-server, dockerd, scaphandre itself): every one must have data here, against --naming scaphandre.
+SCAPHANDRE_DASHBOARDS = (
+    "scaph_host_power_microwatts / 1000000",
+    "sum(scaph_process_power_consumption_microwatts) / 1000000",
+    "sum(scaph_domain_power_microwatts) / 1000000",
+    "sum(avg_over_time(scaph_host_power_microwatts[1h]))/1000000",
+    "scaph_host_disk_total_bytes",
+    "scaph_host_disk_available_bytes",
+    "scaph_host_load_avg_one",
+    "scaph_host_load_avg_five",
+    "scaph_host_load_avg_fifteen",
+    "scaph_socket_power_microwatts / 1000000",
+    "scaph_domain_power_microwatts / 1000000",
+    "scaph_self_cpu_usage_percent",
+    "scaph_self_memory_bytes",
+    "scaph_self_memory_virtual_bytes",
+    'scaph_process_power_consumption_microwatts{cmdline=~".*${process_filter}.*"}/1000000',
+    'scaph_process_cpu_usage_percentage{cmdline=~".*${process_filter}.*"}',
+    'scaph_process_memory_bytes{cmdline=~".*${process_filter}.*"}',
+    'scaph_process_memory_virtual_bytes{cmdline=~".*${process_filter}.*"}',
+    "scaph_host_power_microwatts",
+    "scaph_process_power_consumption_microwatts / 1000000 > 0.01",
+)
 # Grafana's variables, as the dashboard's defaults set them.
 DASHBOARD_VARIABLES = {
     "${process_filter}": "",
@@ -100,6 +126,11 @@ def test_prometheus_stores_host_power_and_a_busy_process(tmp_path: Path):
                 for variable, value in DASHBOARD_VARIABLES.items():
                     expr = expr.replace(variable, value)
                 results[expr] = query(base, expr)  # every dashboard query runs
+            scaphandre = {
+                expr: query(base, expr.replace("${process_filter}", MARKER)) for expr in SCAPHANDRE_DASHBOARDS
+            }
+            (energy,) = query(base, 'scaph_host_energy_microjoules{job="scaphandre"}')
+            metadata = json.loads(http_get(f"{base}/api/v1/metadata?metric=scaph_host_energy_microjoules")[2])
 
     assert abs(float(host["value"][1]) - HOST_WATTS) <= 0.01 * HOST_WATTS
     assert abs(float(scaph["value"][1]) / 1e6 - HOST_WATTS) <= 0.01 * HOST_WATTS
@@ -111,6 +142,11 @@ def test_prometheus_stores_host_power_and_a_busy_process(tmp_path: Path):
     assert scaph_child["metric"]["exe"].startswith("python")
     empty = [expr for expr, result in results.items() if not result and "container" not in expr]
     assert not empty, f"dashboard queries with no data: {empty}"
+    empty = [expr for expr, result in scaphandre.items() if not result]
+    assert not empty, f"Scaphandre's dashboard queries with no data: {empty}"
+    # Its energy counter keeps its name, and Prometheus knows it as a counter.
+    assert float(energy["value"][1]) > 0
+    assert [m["type"] for m in metadata["data"]["scaph_host_energy_microjoules"]] == ["counter"]
 
 
 SCRAPERS, SCRAPES_EACH = 100, 20

@@ -215,6 +215,7 @@ class AgentStats:
     """The agent's own cost, as of this Frame."""
 
     cpu_seconds: float = 0.0  # its user + system CPU time since it started
+    cpu_percent: float = 0.0  # of all CPUs, over the window
     peak_rss_bytes: int = 0
     rss_bytes: int = 0
     vsize_bytes: int = 0
@@ -243,6 +244,7 @@ class Frame:
     exes: tuple[Group, ...]
     agent: AgentStats = AgentStats()
     host: HostFacts | None = None
+    machine: MachineCpu | None = None  # the machine's counters at the end of the window
     socket_cpus: tuple[tuple[int, int], ...] = ()  # (socket id, its first logical cpu), where known
     # host power the cgroups do not explain: sum(cgroups) + this = host (None: not computed)
     unattributed_cgroup_watts: float | None = None

@@ -115,7 +115,8 @@ class Sampler:
         )
         frame = dataclasses.replace(
             frame,
-            agent=self._agent_stats(),
+            agent=self._agent_stats(frame.window_s, frame.n_cpus),
+            machine=now.machine,
             socket_cpus=self.socket_cpus,
             host=self.host.read() if self.host is not None else None,
         )
@@ -123,11 +124,14 @@ class Sampler:
         self.tick_seconds = time.perf_counter() - started
         return frame
 
-    def _agent_stats(self) -> AgentStats:
+    def _agent_stats(self, window_s: float, n_cpus: int) -> AgentStats:
         times = os.times()
+        cpu = times.user + times.system
+        used = cpu - (self.latest.agent.cpu_seconds if self.latest is not None else cpu)
         rss, vsize = self.procfs.own_memory()
         return AgentStats(
-            cpu_seconds=times.user + times.system,
+            cpu_seconds=cpu,
+            cpu_percent=100 * used / (window_s * n_cpus) if window_s > 0 and self.latest is not None else 0.0,
             peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             rss_bytes=rss,
             vsize_bytes=vsize,

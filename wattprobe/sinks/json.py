@@ -18,6 +18,7 @@ from wattprobe.errors import WattprobeError
 from wattprobe.options import count, regex
 from wattprobe.settings import option
 from wattprobe.sinks import Context, Fatal, Sink, options
+from wattprobe.sinks.catalogue import MICRO
 from wattprobe.sinks.files import OutputFile
 from wattprobe.sinks.selection import select_consumers
 
@@ -104,23 +105,23 @@ def document(frame: Frame, settings: Settings) -> dict[str, Any]:
     others = sum(c.watts for c in frame.consumers if id(c) not in listed)
     return {
         "host": {
-            "consumption": frame.host_watts * 1e6,
+            "consumption": frame.host_watts * MICRO,
             "timestamp": ts,
             "estimated": frame.estimated,
             "source": frame.host_source,
             "sensor": frame.sensor,
-            "unattributed_consumption": frame.unattributed_watts * 1e6,
-            "others_consumption": others * 1e6,
+            "unattributed_consumption": frame.unattributed_watts * MICRO,
+            "others_consumption": others * MICRO,
             "cpu_load": frame.cpu_load,
         },
         "consumers": [_consumer(c, ts, settings) for c in consumers],
         "sockets": [
             {
                 "id": s.id,
-                "consumption": s.watts * 1e6,
+                "consumption": s.watts * MICRO,
                 "timestamp": ts,
                 "domains": [
-                    {"name": d.name, "consumption": d.watts * 1e6, "timestamp": ts} for d in s.domains
+                    {"name": d.name, "consumption": d.watts * MICRO, "timestamp": ts} for d in s.domains
                 ],
             }
             for s in frame.sockets
@@ -134,8 +135,8 @@ def _consumer(c: Consumer, ts: float, settings: Settings) -> dict[str, Any]:
         "exe": c.info.exe,
         "cmdline": c.info.cmdline,
         "pid": c.info.pid,
-        "consumption": c.watts * 1e6,
-        "exited_consumption": c.exited_watts * 1e6,
+        "consumption": c.watts * MICRO,
+        "exited_consumption": c.exited_watts * MICRO,
         "timestamp": ts,
         "container": None
         if container is None or not settings.containers

@@ -18,14 +18,15 @@ import socket
 import ssl
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector
 
 from wattprobe import __version__
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.sinks.net import netloc
+
+if TYPE_CHECKING:
+    from wattprobe.sinks.promfamilies import FrameCollector
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class MetricsServer(ThreadingHTTPServer):
     # 5 drops SYNs when scrapers arrive together, and a dropped SYN costs its client 1, 3, 7 s and more
     # (retransmits) of latency. Linux caps the value at net.core.somaxconn, as Go servers do.
     request_queue_size = socket.SOMAXCONN
-    collector: Collector
+    collector: FrameCollector
     metrics_path = "/metrics"
     credentials: bytes | None = None  # b"user:password" when basic auth is on
     tls: ssl.SSLContext | None = None
@@ -194,9 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"404 not found\n", "text/plain; charset=utf-8", send_body)
 
     def _metrics(self, send_body: bool) -> None:
-        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
         try:
-            body = encoder(self.server.collector)
+            body, content_type = self.server.collector.exposition(self.headers.get("Accept", ""))
         except Exception as error:  # a bug must not take the agent down: this scrape fails, not the next
             log.error("scrape failed: %r", error, exc_info=log.isEnabledFor(logging.DEBUG))
             self._send(

@@ -87,15 +87,14 @@ class PushSink:
             self.context.check_hostname = False
             self.context.verify_mode = ssl.CERT_NONE
         self._frame: Frame | None = None
-        self._collector = FrameCollector(lambda: self._frame, settings)
+        hostname_label = hostname if settings.naming == "scaphandre" else None  # as Scaphandre pushes
+        self._collector = FrameCollector(lambda: self._frame, settings, hostname_label)
         self.delivery: Delivery[bytes] = Delivery(f"push to {self.url}", self._put, capacity=1)
         print(f"wattprobe: pushing to {self.url}", file=sys.stderr, flush=True)
 
     def write(self, frame: Frame) -> None:
-        from prometheus_client.exposition import generate_latest
-
         self._frame = frame
-        self.delivery.put([generate_latest(self._collector)])
+        self.delivery.put([self._collector.exposition()[0]])
 
     def close(self) -> None:
         self.delivery.close()

@@ -1,0 +1,353 @@
+"""Every metric wattprobe exports, declared once: its names, type, unit, help and labels.
+
+Two namings:
+- `native`: `wattprobe_*` in base units (watts, joules, seconds, bytes, ratios); counters end in `_total`.
+  Host facts that node_exporter already exports (load, memory, disks...) are not repeated.
+- `scaphandre`: Scaphandre 1.0's names, units and labels (µW, µJ, percent, `socket_id`, `domain_id`,
+  `exe` = the command name), so its dashboards and queries work unchanged. A family Scaphandre lacks
+  (unattributed power, per-executable, cgroup and container power) keeps its native name there too.
+
+`samples()` turns a Frame into every sample once; the Prometheus, Riemann and Warp 10 sinks render
+those samples, and the JSON sink takes its units from here. Labels follow one policy (`Labels`):
+the exe key, the command line cleaned and cut to a length, `vmname`, container labels.
+
+Left out of Scaphandre's set, with why: `scaph_{socket,domain}_rapl_mmio_energy_microjoules` (MMIO
+counters repeat the MSR ones, which wattprobe reads once), and the internal buffer statistics
+`scaph_self_topo_{stats,records}_nb`, `scaph_self_{socket,domain}_{stats,records}_nb` and
+`scaph_self_domain_records_nb` (wattprobe keeps no record buffers).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from wattprobe import __version__
+from wattprobe.core.model import Consumer, Container, Frame, ProcessInfo
+
+NAMINGS = ("native", "scaphandre")
+MICRO = 1e6  # Scaphandre's µW and µJ
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    native: str | None  # None: only in Scaphandre's naming
+    scaph: str | None  # None: Scaphandre has no such family (its native name is used there too)
+    kind: str  # gauge, counter or info
+    unit: str  # of its values: watts, joules, bytes, seconds, ratio, megahertz, or "" (a count)
+    help: str
+    scale: float = 1.0  # in Scaphandre's naming: the value times this (µW, µJ, percent)
+    integer: bool = False  # in Scaphandre's naming: an integer, as Scaphandre sends it (µJ, counts)
+    scaph_kind: str | None = None  # where Scaphandre types it otherwise (its totals are gauges)
+    in_scaph: bool = True  # without a Scaphandre name: written in its naming too, under the native one
+
+    def name(self, naming: str) -> str | None:
+        if naming != "scaphandre":
+            return self.native
+        return self.scaph or (self.native if self.in_scaph else None)
+
+    def kind_in(self, naming: str) -> str:
+        return self.scaph_kind or self.kind if naming == "scaphandre" and self.scaph else self.kind
+
+    def sample_name(self, naming: str) -> str:
+        """The name its samples carry: native counters end in _total, info families in _info."""
+        name = self.name(naming) or ""
+        kind = self.kind_in(naming)
+        if kind == "info":
+            return name + "_info"
+        if kind == "counter" and not (naming == "scaphandre" and self.scaph):
+            return name + "_total"
+        return name
+
+    def value_in(self, naming: str, value: float) -> float | int:
+        """A value (in the family's unit) as the naming writes it: in Scaphandre's, scaled, and an
+        integer where Scaphandre sends one."""
+        if naming != "scaphandre":
+            return float(value)
+        scaled = value * self.scale if self.scaph else value
+        return round(scaled) if self.integer else float(scaled)
+
+
+def _f(native: str | None, scaph: str | None, kind: str, unit: str, help: str, **more: object) -> Family:
+    return Family(native, scaph, kind, unit, help, **more)  # type: ignore[arg-type]
+
+
+# -- the families, in the order they are written -------------------------------------------------------
+HOST_POWER = _f("wattprobe_host_power_watts", "scaph_host_power_microwatts", "gauge", "watts",
+    "Power of the whole host over the window", scale=MICRO)  # fmt: skip
+HOST_ENERGY = _f("wattprobe_host_energy_joules", "scaph_host_energy_microjoules", "counter", "joules",
+    "Energy of the whole host since the agent started", scale=MICRO, integer=True)  # fmt: skip
+UNATTRIBUTED = _f("wattprobe_host_unattributed_power_watts", None, "gauge", "watts",
+    "Host power no process explains (idle CPUs, the kernel); processes + this = host")  # fmt: skip
+HOST_CPU = _f("wattprobe_host_cpu_usage_ratio", None, "gauge", "ratio", "Busy fraction of all CPUs (0..1)")
+WINDOW = _f("wattprobe_window_seconds", None, "gauge", "seconds",
+    "Length of the window the power figures average over")  # fmt: skip
+SENSOR = _f("wattprobe_sensor", None, "info", "",
+    "Where power comes from; estimated=true when it is modelled, not measured", integer=True)  # fmt: skip
+SOCKET_POWER = _f("wattprobe_socket_power_watts", "scaph_socket_power_microwatts", "gauge", "watts",
+    "Power of a CPU package over the window", scale=MICRO)  # fmt: skip
+SOCKET_ENERGY = _f("wattprobe_socket_energy_joules", "scaph_socket_energy_microjoules", "counter", "joules",
+    "Energy of a CPU package since the agent started", scale=MICRO, integer=True)  # fmt: skip
+DOMAIN_POWER = _f("wattprobe_domain_power_watts", "scaph_domain_power_microwatts", "gauge", "watts",
+    "Power of a RAPL domain of a socket (core, uncore, dram) over the window", scale=MICRO)  # fmt: skip
+DOMAIN_ENERGY = _f("wattprobe_domain_energy_joules", "scaph_domain_energy_microjoules", "counter", "joules",
+    "Energy of a RAPL domain since the agent started", scale=MICRO, integer=True)  # fmt: skip
+LOAD_1 = _f(None, "scaph_host_load_avg_one", "gauge", "", "Load average on 1 minute.")
+LOAD_5 = _f(None, "scaph_host_load_avg_five", "gauge", "", "Load average on 5 minutes.")
+LOAD_15 = _f(None, "scaph_host_load_avg_fifteen", "gauge", "", "Load average on 15 minutes.")
+CPU_FREQUENCY = _f(None, "scaph_host_cpu_frequency", "gauge", "megahertz",
+    "Global frequency of all the cpus. In MegaHertz")  # fmt: skip
+MEMORY_TOTAL = _f(None, "scaph_host_memory_total_bytes", "gauge", "bytes",
+    "Random Access Memory installed on the host, in bytes.")  # fmt: skip
+MEMORY_AVAILABLE = _f(None, "scaph_host_memory_available_bytes", "gauge", "bytes",
+    "Random Access Memory available to be re-used on the host, in bytes.")  # fmt: skip
+MEMORY_FREE = _f(None, "scaph_host_memory_free_bytes", "gauge", "bytes",
+    "Random Access Memory free to be used (not reused) on the host, in bytes.")  # fmt: skip
+SWAP_FREE = _f(None, "scaph_host_swap_free_bytes", "gauge", "bytes",
+    "Swap space free to be used on the host, in bytes.")  # fmt: skip
+SWAP_TOTAL = _f(
+    None, "scaph_host_swap_total_bytes", "gauge", "bytes", "Total swap space on the host, in bytes."
+)
+DISK_TOTAL = _f(None, "scaph_host_disk_total_bytes", "gauge", "bytes", "Total disk size, in bytes.")
+DISK_AVAILABLE = _f(None, "scaph_host_disk_available_bytes", "gauge", "bytes",
+    "Available disk space, in bytes.")  # fmt: skip
+FORKS = _f(None, "scaph_forks_since_boot_total", "counter", "",
+    "Number of forks that have occured since boot (number of processes to have existed so far).",
+    integer=True)  # fmt: skip
+RUNNING = _f(None, "scaph_processes_running_current", "gauge", "", "Number of processes currently running.",
+    integer=True)  # fmt: skip
+BLOCKED = _f(None, "scaph_processes_blocked_current", "gauge", "",
+    "Number of processes currently blocked waiting for I/O.", integer=True)  # fmt: skip
+CONTEXT_SWITCHES = _f(None, "scaph_context_switches_total", "counter", "",
+    "Number of context switches since boot.", integer=True)  # fmt: skip
+PROCESS_POWER = _f("wattprobe_process_power_watts", "scaph_process_power_consumption_microwatts", "gauge",
+    "watts", "A process's share of host power: host power x its share of all CPU time", scale=MICRO)  # fmt: skip
+PROCESS_EXITED_POWER = _f("wattprobe_process_exited_power_watts", None, "gauge", "watts",
+    "The part of a process's power that came from descendants that exited in the window (reaped into it)")  # fmt: skip
+PROCESS_CPU = _f("wattprobe_process_cpu_usage_ratio", "scaph_process_cpu_usage_percentage", "gauge", "ratio",
+    "CPU time consumed by the process, as a share of the capacity of all the CPU cores", scale=100)  # fmt: skip
+PROCESS_MEMORY = _f("wattprobe_process_memory_bytes", "scaph_process_memory_bytes", "gauge", "bytes",
+    "Physical RAM usage by the process, in bytes", integer=True)  # fmt: skip
+PROCESS_VIRTUAL = _f(None, "scaph_process_memory_virtual_bytes", "gauge", "bytes",
+    "Virtual RAM usage by the process, in bytes", integer=True)  # fmt: skip
+PROCESS_DISK_READ = _f(None, "scaph_process_disk_read_bytes", "gauge", "bytes",
+    "Data read on disk by the process since the last measurement, in bytes", integer=True)  # fmt: skip
+PROCESS_DISK_WRITE = _f(None, "scaph_process_disk_write_bytes", "gauge", "bytes",
+    "Data written on disk by the process since the last measurement, in bytes", integer=True)  # fmt: skip
+PROCESS_DISK_TOTAL_READ = _f("wattprobe_process_disk_read_bytes", "scaph_process_disk_total_read_bytes",
+    "counter", "bytes", "Total data read on disk by the process, in bytes", integer=True,
+    scaph_kind="gauge")  # fmt: skip
+PROCESS_DISK_TOTAL_WRITE = _f("wattprobe_process_disk_written_bytes", "scaph_process_disk_total_write_bytes",
+    "counter", "bytes", "Total data written on disk by the process, in bytes", integer=True,
+    scaph_kind="gauge")  # fmt: skip
+EXE_POWER = _f(
+    "wattprobe_exe_power_watts", None, "gauge", "watts", "Power of all processes of one executable"
+)
+CGROUP_POWER = _f(
+    "wattprobe_cgroup_power_watts", None, "gauge", "watts", "Power of all processes of one cgroup"
+)
+CONTAINER_POWER = _f("wattprobe_container_power_watts", None, "gauge", "watts",
+    "Power of all processes of one container")  # fmt: skip
+BUILD = _f("wattprobe_build", None, "info", "", "The agent's version", integer=True, in_scaph=False)
+VERSION = _f(None, "scaph_self_version", "gauge", "", "Version number of wattprobe represented as a float.")
+SELF_CPU_SECONDS = _f("wattprobe_self_cpu_seconds", None, "counter", "seconds", "CPU time the agent used",
+    in_scaph=False)  # fmt: skip
+SELF_CPU_PERCENT = _f(None, "scaph_self_cpu_usage_percent", "gauge", "",
+    "CPU time consumed by the agent, as a percentage of all CPUs, over the window")  # fmt: skip
+SELF_MEMORY = _f("wattprobe_self_memory_bytes", "scaph_self_memory_bytes", "gauge", "bytes",
+    "Resident set size of the agent, in bytes.", integer=True)  # fmt: skip
+SELF_VIRTUAL = _f(None, "scaph_self_memory_virtual_bytes", "gauge", "bytes",
+    "Virtual memory size of the agent, in bytes.", integer=True)  # fmt: skip
+SELF_PEAK_RSS = _f("wattprobe_self_peak_rss_bytes", None, "gauge", "bytes", "The agent's peak resident memory",
+    in_scaph=False)  # fmt: skip
+TICK_SECONDS = _f("wattprobe_self_tick_seconds", None, "gauge", "seconds",
+    "Duration of the agent's last measurement", in_scaph=False)  # fmt: skip
+TRACKED = _f("wattprobe_self_processes_tracked", "scaph_self_topo_procs_nb", "gauge", "",
+    "Number of processes monitored for the host.", integer=True)  # fmt: skip
+
+FAMILIES = tuple(v for v in list(globals().values()) if isinstance(v, Family))
+
+
+def families(naming: str) -> tuple[Family, ...]:
+    """The families a naming writes, in order (each written at every scrape, empty or not)."""
+    return tuple(f for f in FAMILIES if f.name(naming))
+
+
+# -- labels --------------------------------------------------------------------------------------------
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def cmdline_label(cmdline: str, limit: int) -> str:
+    """The first `limit` characters, with "..." when some were cut; control characters (newlines of a
+    `python -c` script) become spaces, so that regex matchers such as `cmdline=~".*nginx.*"` match."""
+    text = cmdline if len(cmdline) <= limit else cmdline[:limit] + "..."
+    return _CONTROL.sub(" ", text)
+
+
+def container_labels(container: Container | None) -> dict[str, str]:
+    if container is None:
+        return {}
+    labels = {
+        "container_id": container.id,
+        "container_runtime": container.runtime or "",
+        "container_scheduler": container.scheduler,
+    }
+    if container.pod_uid:
+        labels["kubernetes_pod_uid"] = container.pod_uid
+    return labels
+
+
+@dataclass(frozen=True, slots=True)
+class Labels:
+    """The label policy, one for every sink: which labels a process, socket or domain gets."""
+
+    naming: str = "native"
+    cmdline_max: int = 256
+    qemu: bool = False  # vmname on a QEMU guest's process
+    containers: bool = False  # container labels on a process
+    hostname: str | None = None  # a `hostname` label on every sample (Scaphandre's pushes carry one)
+
+    @property
+    def scaph(self) -> bool:
+        return self.naming == "scaphandre"
+
+    def process(self, info: ProcessInfo) -> dict[str, str]:
+        if self.scaph:  # Scaphandre's exe is the command name
+            labels = {"pid": str(info.pid), "exe": info.comm}
+        else:  # the exe key of the per-executable family, so the two join
+            labels = {"pid": str(info.pid), "exe": info.exe_key, "comm": info.comm}
+        labels["cmdline"] = cmdline_label(info.cmdline, self.cmdline_max)
+        if self.qemu and info.vm:
+            labels["vmname"] = info.vm
+        if self.containers:
+            labels |= container_labels(info.container)
+        return labels
+
+    def extra(self, labels: dict[str, str]) -> dict[str, str]:
+        """`labels` with those every sample carries."""
+        return labels if self.hostname is None else {**labels, "hostname": self.hostname}
+
+    def socket(self, socket: int) -> dict[str, str]:
+        return {"socket_id": str(socket)} if self.scaph else {"socket": str(socket)}
+
+    def domain(self, socket: int, name: str, domain_id: int) -> dict[str, str]:
+        if self.scaph:
+            return {"domain_name": name, "domain_id": str(domain_id), "socket_id": str(socket)}
+        return {"socket": str(socket), "domain": name}
+
+
+# -- samples -------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Sample:
+    family: Family
+    labels: dict[str, str]
+    value: float  # in the family's unit
+
+
+def samples(frame: Frame, consumers: Iterable[Consumer], labels: Labels) -> Iterator[Sample]:
+    """Every sample of a Frame in a naming, the per-process ones for `consumers` only."""
+    naming = labels.naming
+
+    def sample(family: Family, value: float, **named: str) -> Iterator[Sample]:
+        if family.name(naming):
+            yield Sample(family, labels.extra(named), value)
+
+    host = {"value_source": _value_source(frame)} if labels.scaph else {}
+    yield from sample(HOST_POWER, frame.host_watts, **host)
+    yield from sample(HOST_ENERGY, frame.host_energy_j, **host)
+    yield from sample(UNATTRIBUTED, frame.unattributed_watts)
+    yield from sample(HOST_CPU, frame.cpu_load)
+    yield from sample(WINDOW, frame.window_s)
+    estimated = "true" if frame.estimated else "false"
+    yield from sample(SENSOR, 1, sensor=frame.sensor, source=frame.host_source, estimated=estimated)
+    for s in frame.sockets:
+        yield from sample(SOCKET_POWER, s.watts, **labels.socket(s.id))
+        yield from sample(SOCKET_ENERGY, s.energy_j, **labels.socket(s.id))
+        for d in s.domains:
+            yield from sample(DOMAIN_POWER, d.watts, **labels.domain(s.id, d.name, d.id))
+            yield from sample(DOMAIN_ENERGY, d.energy_j, **labels.domain(s.id, d.name, d.id))
+    if frame.host is not None:
+        facts = frame.host
+        for family, value in zip((LOAD_1, LOAD_5, LOAD_15), facts.load_avg, strict=True):
+            yield from sample(family, value)
+        if facts.cpu_mhz is not None:
+            yield from sample(CPU_FREQUENCY, facts.cpu_mhz)
+        yield from sample(MEMORY_TOTAL, facts.memory_total_bytes)
+        yield from sample(MEMORY_AVAILABLE, facts.memory_available_bytes)
+        yield from sample(MEMORY_FREE, facts.memory_free_bytes)
+        yield from sample(SWAP_FREE, facts.swap_free_bytes)
+        yield from sample(SWAP_TOTAL, facts.swap_total_bytes)
+        for disk in facts.disks:
+            about = {
+                "disk_name": disk.name,
+                "disk_mount_point": disk.mount_point,
+                "disk_file_system": disk.file_system,
+                "disk_type": disk.kind,
+                "disk_is_removable": "true" if disk.removable else "false",
+            }
+            yield from sample(DISK_TOTAL, disk.total_bytes, **about)
+            yield from sample(DISK_AVAILABLE, disk.available_bytes, **about)
+    if frame.machine is not None:
+        yield from sample(FORKS, frame.machine.forks)
+        yield from sample(RUNNING, frame.machine.running)
+        yield from sample(BLOCKED, frame.machine.blocked)
+        yield from sample(CONTEXT_SWITCHES, frame.machine.context_switches)
+    for c in consumers:
+        named = labels.process(c.info)
+        yield from sample(PROCESS_POWER, c.watts, **named)
+        if c.exited_watts > 0:
+            yield from sample(PROCESS_EXITED_POWER, c.exited_watts, **named)
+        yield from sample(PROCESS_CPU, c.cpu_share, **named)
+        yield from sample(PROCESS_MEMORY, c.rss_bytes, **named)
+        yield from sample(PROCESS_VIRTUAL, c.vsize_bytes, **named)
+        if c.disk_io is not None:
+            yield from sample(PROCESS_DISK_READ, c.disk_io.read_delta, **named)
+            yield from sample(PROCESS_DISK_WRITE, c.disk_io.write_delta, **named)
+            yield from sample(PROCESS_DISK_TOTAL_READ, c.disk_io.read_bytes, **named)
+            yield from sample(PROCESS_DISK_TOTAL_WRITE, c.disk_io.write_bytes, **named)
+    for g in frame.exes:
+        yield from sample(EXE_POWER, g.watts, exe=g.key)
+    for g in frame.cgroups:
+        yield from sample(CGROUP_POWER, g.watts, cgroup=g.key)
+    for g in frame.containers:
+        yield from sample(CONTAINER_POWER, g.watts, **container_labels(g.container))
+    yield from agent_samples(frame, labels)
+
+
+def _value_source(frame: Frame) -> str:
+    """Scaphandre's name for where host power comes from."""
+    if frame.sensor != "powercap_rapl":
+        return frame.sensor
+    return "powercap_rapl_psys" if frame.host_source == "psys" else "powercap_rapl_pkg"
+
+
+def agent_samples(frame: Frame | None, labels: Labels) -> Iterator[Sample]:
+    """The agent's own figures (the version even without a Frame)."""
+    naming = labels.naming
+    for family, value, named in (
+        (BUILD, 1, {"version": __version__}),
+        (VERSION, version_number(__version__), {}),
+    ):
+        if family.name(naming):
+            yield Sample(family, labels.extra(named), value)
+    if frame is None:
+        return
+    agent = frame.agent
+    for family, value in (
+        (SELF_CPU_SECONDS, agent.cpu_seconds),
+        (SELF_CPU_PERCENT, agent.cpu_percent),
+        (SELF_MEMORY, agent.rss_bytes),
+        (SELF_VIRTUAL, agent.vsize_bytes),
+        (SELF_PEAK_RSS, agent.peak_rss_bytes),
+        (TICK_SECONDS, agent.tick_seconds),
+        (TRACKED, agent.processes_tracked),
+    ):
+        if family.name(naming):
+            yield Sample(family, labels.extra({}), value)
+
+
+def version_number(version: str) -> float:
+    """Scaphandre's float version: MAJOR.MINORPATCH (1.0.2 -> 1.02)."""
+    major, minor, patch = ([*re.findall(r"\d+", version), "0", "0"])[:3]
+    return float(f"{major}.{minor}{patch}")
