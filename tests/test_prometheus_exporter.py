@@ -146,6 +146,22 @@ def test_scaphandre_naming_passes_promtool_but_for_its_units(powercap: PowercapT
     assert all("_microjoules" in c for c in complaints)
 
 
+def test_scrapes_every_second_each_get_a_fresh_one_second_window(powercap: PowercapTree):
+    """Before: with the default minimum interval of 1 s, every other scrape of a Prometheus scraping every
+    second came a hair early and got the previous Frame (windows of 2 s, new values every 2 s)."""
+    with powercap.running(), exporter(powercap.root) as agent:
+        next_at = time.monotonic()
+        windows, energies = [], []
+        for i in range(6):
+            next_at += 1.0 - (0.02 if i % 2 else -0.02)  # Prometheus' jitter: a little early, a little late
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            found = scrape(agent.url)
+            windows.append(one(found, "wattprobe_window_seconds"))
+            energies.append(one(found, "wattprobe_host_energy_joules_total"))
+    assert len(set(energies)) == len(energies)  # a new measurement at every scrape
+    assert windows[1:] == pytest.approx([1.0] * 5, abs=0.1)
+
+
 def test_concurrent_scrapes_in_one_window_share_one_measurement(powercap: PowercapTree):
     with powercap.running(), exporter(powercap.root, "--min-interval", "30") as agent:
         time.sleep(0.3)

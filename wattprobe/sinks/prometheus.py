@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 NAME = "prometheus"
 HELP = "serve metrics for Prometheus to scrape (pull)"
 PULL = True  # measures when scraped; needs no step when it is the only output
-DEFAULT_MIN_INTERVAL = 1.0
+# Scrapes closer than this share one Frame. Well under a second, so that a Prometheus scraping every
+# second gets a new window at every scrape (its scrapes come a few ms early as often as late), while
+# scrapers that arrive together (an HA pair, a burst) still share one measurement.
+DEFAULT_MIN_INTERVAL = 0.25
 
 log = logging.getLogger(__name__)
 
