@@ -67,8 +67,13 @@ def key_pid(key: int) -> int:
     return key & ((1 << _PID_BITS) - 1)
 
 
-_SCHEDULER = {b"ctxt": "context_switches", b"processes": "forks", b"procs_running": "running"}
-_SCHEDULER[b"procs_blocked"] = "blocked"
+# /proc/stat's scheduler lines -> MachineCpu's fields.
+_SCHEDULER = {
+    b"ctxt": "context_switches",
+    b"processes": "forks",
+    b"procs_running": "running",
+    b"procs_blocked": "blocked",
+}
 
 
 def read_machine_cpu(root: str = "/proc") -> MachineCpu:
@@ -84,7 +89,7 @@ def read_machine_cpu(root: str = "/proc") -> MachineCpu:
     for line in lines:
         if line[:3] == b"cpu" and line[3:4].isdigit():
             n_cpus += 1
-        elif line[:1] in (b"c", b"p"):
+        else:
             key, _, value = line.partition(b" ")
             if key in _SCHEDULER and value.strip().isdigit():
                 counts[_SCHEDULER[key]] = int(value)
