@@ -1,8 +1,8 @@
 """What `wattprobe run` shows: a summary on stderr (rich), and an HTML report with a chart.
 
-The report is one file that needs nothing at view time: its chart is matplotlib's SVG, inline (text
-drawn as paths, so no font is fetched either), and a Content-Security-Policy forbids the page any
-request. Matplotlib rather than plotly: its SVG is a few tens of kB where plotly inlines 3 MB of
+The report is one file that needs nothing at view time: its chart is matplotlib's SVG, inline (its text
+as text, in the viewer's own sans-serif font), and a Content-Security-Policy forbids the page any
+request. Matplotlib rather than plotly: its SVG is a few tens of kB where plotly inlines several MB of
 JavaScript to draw two lines; the chart needs no interaction. matplotlib is the `report` extra and is
 imported only to write a report.
 """
@@ -119,7 +119,7 @@ def chart_svg(result: Result) -> str:
             command.append(step.command_w)
             host.append(step.host_w)
     est = " (estimated)" if t.estimated else ""
-    with rc_context({"svg.fonttype": "path", "svg.hashsalt": "wattprobe", "font.size": 9}):
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "wattprobe", "font.size": 9}):
         figure = Figure(figsize=(9, 3.6), layout="constrained")
         ax = figure.add_subplot()
         ax.plot(xs, host, color=HOST_COLOR, linewidth=1.5, label=f"host{est}")
