@@ -17,12 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.powercap_tree import PowercapTree
+from tests.run_support import REPO, WATTS, can_make_cgroups, vm_tree, wattprobe_run
 from wattprobe.carbon import COUNTRIES, WORLD_G_PER_KWH
-
-REPO = Path(__file__).resolve().parent.parent
-WATTS = 40.0
-TREE_WATTS = {(0, "package"): WATTS, (0, "core"): 25.0}  # a VM's tree: host power = the package's
 
 # Burns `own` s of CPU itself and `child` s in each of `children` short-lived children, prints a line,
 # writes its and its children's CPU time (s) to argv[1], and exits 3.
@@ -43,38 +39,9 @@ sys.exit(3)
 """
 
 
-def wattprobe_run(
-    tree_root: Path, *args: str, global_args: tuple[str, ...] = (), timeout: float = 60, **popen
-) -> subprocess.CompletedProcess:
-    """`wattprobe --vm [global_args] run ARGS` reading the tree at `tree_root`."""
-    return subprocess.run(
-        [sys.executable, "-m", "wattprobe", "--vm", *global_args, "run", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env={**os.environ, "SCAPHANDRE_POWERCAP_PATH": str(tree_root)},
-        **popen,
-    )
-
-
-def can_make_cgroups() -> bool:
-    """Whether this user may make a cgroup beside its own (root, or a delegated subtree)."""
-    from wattprobe.sources.cgroupfs import CgroupReader
-    from wattprobe.sources.owncgroup import CgroupUnavailable, OwnCgroup
-
-    try:
-        cgroup = OwnCgroup.make(CgroupReader(), f"wattprobe-test-{os.getpid()}")
-    except CgroupUnavailable:
-        return False
-    cgroup.remove()
-    return True
-
-
 @pytest.fixture
 def tree(tmp_path):
-    tree = PowercapTree(tmp_path / "vm-tree", TREE_WATTS, start_uj=1_000_000_000, max_uj=2**60)
-    with tree.running():
+    with vm_tree(tmp_path / "vm-tree") as tree:
         yield tree
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_run import WATTS, tree, wattprobe_run  # noqa: F401 (tree: a fixture)
+from tests.run_support import REPO, WATTS, vm_tree, wattprobe_run
 from wattprobe.report import COMMAND_COLOR, HOST_COLOR
 
 BURN = "import time\nend = time.process_time() + 1.0\nwhile time.process_time() < end: pass"
@@ -43,9 +43,12 @@ def browse(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProces
 
 
 @pytest.fixture
-def report(tree, tmp_path) -> Path:  # noqa: F811
+def report(tmp_path) -> Path:
     page = tmp_path / "report.html"
-    result = wattprobe_run(tree.root, "-s", "0.25", "--report", str(page), "--", sys.executable, "-c", BURN)
+    with vm_tree(tmp_path / "vm-tree") as tree:
+        result = wattprobe_run(
+            tree.root, "-s", "0.25", "--report", str(page), "--", sys.executable, "-c", BURN
+        )
     assert result.returncode == 0, result.stderr
     return page
 
@@ -68,7 +71,7 @@ def test_an_estimated_run_is_marked_in_the_report(tmp_path):
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
     text = page.read_text()
