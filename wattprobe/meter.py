@@ -33,7 +33,9 @@ REAPED = "(processes that ended; the rest of their time, reaped by wattprobe)"
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One window: its end (seconds since the start), its length, the command's and the host's power."""
+    """One window: its end (seconds since the start), its length, the command's and the host's power
+    (each an average over the window: the command's over the scans' window, the host's over the
+    sensor's, the same within a few ms)."""
 
     t_s: float
     window_s: float
@@ -56,7 +58,7 @@ class Tally:
 
     energy_j: float
     host_energy_j: float
-    duration_s: float  # the windows measured, end to end
+    duration_s: float  # the sensor's windows, end to end: host_energy_j / duration_s is the host's power
     cpu_seconds: float
     sensor: str
     estimated: bool
@@ -123,7 +125,7 @@ class Meter:
         self._carry_ns = 0.0
         self._steps: list[Step] = []
         self._processes: dict[tuple[int, str, str], list[float]] = {}  # -> [joules, cpu ns]
-        self._energy_j = self._host_j = self._cpu_ns = 0.0
+        self._energy_j = self._host_j = self._cpu_ns = self._duration_s = 0.0
         self._by = {"cgroup": 0, "process tree": 0}
         self._skipped = 0
         self._sensor = sampler.sensor.name
@@ -167,7 +169,7 @@ class Meter:
         return Tally(
             energy_j=self._energy_j,
             host_energy_j=self._host_j,
-            duration_s=sum(s.window_s for s in self._steps),
+            duration_s=self._duration_s,
             cpu_seconds=self._cpu_ns / 1e9,
             sensor=self._sensor,
             estimated=self._estimated,
@@ -190,6 +192,11 @@ class Meter:
         return used
 
     def _add(self, frame: Frame, prev: Snapshot, now: Snapshot, overhead_ns: int) -> None:
+        # CPU times come from the scans, host energy from the sensor's reads a moment before each:
+        # two windows that differ by a few ms, more on a loaded machine. The command's share holds
+        # over the scans' window, so its energy is its power over that window (host power x share),
+        # whatever the sensor's window: host power x its CPU time / the number of CPUs.
+        scan_s = (now.t_ns - prev.t_ns) / 1e9
         machine_ns = frame.n_cpus * (now.t_ns - prev.t_ns)
         members = self.sampler.procfs.descendants(self.root)
         tree_w = tree_ns = 0.0
@@ -213,7 +220,7 @@ class Meter:
             tree_w += watts
             tree_ns += ns
             entry = self._processes.setdefault(key, [0.0, 0.0])
-            entry[0] += watts * frame.window_s
+            entry[0] += watts * scan_s
             entry[1] += ns
         command_w, cpu_ns = tree_w, tree_ns
         counted = self._counted(prev, now)
@@ -225,13 +232,14 @@ class Meter:
             self._by["cgroup"] += 1
         else:
             self._by["process tree"] += 1
-        self._energy_j += command_w * frame.window_s
+        self._energy_j += command_w * scan_s
         self._host_j += frame.host_watts * frame.window_s
+        self._duration_s += frame.window_s
         self._cpu_ns += cpu_ns
         self._estimated = self._estimated or frame.estimated
         self._sensor, self._host_source, self._n_cpus = frame.sensor, frame.host_source, frame.n_cpus
         first = self._first if self._first is not None else prev
-        self._steps.append(Step((now.t_ns - first.t_ns) / 1e9, frame.window_s, command_w, frame.host_watts))
+        self._steps.append(Step((now.t_ns - first.t_ns) / 1e9, scan_s, command_w, frame.host_watts))
 
     def _counted(self, prev: Snapshot, now: Snapshot) -> int | None:
         """The cgroup's CPU ns over the window, when its counter was read at both ends."""
