@@ -96,6 +96,21 @@ def test_children_of_the_block_count_and_the_measuring_does_not(vm):
     assert 0 < m["overhead_cpu_s"] < 0.05 * m["duration_s"], m
 
 
+def test_a_sleeping_block_gets_none_of_the_samplers_time(vm):
+    m = measured(
+        vm,
+        """
+        with wattprobe.measure(vm=True, step=0.05) as m:
+            time.sleep(1.5)
+        figures(m)
+        """,
+    )
+    # Thirty ticks of the sampler's thread ran in the process, and are left out, to within the
+    # rounding of the first window, which the kernel gives in 10 ms ticks for a multi-threaded process.
+    assert m["overhead_cpu_s"] > 0.03, m
+    assert m["cpu_seconds"] <= 0.025, m
+
+
 def test_a_decorated_function_is_measured_at_each_call(vm):
     m = measured(
         vm,

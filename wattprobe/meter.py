@@ -120,6 +120,7 @@ class Meter:
         self.top_n = top
         self._exclude_thread = exclude_thread
         self._thread_ns = 0
+        self._excluded_ns = 0  # the measuring thread's time, not yet taken out of the process's
         self._snap: Snapshot | None = None
         self._first: Snapshot | None = None
         self._carry_ns = 0.0
@@ -199,12 +200,17 @@ class Meter:
         scan_s = (now.t_ns - prev.t_ns) / 1e9
         machine_ns = frame.n_cpus * (now.t_ns - prev.t_ns)
         members = self.sampler.procfs.descendants(self.root)
+        # A multi-threaded process is read when its stat ticks moved: the time of the sampler's
+        # thread can come in one window for several, so what is to be left out waits for it.
+        self._excluded_ns += overhead_ns
         tree_w = tree_ns = 0.0
         for consumer in frame.consumers:
             pid = consumer.info.pid
             if pid == self.root:
                 if self.root_counts:
-                    ns = max(consumer.cpu_ns - overhead_ns, 0)
+                    left_out = min(self._excluded_ns, consumer.cpu_ns)
+                    self._excluded_ns -= left_out
+                    ns = consumer.cpu_ns - left_out
                     watts = consumer.watts * ns / consumer.cpu_ns if consumer.cpu_ns > 0 else 0.0
                     key = (pid, consumer.info.exe, consumer.info.cmdline)
                 else:
