@@ -84,10 +84,18 @@ class Tally:
         return self.host_energy_j / self.duration_s if self.duration_s > 0 else None
 
     def _peak(self, watts: str) -> float | None:
-        # A window cut short by the end of the command (or a first one) averages over a few ms, where
-        # a counter's granularity is a large error: peaks come from whole steps when there are any.
-        whole = [s for s in self.steps if s.window_s >= self.step_s / 2] or list(self.steps)
-        return max((getattr(s, watts) for s in whole), default=None)
+        """The highest step average. A window cut short (by the command's end, mostly) averages over
+        so little time that a counter's granularity is a large error: it is merged with the window
+        before it, so that the peak is never below the average either."""
+        merged: list[list[float]] = []  # [joules, seconds]
+        for step in self.steps:
+            joules = getattr(step, watts) * step.window_s
+            if merged and step.window_s < self.step_s / 2:
+                merged[-1][0] += joules
+                merged[-1][1] += step.window_s
+            else:
+                merged.append([joules, step.window_s])
+        return max((j / s for j, s in merged if s > 0), default=None)
 
     @property
     def peak_power_w(self) -> float | None:
@@ -212,13 +220,13 @@ class Meter:
                     self._excluded_ns -= left_out
                     ns = consumer.cpu_ns - left_out
                     watts = consumer.watts * ns / consumer.cpu_ns if consumer.cpu_ns > 0 else 0.0
-                    key = (pid, consumer.info.exe, consumer.info.cmdline)
+                    key = (pid, consumer.info.exe, consumer.info.cmdline or f"[{consumer.info.comm}]")
                 else:
                     ns, watts = consumer.exited_cpu_ns, consumer.exited_watts
                     key = (0, "", REAPED)
             elif pid in members:
                 ns, watts = consumer.cpu_ns, consumer.watts
-                key = (pid, consumer.info.exe, consumer.info.cmdline)
+                key = (pid, consumer.info.exe, consumer.info.cmdline or f"[{consumer.info.comm}]")
             else:
                 continue
             if ns <= 0 and watts <= 0:

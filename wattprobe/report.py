@@ -87,14 +87,16 @@ def print_summary(result: Result, console: Console | None = None) -> None:
     from rich.table import Table
 
     console = console or Console(stderr=True, highlight=False, soft_wrap=False)
-    table = Table(title=f"wattprobe run: {_command(result)}", show_header=False, box=box.SIMPLE)
+    table = Table(
+        title=f"wattprobe run: {_command(result)}", title_justify="left", show_header=False, box=box.SIMPLE
+    )
     table.add_column(style="bold")
     table.add_column()
     for what, value in summary_rows(result):
         table.add_row(what, value)
     console.print(table)
     if result.tally.top:
-        top = Table(title="top processes of the command by energy", box=box.SIMPLE)
+        top = Table(title="top processes of the command by energy", title_justify="left", box=box.SIMPLE)
         for name in ("energy", "CPU s", "pid", "command"):
             top.add_column(name, justify="right" if name != "command" else "left")
         for p in result.tally.top[:5]:
