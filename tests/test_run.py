@@ -283,3 +283,10 @@ def test_an_unwritable_output_stops_before_the_command_runs(tree, tmp_path):
     result = wattprobe_run(tree.root, "--report", str(target), "--", "touch", str(ran))
     assert "cannot write" in one_line(result, 1)
     assert not ran.exists()
+
+
+def test_the_summary_shows_command_lines_as_they_are(tree):
+    """Brackets in a command line are text, not terminal markup."""
+    result = wattprobe_run(tree.root, "--", "sh", "-c", ": [bold]x[/bold] [cc1]")
+    assert result.returncode == 0, result.stderr
+    assert "[bold]x[/bold] [cc1]" in result.stderr

@@ -84,16 +84,20 @@ def print_summary(result: Result, console: Console | None = None) -> None:
     """The summary as a table, on stderr."""
     from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console(stderr=True, highlight=False, soft_wrap=False)
     table = Table(
-        title=f"wattprobe run: {_command(result)}", title_justify="left", show_header=False, box=box.SIMPLE
+        title=f"wattprobe run: {escape(_command(result))}",
+        title_justify="left",
+        show_header=False,
+        box=box.SIMPLE,
     )
     table.add_column(style="bold")
     table.add_column()
     for what, value in summary_rows(result):
-        table.add_row(what, value)
+        table.add_row(what, escape(value))
     console.print(table)
     if result.tally.top:
         top = Table(title="top processes of the command by energy", title_justify="left", box=box.SIMPLE)
