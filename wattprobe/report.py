@@ -105,7 +105,10 @@ def print_summary(result: Result, console: Console | None = None) -> None:
             top.add_column(name, justify="right" if name != "command" else "left")
         for p in result.tally.top[:5]:
             top.add_row(
-                joules(p.energy_j), f"{p.cpu_seconds:.2f}", str(p.pid or ""), one_line(p.cmdline or p.exe)
+                joules(p.energy_j),
+                f"{p.cpu_seconds:.2f}",
+                str(p.pid or ""),
+                escape(one_line(p.cmdline or p.exe)),
             )
         console.print(top)
 
