@@ -1,8 +1,8 @@
 """The same command under `wattprobe run` and under CodeCarbon 3.x: what each costs and what each says.
 
     python benchmarks/versus_codecarbon.py                  # makes a throwaway venv with codecarbon
-    python benchmarks/versus_codecarbon.py --python /tmp/cc/bin/python --seconds 20
-    python benchmarks/versus_codecarbon.py --out /tmp/x.md  # default docs/measuring-a-command.md
+    python benchmarks/versus_codecarbon.py --python VENV/bin/python --seconds 20   # a venv you made
+    python benchmarks/versus_codecarbon.py --only api --out FILE.md  # default docs/measuring-a-command.md
 
 CodeCarbon is no dependency of wattprobe: without `--python`, this makes a venv in a temporary folder
 and installs `codecarbon>=3,<4` from PyPI into it. CodeCarbon has no `-- COMMAND` form, so a small
