@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests run for real (a Prometheus server, a Pushgateway).
-APT_PACKAGES=(prometheus prometheus-pushgateway)
+# Debian packages the tests run for real (a Prometheus server, a Pushgateway, a browser that renders
+# wattprobe run's HTML report).
+APT_PACKAGES=(prometheus prometheus-pushgateway chromium)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

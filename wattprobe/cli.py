@@ -25,6 +25,7 @@ TOOLS = (
     "wattprobe.commands.powerapi_validate",
     "wattprobe.commands.powerspy2",
     "wattprobe.commands.powerspy2_emulator",
+    "wattprobe.commands.run",
 )
 
 

@@ -48,6 +48,13 @@ class Sampler:
         self._carry = Carry()  # attribution's state from one window to the next
         self._lock = threading.Lock()
 
+    @property
+    def last_snapshot(self) -> Snapshot | None:
+        """The snapshot the next window starts from: the baseline, or where the last Frame ended (None
+        before a baseline). A caller that reads counters of its own at each tick can tell from it a
+        skipped sample (unchanged) from a new baseline (changed, and tick() gave no Frame)."""
+        return self._prev
+
     def snapshot(self, energy: EnergyReading) -> Snapshot:
         """`energy` and the CPU times of the machine and its processes, now."""
         machine, tasks = self.procfs.scan()

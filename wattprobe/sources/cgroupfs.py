@@ -74,6 +74,22 @@ class CgroupReader:
             found.append(path)
         return tuple(found)
 
+    def watch(self, path: str, *, v2: bool) -> bool:
+        """Read the counter of the cgroup at `path` (in the v2 hierarchy, else v1's cpuacct) at every
+        scan from now on, whether or not its processes appear in a Frame: a command's own cgroup is
+        measured from its first process. False when this reader has no such hierarchy."""
+        base = self.v2 if v2 else self.v1
+        if base is None:
+            return False
+        if path not in self._counters:
+            self._counters[path] = _Counter(f"{base}{path}/{'cpu.stat' if v2 else 'cpuacct.usage'}", v2)
+        self.track((path,))
+        return True
+
+    def unwatch(self, path: str) -> None:
+        """Stop what `watch` started (the cgroup is about to be removed)."""
+        self.untrack((path,))
+
     def track(self, paths: tuple[str, ...]) -> None:
         for path in paths:
             counter = self._counters[path]

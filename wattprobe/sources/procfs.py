@@ -651,6 +651,17 @@ class ProcfsReader:
         )
         return info, counters
 
+    def descendants(self, pid: int) -> set[int]:
+        """The pids of the live processes below `pid` (its children, theirs, ...) at the last scan."""
+        found: set[int] = set()
+        stack = [pid]
+        while stack:
+            for task in self._kids.get(stack.pop(), {}).values():
+                if task.pid not in found:
+                    found.add(task.pid)
+                    stack.append(task.pid)
+        return found
+
     @property
     def tracked(self) -> int:
         """Processes tracked at the last scan."""

@@ -1,0 +1,202 @@
+"""`wattprobe run [-o FILE.json] [-s STEP] [--report FILE.html] -- COMMAND [ARGS...]`: the energy of one
+command, its whole process tree, next to the host's over the same time.
+
+The command runs as wattprobe's child (`commands.child`: stdin, stdout and stderr its own, signals
+forwarded, its exit status passed on), in a cgroup of its own where one can be made
+(`sources.owncgroup`), with wattprobe as the subreaper of its tree. The measurement is the real
+Sampler, driven here rather than by the runner: the runner's loop sleeps a step at a time and ends
+on a timeout, where this one must wake for signals and end at the command's exit, with a last window
+closed right then. A `meter.Meter` adds up the command's share of each Frame; what wattprobe says
+goes to stderr (a summary at the end), never into the command's stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from wattprobe import settings
+from wattprobe.carbon import CarbonSettings
+from wattprobe.commands import wiring
+from wattprobe.commands.child import Child, become_subreaper
+from wattprobe.errors import UsageError, WattprobeError
+from wattprobe.meter import Meter
+from wattprobe.options import positive
+from wattprobe.result import Result
+from wattprobe.settings import option
+from wattprobe.sources import SourceSettings
+from wattprobe.sources.owncgroup import CgroupUnavailable, OwnCgroup
+
+NAME = "run"
+HELP = "run a command and measure its energy (its whole process tree) and the host's"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    output: str | None = option(
+        None, "-o", "--output", metavar="FILE.json", help="write the figures, timeline included, as JSON"
+    )
+    step: float = option(1.0, "-s", "--step", parse=positive, help="seconds between measurements (default 1)")
+    report: str | None = option(
+        None,
+        "--report",
+        metavar="FILE.html",
+        help="write a self-contained HTML report with a chart of the power over time (needs wattprobe[report])",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    settings.add_options(parser, RunSettings)
+    settings.add_options(parser, CarbonSettings)
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
+
+
+def run(args: argparse.Namespace) -> int:
+    argv = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not argv:
+        raise UsageError("no command to run: wattprobe run [OPTIONS] -- COMMAND [ARGS...]")
+    options = settings.from_namespace(RunSettings, args)
+    carbon = settings.from_namespace(CarbonSettings, args)
+    sources = settings.from_namespace(SourceSettings, args)
+    for path in (options.output, options.report):
+        if path is not None:
+            _check_writable(path)
+    if options.report is not None:
+        from wattprobe import report
+
+        report.check_available()
+    with Child(argv) as child:  # signals blocked before any thread of the sensor's starts
+        result = _measure(child, sources, options, carbon)
+    return _publish(result, options)
+
+
+def _measure(child: Child, sources: SourceSettings, options: RunSettings, carbon: CarbonSettings) -> Result:
+    sampler = wiring.open_sampler(sources)
+    cgroup = None
+    try:
+        try:
+            cgroup = OwnCgroup.make(
+                sampler.procfs.cgroups, f"wattprobe-run-{os.getpid()}", sources.procfs_root
+            )
+            sampler.procfs.cgroups.watch(cgroup.path, v2=cgroup.v2)
+        except CgroupUnavailable as why:
+            log.warning(
+                "no cgroup of its own for the command (%s): measuring its process tree and the time of "
+                "its exited children instead",
+                why,
+            )
+        if not become_subreaper():
+            log.warning("cannot become the subreaper of the command: its orphans' time is not counted")
+        me = os.getpid()
+        meter = Meter(
+            sampler, me, step_s=options.step, root_counts=False, cgroup=cgroup.path if cgroup else None
+        )
+        meter.start()
+        cgroup = _start(child, cgroup, meter)
+        due = time.monotonic() + options.step
+        while not child.wait(due - time.monotonic()):
+            now = time.monotonic()
+            if now >= due:
+                meter.tick()
+                due = max(due + options.step, now + options.step / 10)
+        tally = meter.finish()
+        still = tuple(sorted(sampler.procfs.descendants(me)))
+    finally:
+        if cgroup is not None:
+            sampler.procfs.cgroups.unwatch(cgroup.path)
+            problem = cgroup.remove()
+            if problem:
+                log.warning("%s", problem)
+        sampler.close()
+    if still:
+        log.warning(
+            "%d process(es) the command started still run (pid %s): measured until the command ended",
+            len(still),
+            ", ".join(map(str, still[:10])),
+        )
+    return Result(
+        tally,
+        carbon.intensity,
+        tuple(child.argv),
+        child.exit_code,
+        child.signal,
+        _own_cpu_seconds(),
+        still,
+    )
+
+
+def _start(child: Child, cgroup: OwnCgroup | None, meter: Meter) -> OwnCgroup | None:
+    """Start the command in its cgroup; where it cannot join it, in none (it has not run yet)."""
+    if cgroup is None:
+        child.start()
+        return None
+    try:
+        child.start(cgroup.enter)
+        return cgroup
+    except subprocess.SubprocessError:
+        log.warning(
+            "the command cannot join the cgroup %s: measuring its process tree and the time of its "
+            "exited children instead",
+            cgroup.directory,
+        )
+        meter.sampler.procfs.cgroups.unwatch(cgroup.path)
+        cgroup.remove()
+        meter.cgroup = None
+        child.start()
+        return None
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _publish(result: Result, options: RunSettings) -> int:
+    """The summary on stderr, the files asked for; the command's exit status (1 if it succeeded
+    and a file could not be written)."""
+    from wattprobe import report
+
+    report.print_summary(result)
+    status = result.exit_code if result.exit_code is not None else 1
+    try:
+        if options.output is not None:
+            _write(options.output, json.dumps(result.to_json(), indent=2) + "\n")
+        if options.report is not None:
+            _write(options.report, report.html(result))
+    except WattprobeError as error:
+        print(f"wattprobe: error: {error}", file=sys.stderr)
+        return status or 1
+    return status
+
+
+def _check_writable(path: str) -> None:
+    """Fail before the command runs, not after, when a file asked for cannot be written."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise WattprobeError(f"cannot write {path}: it is a directory")
+    if not os.path.isdir(directory):
+        raise WattprobeError(f"cannot write {path}: no directory {directory}")
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise WattprobeError(f"cannot write {path}: permission denied")
+
+
+def _write(path: str, text: str) -> None:
+    """Write whole or not at all: to a temporary file beside it, renamed over it."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise WattprobeError(f"cannot write {path}: {error.strerror}") from None

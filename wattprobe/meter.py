@@ -1,0 +1,262 @@
+"""One process tree's energy: its share of host energy, window by window, from the sampler's Frames.
+
+`wattprobe run` and `wattprobe.measure()` both measure with the real Sampler (its counter guard, the
+time of exited children reaped into their parents, cgroup counters) and add up what a Frame gives
+the processes of one tree: a window's command power is host power x the tree's CPU time / the
+machine's CPU time (all CPUs), integrated over the window. The tree's CPU time is, by preference:
+
+- **its cgroup's counter** (`cgroup`), exact to the µs with every process that ran in it, exited
+  ones included; capped at the machine's time in one window, the excess (scan timing) carried to the
+  next;
+- else **its processes** (`root` and every live process below it at each scan), each with the time
+  of its descendants that exited in the window. The root itself counts whole (`root_counts`: the
+  API's calling process), or only for the children it reaped (`wattprobe run`, the subreaper whose
+  own work is the measuring).
+
+What `exclude_thread` names (the API's sampler thread, in the measured process) is taken out.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from wattprobe.core.model import Frame, Snapshot
+from wattprobe.core.sampler import Sampler
+
+# Tries, this far apart, to close the last window when its energy has not moved yet (a window of a
+# few ms: RAPL moves every ~1 ms, a VM's tree when its host writes it).
+FINISH_TRIES = 20
+FINISH_PAUSE_S = 0.01
+REAPED = "(processes that ended; the rest of their time, reaped by wattprobe)"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One window: its end (seconds since the start), its length, the command's and the host's power
+    (each an average over the window: the command's over the scans' window, the host's over the
+    sensor's, the same within a few ms)."""
+
+    t_s: float
+    window_s: float
+    command_w: float
+    host_w: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessEnergy:
+    pid: int
+    exe: str
+    cmdline: str
+    energy_j: float
+    cpu_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What a Meter found over the whole measurement."""
+
+    energy_j: float
+    host_energy_j: float
+    duration_s: float  # the sensor's windows, end to end: host_energy_j / duration_s is the host's power
+    cpu_seconds: float
+    sensor: str
+    estimated: bool
+    host_source: str
+    n_cpus: int
+    step_s: float
+    started_at: float  # Unix time of the first snapshot
+    measured_by: str  # "cgroup", "process tree", or "cgroup and process tree" (a counter missing for a while)
+    steps: tuple[Step, ...]
+    top: tuple[ProcessEnergy, ...]
+    skipped: int  # new baselines mid-run (a counter reset): energy in such a gap is unknown
+
+    @property
+    def share(self) -> float | None:
+        return self.energy_j / self.host_energy_j if self.host_energy_j > 0 else None
+
+    @property
+    def average_power_w(self) -> float | None:
+        return self.energy_j / self.duration_s if self.duration_s > 0 else None
+
+    @property
+    def host_average_power_w(self) -> float | None:
+        return self.host_energy_j / self.duration_s if self.duration_s > 0 else None
+
+    def _peak(self, watts: str) -> float | None:
+        """The highest step average. A window cut short (by the command's end, mostly) averages over
+        so little time that a counter's granularity is a large error: it is merged with the window
+        before it, so that the peak is never below the average either."""
+        merged: list[list[float]] = []  # [joules, seconds]
+        for step in self.steps:
+            joules = getattr(step, watts) * step.window_s
+            if merged and step.window_s < self.step_s / 2:
+                merged[-1][0] += joules
+                merged[-1][1] += step.window_s
+            else:
+                merged.append([joules, step.window_s])
+        return max((j / s for j, s in merged if s > 0), default=None)
+
+    @property
+    def peak_power_w(self) -> float | None:
+        return self._peak("command_w")
+
+    @property
+    def host_peak_power_w(self) -> float | None:
+        return self._peak("host_w")
+
+
+class Meter:
+    """Adds up one tree's energy from each Frame of `sampler`; `start()`, `tick()`..., `finish()`."""
+
+    def __init__(
+        self,
+        sampler: Sampler,
+        root: int,
+        *,
+        step_s: float,
+        root_counts: bool,
+        cgroup: str | None = None,
+        exclude_thread: bool = False,
+        top: int = 10,
+    ) -> None:
+        self.sampler = sampler
+        self.root = root
+        self.step_s = step_s
+        self.root_counts = root_counts
+        self.cgroup = cgroup
+        self.top_n = top
+        self._exclude_thread = exclude_thread
+        self._thread_ns = 0
+        self._excluded_ns = 0  # the measuring thread's time, not yet taken out of the process's
+        self._snap: Snapshot | None = None
+        self._first: Snapshot | None = None
+        self._carry_ns = 0.0
+        self._steps: list[Step] = []
+        self._processes: dict[tuple[int, str, str], list[float]] = {}  # -> [joules, cpu ns]
+        self._energy_j = self._host_j = self._cpu_ns = self._duration_s = 0.0
+        self._by = {"cgroup": 0, "process tree": 0}
+        self._skipped = 0
+        self._sensor = sampler.sensor.name
+        self._estimated = sampler.sensor.estimated
+        self._host_source = ""
+        self._n_cpus = 0
+
+    def start(self) -> None:
+        """The baseline: the measurement starts here."""
+        self.tick()
+
+    def tick(self) -> Frame | None:
+        """A sampler tick; its Frame, if any, added to the tallies."""
+        frame = self.sampler.tick()
+        overhead = self._own_thread_ns()
+        snap = self.sampler.last_snapshot
+        if snap is None or snap is self._snap:
+            return frame  # no baseline yet, or a skipped sample: the window goes on
+        prev, self._snap = self._snap, snap
+        if self._first is None:
+            self._first = snap
+        if frame is None or prev is None:  # a baseline: a first one, or anew after a counter reset
+            self._skipped += prev is not None
+            return frame
+        self._add(frame, prev, snap, overhead)
+        return frame
+
+    def finish(self) -> Tally:
+        """Close the last window (now) and return the tallies."""
+        for _ in range(FINISH_TRIES):
+            before = self._snap
+            self.tick()
+            if self._snap is not before or before is None:
+                break
+            time.sleep(FINISH_PAUSE_S)
+        return self.tally()
+
+    def tally(self) -> Tally:
+        top = sorted(self._processes.items(), key=lambda item: item[1][0], reverse=True)[: self.top_n]
+        by = [name for name, windows in self._by.items() if windows]
+        return Tally(
+            energy_j=self._energy_j,
+            host_energy_j=self._host_j,
+            duration_s=self._duration_s,
+            cpu_seconds=self._cpu_ns / 1e9,
+            sensor=self._sensor,
+            estimated=self._estimated,
+            host_source=self._host_source,
+            n_cpus=self._n_cpus,
+            step_s=self.step_s,
+            started_at=self._first.wall if self._first is not None else time.time(),
+            measured_by=" and ".join(by) if by else ("cgroup" if self.cgroup else "process tree"),
+            steps=tuple(self._steps),
+            top=tuple(ProcessEnergy(pid, exe, cmd, j, ns / 1e9) for (pid, exe, cmd), (j, ns) in top),
+            skipped=self._skipped,
+        )
+
+    def _own_thread_ns(self) -> int:
+        """CPU ns the calling thread used since the last tick, when it is to be left out."""
+        if not self._exclude_thread:
+            return 0
+        now = time.thread_time_ns()
+        used, self._thread_ns = now - self._thread_ns if self._thread_ns else 0, now
+        return used
+
+    def _add(self, frame: Frame, prev: Snapshot, now: Snapshot, overhead_ns: int) -> None:
+        # CPU times come from the scans, host energy from the sensor's reads a moment before each:
+        # two windows that differ by a few ms, more on a loaded machine. The command's share holds
+        # over the scans' window, so its energy is its power over that window (host power x share),
+        # whatever the sensor's window: host power x its CPU time / the number of CPUs.
+        scan_s = (now.t_ns - prev.t_ns) / 1e9
+        machine_ns = frame.n_cpus * (now.t_ns - prev.t_ns)
+        members = self.sampler.procfs.descendants(self.root)
+        # A multi-threaded process is read when its stat ticks moved: the time of the sampler's
+        # thread can come in one window for several, so what is to be left out waits for it.
+        self._excluded_ns += overhead_ns
+        tree_w = tree_ns = 0.0
+        for consumer in frame.consumers:
+            pid = consumer.info.pid
+            if pid == self.root:
+                if self.root_counts:
+                    left_out = min(self._excluded_ns, consumer.cpu_ns)
+                    self._excluded_ns -= left_out
+                    ns = consumer.cpu_ns - left_out
+                    watts = consumer.watts * ns / consumer.cpu_ns if consumer.cpu_ns > 0 else 0.0
+                    key = (pid, consumer.info.exe, consumer.info.cmdline or f"[{consumer.info.comm}]")
+                else:
+                    ns, watts = consumer.exited_cpu_ns, consumer.exited_watts
+                    key = (0, "", REAPED)
+            elif pid in members:
+                ns, watts = consumer.cpu_ns, consumer.watts
+                key = (pid, consumer.info.exe, consumer.info.cmdline or f"[{consumer.info.comm}]")
+            else:
+                continue
+            if ns <= 0 and watts <= 0:
+                continue
+            tree_w += watts
+            tree_ns += ns
+            entry = self._processes.setdefault(key, [0.0, 0.0])
+            entry[0] += watts * scan_s
+            entry[1] += ns
+        command_w, cpu_ns = tree_w, tree_ns
+        counted = self._counted(prev, now)
+        if counted is not None and machine_ns > 0:
+            wanted = counted + self._carry_ns
+            used = min(wanted, float(machine_ns))
+            self._carry_ns = wanted - used
+            command_w, cpu_ns = frame.host_watts * used / machine_ns, float(counted)
+            self._by["cgroup"] += 1
+        else:
+            self._by["process tree"] += 1
+        self._energy_j += command_w * scan_s
+        self._host_j += frame.host_watts * frame.window_s
+        self._duration_s += frame.window_s
+        self._cpu_ns += cpu_ns
+        self._estimated = self._estimated or frame.estimated
+        self._sensor, self._host_source, self._n_cpus = frame.sensor, frame.host_source, frame.n_cpus
+        first = self._first if self._first is not None else prev
+        self._steps.append(Step((now.t_ns - first.t_ns) / 1e9, scan_s, command_w, frame.host_watts))
+
+    def _counted(self, prev: Snapshot, now: Snapshot) -> int | None:
+        """The cgroup's CPU ns over the window, when its counter was read at both ends."""
+        if self.cgroup is None or self.cgroup not in prev.cgroups or self.cgroup not in now.cgroups:
+            return None
+        return max(now.cgroups[self.cgroup] - prev.cgroups[self.cgroup], 0)

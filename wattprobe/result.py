@@ -1,0 +1,86 @@
+"""The energy of one command (or one block of Python): the tallies, their carbon, and their JSON form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from wattprobe import __version__
+from wattprobe.carbon import Intensity
+from wattprobe.meter import Tally
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    tally: Tally
+    intensity: Intensity
+    command: tuple[str, ...]  # the command line, or the measured function's name
+    exit_code: int | None = None
+    signal: str | None = None  # the signal that ended the command, if one did
+    wattprobe_cpu_seconds: float | None = None  # what measuring cost (wattprobe's own CPU time)
+    still_running: tuple[int, ...] = field(default=())  # the command's processes left running at its end
+
+    @property
+    def carbon_g(self) -> float:
+        return self.intensity.grams(self.tally.energy_j)
+
+    @property
+    def host_carbon_g(self) -> float:
+        return self.intensity.grams(self.tally.host_energy_j)
+
+    def to_json(self) -> dict[str, Any]:
+        """The document `wattprobe run -o` writes: figures in J, W, s and g CO2e."""
+        t = self.tally
+        return {
+            "command": list(self.command),
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "energy_j": _r(t.energy_j),
+            "host_energy_j": _r(t.host_energy_j),
+            "share": _r(t.share),
+            "duration_s": _r(t.duration_s),
+            "cpu_seconds": _r(t.cpu_seconds),
+            "average_power_w": _r(t.average_power_w),
+            "peak_power_w": _r(t.peak_power_w),
+            "host_average_power_w": _r(t.host_average_power_w),
+            "host_peak_power_w": _r(t.host_peak_power_w),
+            "carbon_g": _r(self.carbon_g),
+            "host_carbon_g": _r(self.host_carbon_g),
+            "carbon_intensity_g_per_kwh": self.intensity.g_per_kwh,
+            "carbon_intensity_source": self.intensity.source,
+            "sensor": t.sensor,
+            "estimated": t.estimated,
+            "host_source": t.host_source,
+            "measured_by": t.measured_by,
+            "n_cpus": t.n_cpus,
+            "step_s": t.step_s,
+            "started_at": round(t.started_at, 3),
+            "unknown_gaps": t.skipped,
+            "timeline": [
+                {
+                    "t_s": _r(s.t_s),
+                    "window_s": _r(s.window_s),
+                    "command_w": _r(s.command_w),
+                    "host_w": _r(s.host_w),
+                }
+                for s in t.steps
+            ],
+            "top_processes": [
+                {
+                    "pid": p.pid,
+                    "exe": p.exe,
+                    "cmdline": p.cmdline,
+                    "energy_j": _r(p.energy_j),
+                    "cpu_seconds": _r(p.cpu_seconds),
+                }
+                for p in t.top
+            ],
+            "still_running": list(self.still_running),
+            "wattprobe_cpu_seconds": _r(self.wattprobe_cpu_seconds),
+            "wattprobe_version": __version__,
+        }
+
+
+def _r(value: float | None) -> float | None:
+    """Seven significant digits: far finer than any figure here is known to, and short to read."""
+    return None if value is None else float(f"{value:.7g}")
