@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
+from tests.workloads import BusyChildren
 from wattprobe.core.attribution import Carry, EnergyTotals, attribute
 from wattprobe.core.model import Counter, EnergyReading, Frame, MachineCpu, ProcessInfo, Snapshot
 from wattprobe.core.sampler import Sampler
@@ -14,43 +12,21 @@ from wattprobe.sources.powercap import PowercapSensor
 from wattprobe.sources.procfs import ProcfsReader
 
 
-def duty_cycle_child(duty: float, seconds: float) -> subprocess.Popen:
-    """Burns CPU `duty` of each 20 ms for `seconds`, prints its own CPU time (ns), waits for stdin to close."""
-    code = (
-        "import sys, time\n"
-        f"end = time.monotonic() + {seconds}\n"
-        "while (now := time.monotonic()) < end:\n"
-        f"    busy_until = now + 0.02 * {duty}\n"
-        "    while time.monotonic() < busy_until: pass\n"
-        f"    time.sleep(0.02 * {1 - duty})\n"
-        "print(time.process_time_ns(), flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    return subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-
-
 def test_busy_processes_get_their_cpu_share_of_host_power(powercap):
     sampler = Sampler(PowercapSensor(str(powercap.root), clock=powercap.written_at), ProcfsReader())
     with powercap.running():
         sampler.tick()
-        children = [duty_cycle_child(0.8, 1.5), duty_cycle_child(0.3, 1.5)]
-        try:
-            own_ns = [int(child.stdout.readline()) for child in children]
+        with BusyChildren([0.8, 0.3], seconds=1.5) as children:  # each burns a part of every 20 ms
+            own_ns = children.finished()  # and then waits: the window ends with every child asleep
             frame = sampler.tick()
-        finally:
-            for child in children:
-                child.stdin.close()
-                child.wait()
     assert frame is not None
     # Real time on a busy 2-core machine: exact power is tested with a deterministic clock elsewhere.
     assert frame.host_watts == pytest.approx(60.0, rel=0.03)
     assert frame.host_source == "psys" and not frame.estimated
     machine_ns = frame.n_cpus * frame.window_s * 1e9
     by_pid = {c.info.pid: c for c in frame.consumers}
-    for child, ns in zip(children, own_ns, strict=True):
-        consumer = by_pid[child.pid]
+    for pid, ns in zip(children.pids, own_ns, strict=True):
+        consumer = by_pid[pid]
         assert consumer.cpu_share == pytest.approx(ns / machine_ns, rel=0.05)
         assert consumer.watts == pytest.approx(frame.host_watts * ns / machine_ns, rel=0.05)
     # Conservation: every watt is a consumer's or unattributed.
