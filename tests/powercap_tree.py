@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,20 +29,6 @@ def default_watts(sockets: int = 2, psys: bool = True) -> dict[Key, float]:
     if psys:
         watts[(None, "psys")] = 25.0 * sockets + 10.0
     return watts
-
-
-def agent_command(powercap_root: Path | str, *args: str) -> list[str]:
-    """The command line of an agent that reads a synthetic powercap tree."""
-    return [
-        sys.executable,
-        "-m",
-        "wattprobe",
-        "-s",
-        "powercap_rapl",
-        "--powercap-root",
-        str(powercap_root),
-        *args,
-    ]
 
 
 class FakeClock:
