@@ -61,8 +61,11 @@ def test_the_counter_of_a_process_cgroup_and_of_its_container(tmp_path):
     assert (
         reader.counters_for("0::/../../system.slice/x.service\n", "/../../system.slice/x.service", None) == ()
     )
-    # A cgroup that was removed is left out, not read as 0.
-    (tmp_path / "unified" / "system.slice" / "nginx.service" / "cpu.stat").unlink()
+    # A cgroup that was removed is left out, not read as 0. The reader keeps the file open: the kernel
+    # then fails its reads (ENODEV); a regular file that no longer holds a counter stands for that.
+    (tmp_path / "unified" / "system.slice" / "nginx.service" / "cpu.stat").write_text("")
+    reader.read()
+    assert reader.usage() == {}
     reader.close()
 
 

@@ -87,7 +87,7 @@ def test_stated_constraints_bound_the_zone(tmp_path):
     tree = PowercapTree(tmp_path, {PACKAGE: 20.0}, max_power_w=65.0)
     (zone,) = PowercapSensor(str(tmp_path)).zones
     assert zone.max_w == 4 * 65.0  # a margin for PL2/PL4 bursts above the stated figure
-    assert tree.paths[PACKAGE].exists()
+    assert zone.path == str(tree.paths[PACKAGE])
 
 
 def test_a_torn_baseline_is_not_taken(tmp_path, sampler_of):

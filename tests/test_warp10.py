@@ -166,7 +166,7 @@ def test_lines_are_valid_gts_and_an_outage_loses_no_point(powercap: PowercapTree
     assert sum(v for *_, v in host) / len(host) == pytest.approx(60e6, rel=0.1)
     assert host[0][2]["host"]
     energy = sorted(p for p in points if p[1] == "scaph_host_energy_microjoules")
-    assert all(isinstance(v, int) for *_, v in energy)
+    assert energy and all(isinstance(v, int) for *_, v in energy)
     assert [v for *_, v in energy] == sorted(v for *_, v in energy)
     sockets = {p[2]["socket_id"] for p in points if p[1] == "scaph_socket_power_microwatts"}
     assert sockets == {"0", "1"}
