@@ -36,18 +36,20 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from benchmarks.common import Budget, Result, median, percentile, wait_until
-from benchmarks.swarm import BusyChildren
-from tests.powercap_tree import PowercapTree, agent_command
+from benchmarks.common import Budget, Result, median, percentile
+from tests import attributed
+from tests.attributed import SAMPLERS, thread_errors, two_samplers
+from tests.powercap_tree import PowercapTree
+from tests.support import agents
+from tests.support.waiting import holds_within, wait_for
 from tests.workloads import (
-    ThreadedLoads,
+    BusyChildren,
     build_threaded,
     compiler,
     make_project,
@@ -56,12 +58,8 @@ from tests.workloads import (
     shell_loop,
     started_by,
 )
-from wattprobe.core.sampler import Sampler
-from wattprobe.sources.powercap import PowercapSensor
-from wattprobe.sources.procfs import ProcfsReader
 
 DUTIES = (0.05, 0.2, 0.5, 0.9)
-SAMPLERS = ("schedstat", "stat ticks")
 # (key, label, loads, whole /proc): each load is (threads, duty, period ms, thread life ms or 0 for
 # threads that live on). Saturated, every process of the machine is read, so that the processes' sum
 # meets the machine's time (as in real use) and the scaling that keeps it within shows.
@@ -104,63 +102,18 @@ def bench(
 
 
 # -- single-threaded duty cycles -----------------------------------------------------------------
-def _two_samplers(tmp: str, pids: list[int] | None) -> tuple[PowercapTree, dict[str, Sampler]]:
-    """A schedstat sampler and a stat-ticks one on a procfs root that holds only `pids` and /proc/stat
-    (None: all of /proc)."""
-    proc = Path(tmp) / "proc"
-    if pids is None:
-        proc = Path("/proc")
-    else:
-        proc.mkdir()
-        (proc / "stat").symlink_to("/proc/stat")
-        for pid in pids:
-            (proc / str(pid)).symlink_to(f"/proc/{pid}")
-    tree = PowercapTree(Path(tmp) / "powercap")
-    samplers = {
-        "schedstat": Sampler(PowercapSensor(str(tree.root)), ProcfsReader(str(proc))),
-        "stat ticks": Sampler(PowercapSensor(str(tree.root)), ProcfsReader(str(proc), schedstat=False)),
-    }
-    return tree, samplers
-
-
-def _windows(tree, samplers, clock, window_s: float, windows: int):
-    """Tick every sampler every window; yield (frames by sampler, true CPU ns per workload, elapsed ns).
-
-    Two ticks come first: the baseline, and one a window later in which a multi-threaded process's
-    threads are read for the first time (that window is measured from stat ticks)."""
-    for sampler in samplers.values():
-        sampler.tick()
-    time.sleep(window_s)
-    before = clock()
-    for sampler in samplers.values():
-        sampler.tick()
-    after = clock()
-    truth_prev = [(a + b) / 2 for a, b in zip(before, after, strict=True)]
-    due = t_prev = time.monotonic()
-    for _ in range(windows):
-        due += window_s
-        time.sleep(max(0.0, due - time.monotonic()))
-        tree.advance(window_s)
-        before = clock()
-        frames = {name: sampler.tick() for name, sampler in samplers.items()}
-        after = clock()
-        t_now = time.monotonic()
-        truth = [(a + b) / 2 for a, b in zip(before, after, strict=True)]
-        spread = [(b - a) / 2 for a, b in zip(before, after, strict=True)]
-        yield frames, [n - p for n, p in zip(truth, truth_prev, strict=True)], (t_now - t_prev) * 1e9, spread
-        truth_prev, t_prev = truth, t_now
-
-
 def _duty_cycles(result: Result, window_s: float, windows: int, duties: tuple[float, ...]) -> None:
     with tempfile.TemporaryDirectory() as tmp, BusyChildren(list(duties)) as children:
-        tree, samplers = _two_samplers(tmp, children.pids)
+        tree, samplers = two_samplers(tmp, children.pids)
         errors: dict[str, list[float]] = {name: [] for name in samplers}
         per_duty: dict[tuple[str, float], list[float]] = {}
         achieved: dict[float, list[float]] = {duty: [] for duty in duties}
         spreads: list[float] = []
         implausible = 0
         time.sleep(0.2)  # let the children settle into their cycle
-        for frames, owns, elapsed_ns, spread in _windows(tree, samplers, children.cpu_ns, window_s, windows):
+        for frames, owns, elapsed_ns, spread in attributed.windows(
+            tree, samplers, children.cpu_ns, window_s, windows
+        ):
             spreads += spread
             for name, frame in frames.items():
                 if frame is None:
@@ -213,40 +166,6 @@ def _duty_cycles(result: Result, window_s: float, windows: int, duties: tuple[fl
 
 
 # -- multi-threaded ------------------------------------------------------------------------------
-def thread_errors(
-    window_s: float,
-    windows: int,
-    binary: Path,
-    loads,
-    whole_proc: bool = False,
-    only: tuple[str, ...] = SAMPLERS,
-) -> dict[str, dict[str, list[float]]]:
-    """Per sampler (of `only`), per load ("load 0", ...): share errors in points per window, and
-    totals (own, attributed)."""
-    out: dict[str, dict[str, list[float]]] = {name: {} for name in only}
-    with tempfile.TemporaryDirectory() as tmp, ThreadedLoads(binary, loads) as procs:
-        tree, samplers = _two_samplers(tmp, None if whole_proc else procs.pids)
-        for name in set(samplers) - set(only):
-            samplers.pop(name).close()
-        time.sleep(0.2)
-        for frames, owns, _, _ in _windows(tree, samplers, procs.cpu_ns, window_s, windows):
-            for name, frame in frames.items():
-                if frame is None:
-                    continue
-                machine_ns = frame.n_cpus * frame.window_s * 1e9  # the window the shares are of
-                shares = {c.info.pid: c.cpu_share for c in frame.consumers}
-                for i, (pid, own) in enumerate(zip(procs.pids, owns, strict=True)):
-                    attributed = shares.get(pid, 0.0) * machine_ns
-                    cell = out[name].setdefault(f"load {i}", [])
-                    cell.append(abs(attributed - own) / machine_ns * 100)
-                    totals = out[name].setdefault(f"totals {i}", [0.0, 0.0])
-                    totals[0] += own
-                    totals[1] += attributed
-        for sampler in samplers.values():
-            sampler.close()
-    return out
-
-
 def _threads(result: Result, window_s: float, windows: int) -> None:
     rows = [
         [
@@ -302,20 +221,19 @@ def json_attribution(
     powercap_root: Path, out: Path, command: list[str], marker: str, step_s: float = 2.0
 ) -> dict[str, float]:
     """Run `command` under an agent writing JSON; CPU ns it used, and what the documents gave its processes."""
-    agent = subprocess.Popen(
-        agent_command(powercap_root, "json", "-s", str(step_s), "-m", "100000", "-f", str(out)),
+    agent = agents.start(
+        agents.on_tree(powercap_root, "json", "-s", str(step_s), "-m", "100000", "-f", str(out)),
         stdin=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
     try:
-        if not wait_until(lambda: out.exists() and "{" in out.read_text(), 30):
-            raise RuntimeError("the agent wrote no document")
+        wait_for(lambda: "{" in out.read_text(), 30, "the agent's first document", alive=agent)
         own_ns = run_counted(started_by(marker, command, 1.5 * step_s))
         written = out.read_text().count('"host"')
-        wait_until(lambda: out.read_text().count('"host"') >= written + 1, step_s * 3)
+        holds_within(lambda: out.read_text().count('"host"') >= written + 1, step_s * 3)
     finally:
-        agent.send_signal(signal.SIGTERM)
-        _, stderr = agent.communicate(timeout=30)
+        stderr = agents.stop(agent, timeout_s=30)
     documents = json.loads(out.read_text())
     n_cpus = os.cpu_count() or 1
     attributed = exited = tail = residual = 0.0

@@ -10,32 +10,34 @@ warm-up; memory is its VmRSS (and VmHWM, the peak) from /proc/<pid>/status.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
+import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.common import REPO, Budget, Result, count_processes, cpu_seconds, memory, open_fds
+from benchmarks.common import (
+    Budget,
+    Result,
+    count_processes,
+    cpu_seconds,
+    has_prometheus,
+    memory,
+    open_fds,
+    scratch_dir,
+)
 from benchmarks.swarm import Swarm
 from tests.powercap_tree import PowercapTree
+from tests.support import agents
 
 MB = 1e6
-
-
-def has_prometheus() -> bool:
-    return importlib.util.find_spec("wattprobe.sinks.prometheus") is not None
 
 
 class RunningAgent:
     """The agent on its exporter, one tick per second; `poke()` scrapes when it serves Prometheus."""
 
     def __init__(self, powercap_root: str, log_path: Path) -> None:
-        import subprocess
-        import sys
-
         self.prometheus = has_prometheus()
         exporter = (
             ["prometheus", "-a", "127.0.0.1", "-p", "0", "--min-interval", "1"]
@@ -47,29 +49,20 @@ class RunningAgent:
         )
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
-        command = ["-s", "powercap_rapl", "--powercap-root", powercap_root, *exporter]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "wattprobe", *command],
-            cwd=REPO,
+        self.process = agents.start(
+            agents.on_tree(powercap_root, *exporter),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
         )
         self.pid = self.process.pid
-        self.url = self._wait_for_url() if self.prometheus else None
+        try:
+            self.url = agents.wait_for_url(self.process, log_path) if self.prometheus else None
+        except BaseException:
+            self.stop()
+            raise
         self.scrapes = 0
         self.scrape_bytes = 0
-
-    def _wait_for_url(self) -> str:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            match = re.search(r"serving metrics on (\S+)", self.log_path.read_text())
-            if match:
-                return match.group(1)
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"the agent did not start serving: {self.log_path.read_text()[-2000:]}")
 
     def poke(self) -> None:
         """What a Prometheus server does every second (nothing for the json exporter)."""
@@ -80,16 +73,7 @@ class RunningAgent:
         self.scrapes += 1
 
     def stop(self) -> str:
-        import signal
-        import subprocess
-
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        agents.stop(self.process, timeout_s=15)
         self._log.close()
         return self.log_path.read_text()
 
@@ -107,7 +91,7 @@ def _every_second(agent: RunningAgent, seconds: float, sample) -> None:
 
 def steady_state(extra: int, seconds: float, warmup_s: float = 5.0) -> dict[str, float]:
     """CPU % of one core and memory of the agent ticking once a second with `extra` idle processes."""
-    with tempfile.TemporaryDirectory(dir=_scratch()) as tmp, Swarm(extra):
+    with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp, Swarm(extra):
         tree = PowercapTree(Path(tmp) / "powercap")
         with tree.running(period_s=0.05):
             agent = RunningAgent(str(tree.root), Path(tmp) / "agent.log")
@@ -197,7 +181,7 @@ def soak(
     """Processes born and SIGKILLed at `churn_per_s` while the agent ticks every second."""
     samples: list[tuple[float, int, int, int]] = []  # elapsed, RSS, agent fds, processes alive
     with (
-        tempfile.TemporaryDirectory(dir=_scratch()) as tmp,
+        tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp,
         Swarm(extra, churn_per_s=churn_per_s, churn_alive=churn_alive) as swarm,
     ):
         tree = PowercapTree(Path(tmp) / "powercap")
@@ -277,8 +261,3 @@ def bench_soak(
     }
     result.budgets.append(Budget(f"RSS growth over {seconds:g} s of churn", growth * 100, 5.0, "%"))
     return result
-
-
-def _scratch() -> str | None:
-    """A tmpfs for the synthetic trees where there is one: rewriting counters then costs no disk I/O."""
-    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
-import time
 from dataclasses import dataclass, field
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support.processes import stat_fields
+
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
@@ -123,8 +124,7 @@ def machine() -> dict[str, str]:
 # -- another process, seen from /proc -------------------------------------------------------------
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, all its threads, dead ones included (clock-tick resolution)."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rpartition(b")")[2].split()
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) * TICK_S
 
 
@@ -148,10 +148,11 @@ def count_processes() -> int:
     return sum(1 for name in os.listdir("/proc") if name.isdigit())
 
 
-def wait_until(predicate, timeout_s: float, step_s: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step_s)
-    return predicate()
+def has_prometheus() -> bool:
+    """Whether this tree has the Prometheus exporter (older trees measured without it)."""
+    return importlib.util.find_spec("wattprobe.sinks.prometheus") is not None
+
+
+def scratch_dir() -> str | None:
+    """A tmpfs for synthetic trees where there is one: rewriting their files then costs no disk I/O."""
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else None

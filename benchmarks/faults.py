@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import Result
-from tests.faults import burners, torn_tree_run
+from tests.faults import torn_tree_run
+from tests.support.processes import burners
 
 
 def bench(runs: int = 20, seconds: float = 5.0) -> Result:

@@ -24,7 +24,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import accuracy, agent, host, scrape, tick
-from benchmarks.common import REPO, Result, machine, markdown_table
+from benchmarks.common import Result, machine, markdown_table
+from tests.support.paths import REPO
 
 # name: (function, full-length arguments, --quick arguments)
 BENCHMARKS: dict[str, tuple[Callable[..., Result], dict, dict]] = {
@@ -39,7 +40,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Result], dict, dict]] = {
         {"windows": 100, "thread_windows": 100, "loop_s": 6, "make_files": 100, "make_times": 1},
     ),
 }
-DEFAULT_OUT = os.path.join(REPO, "docs", "performance.md")
+DEFAULT_OUT = str(REPO / "docs" / "performance.md")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,26 +15,17 @@ not counted.
 from __future__ import annotations
 
 import gzip
-import os
 import re
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.common import REPO, Budget, Result, median
-from benchmarks.fakeproc import FakeProc
+from benchmarks.common import Budget, Result, has_prometheus, median, scratch_dir
 from benchmarks.swarm import raise_limits
 from tests.powercap_tree import PowercapTree
-
-
-def has_prometheus() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("wattprobe.sinks.prometheus") is not None
+from tests.support import agents
+from tests.support.procfs import FakeProc
 
 
 def _get(url: str, gzipped: bool) -> tuple[float, bytes, int]:
@@ -52,43 +43,26 @@ def measure(n: int, naming: str, rounds: int, tmp: Path, min_interval_s: float =
     proc = FakeProc(tmp / f"proc-{naming}-{n}", n)
     tree = PowercapTree(tmp / f"powercap-{naming}-{n}")
     log_path = tmp / f"agent-{naming}-{n}.log"
-    command = ["-s", "powercap_rapl", "--powercap-root", str(tree.root), "--procfs-root", str(proc.root)]
-    command += ["prometheus", "-a", "127.0.0.1", "-p", "0", "-m", str(n), "--naming", naming]
-    command += ["--min-interval", str(min_interval_s)]
-    with open(log_path, "w") as log, tree.running(period_s=0.05):
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "wattprobe", *command],
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            url = _wait_for_url(agent, log_path)
-            fresh, shared, fresh_gz, shared_gz = [], [], [], []
-            body, wire_gz = b"", 0
-            for i in range(1 + 2 * rounds):
-                proc.advance(min_interval_s)
-                time.sleep(min_interval_s + 0.1)
-                gzipped = i % 2 == 0  # plain and gzip alternate, so both see the same conditions
-                t_fresh, _, wire = _get(url, gzipped)
-                t_shared, body, wire = _get(url, gzipped)
-                if i == 0:
-                    continue  # warm-up: static facts of every process read once
-                if gzipped:
-                    fresh_gz.append(t_fresh)
-                    shared_gz.append(t_shared)
-                    wire_gz = wire
-                else:
-                    fresh.append(t_fresh)
-                    shared.append(t_shared)
-        finally:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(15)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
+    command = agents.on_tree(tree.root, "--procfs-root", str(proc.root), "prometheus", "-a", "127.0.0.1")
+    command += ["-p", "0", "-m", str(n), "--naming", naming, "--min-interval", str(min_interval_s)]
+    with tree.running(period_s=0.05), agents.serving(command, log_path, timeout_s=120) as agent:
+        fresh, shared, fresh_gz, shared_gz = [], [], [], []
+        body, wire_gz = b"", 0
+        for i in range(1 + 2 * rounds):
+            proc.advance(min_interval_s)
+            time.sleep(min_interval_s + 0.1)  # the last measurement ages past the interval
+            gzipped = i % 2 == 0  # plain and gzip alternate, so both see the same conditions
+            t_fresh, _, wire = _get(agent.url, gzipped)
+            t_shared, body, wire = _get(agent.url, gzipped)
+            if i == 0:
+                continue  # warm-up: static facts of every process read once
+            if gzipped:
+                fresh_gz.append(t_fresh)
+                shared_gz.append(t_shared)
+                wire_gz = wire
+            else:
+                fresh.append(t_fresh)
+                shared.append(t_shared)
     text = body.decode()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     process_series = sum(1 for line in lines if 'pid="' in line)
@@ -104,18 +78,6 @@ def measure(n: int, naming: str, rounds: int, tmp: Path, min_interval_s: float =
         "fresh_gzip": median(fresh_gz) if fresh_gz else float("nan"),
         "shared_gzip": median(shared_gz) if shared_gz else float("nan"),
     }
-
-
-def _wait_for_url(agent: subprocess.Popen, log_path: Path) -> str:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        match = re.search(r"serving metrics on (\S+)", log_path.read_text())
-        if match:
-            return match.group(1)
-        if agent.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise RuntimeError(f"the agent did not start serving: {log_path.read_text()[-2000:]}")
 
 
 def bench(
@@ -146,8 +108,7 @@ def bench(
             "shared, gzip",
         ]
     ]
-    scratch = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+    with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
         for naming in ("native", "scaphandre"):
             runs = [measure(n, naming, rounds, Path(tmp), min_interval_s) for n in sizes]
             per_process = runs[0]["process_series"] / max(runs[0]["consumers"], 1)

@@ -1,4 +1,4 @@
-"""Many cheap processes for benchmarks: idle ones, churning ones, and busy ones at a duty cycle.
+"""Many cheap processes for benchmarks: idle ones and churning ones (busy ones: tests/workloads.py).
 
 Every child is forked by one small helper interpreter, started in its own session. The children
 block reading a pipe whose only write end this process holds, so they all exit when the swarm is
@@ -12,8 +12,6 @@ import resource
 import signal
 import subprocess
 import sys
-
-from tests.workloads import CpuSlots
 
 # The helper: fork `n` children that wait for EOF on fd 0, print their pids, then (churn mode)
 # fork one more and kill the oldest churned child `rate` times a second, until stdin closes.
@@ -107,72 +105,6 @@ class Swarm:
             self.born, self.killed = int(counts[0]), int(counts[1])
 
     def __enter__(self) -> Swarm:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# A busy child: burns `duty` of every `period` seconds and keeps its own CPU time (time.process_time_ns)
-# in an 8-byte slot of a shared file mapping, so the benchmark can read it at any instant.
-_BUSY = r"""
-import mmap, os, sys, time
-duty, period, slot, fd = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-# One aligned 8-byte store per update (struct.pack_into zero-fills first: a reader could see 0).
-shared = memoryview(mmap.mmap(fd, 0)).cast("q")
-cpu = time.process_time_ns
-os.write(1, b"ready\n")
-next_period = time.monotonic()
-while True:
-    busy_until = next_period + duty * period
-    while (now := time.monotonic()) < busy_until:
-        shared[slot] = cpu()
-    shared[slot] = cpu()
-    next_period += period
-    if now < next_period:
-        time.sleep(next_period - now)
-"""
-
-
-class BusyChildren:
-    """One child per duty cycle; `cpu_ns()` gives each child's own CPU time, as it measured it."""
-
-    def __init__(self, duties: list[float], period_s: float = 0.02) -> None:
-        self._cpu = CpuSlots(len(duties))
-        self.children = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-S",
-                    "-c",
-                    _BUSY,
-                    str(duty),
-                    str(period_s),
-                    str(i),
-                    str(self._cpu.fileno()),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                pass_fds=(self._cpu.fileno(),),
-            )
-            for i, duty in enumerate(duties)
-        ]
-        for child in self.children:
-            child.stdout.readline()
-        self.pids = [child.pid for child in self.children]
-
-    def cpu_ns(self) -> list[int]:
-        return self._cpu.values()
-
-    def close(self) -> None:
-        for child in self.children:
-            child.kill()
-        for child in self.children:
-            child.wait()
-            child.stdout.close()
-        self._cpu.close()
-
-    def __enter__(self) -> BusyChildren:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from benchmarks.common import Budget, Result, median, ms, percentile
 from benchmarks.swarm import Swarm
 from tests.powercap_tree import PowercapTree
+from tests.support.processes import stat_fields
 from wattprobe.core.sampler import Sampler
 from wattprobe.sources.powercap import PowercapSensor
 from wattprobe.sources.procfs import ProcfsReader
@@ -29,8 +30,7 @@ PROC = "/proc"
 def _cpu_file(name: str) -> str:
     """The file a tick reads for this pid when it slept: schedstat if single-threaded, else stat."""
     try:
-        with open(f"{PROC}/{name}/stat", "rb") as f:
-            threads = int(f.read().rpartition(b")")[2].split()[17])
+        threads = int(stat_fields(int(name))[17])
     except (OSError, ValueError, IndexError):
         return "stat"
     return "schedstat" if threads == 1 else "stat"

@@ -34,7 +34,8 @@ from datetime import UTC, datetime
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import REPO, Result, fmt, machine, markdown_table
+from benchmarks.common import Result, fmt, machine, markdown_table
+from tests.support.paths import REPO
 
 DEFAULT_OUT = os.path.join(REPO, "docs", "measuring-a-command.md")
 COUNTRY = ("FR", "FRA")  # both tools' yearly average for France, from the same source (Ember)

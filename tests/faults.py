@@ -2,57 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-from tests.powercap_tree import PowercapTree
+from tests.powercap_tree import Key, PowercapTree
+from tests.support import agents
 
-TREE_WATTS = {(0, "package"): 30.0, (0, "core"): 20.0}  # a VM's tree, as the qemu exporter writes it
-REPO = Path(__file__).resolve().parent.parent
-
-
-@contextlib.contextmanager
-def burners(n: int) -> Iterator[None]:
-    """`n` processes spinning on a CPU each, for the block."""
-    processes = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
-    try:
-        yield
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait()
+TREE_WATTS: dict[Key, float] = {
+    (0, "package"): 30.0,
+    (0, "core"): 20.0,
+}  # a VM's tree, as the qemu exporter writes it
 
 
 def torn_tree_run(root: Path, seconds: float, stall: tuple[float, float] | None = None) -> dict[str, float]:
     """`wattprobe --vm json` at 50 ms steps on a 30 W tree rewritten in place every ms (a reader can find
     a value empty or cut), optionally stalling; what its documents say."""
     tree = PowercapTree(root, TREE_WATTS, start_uj=1_500_000_000, max_uj=2**60, tear_pause_s=0.001)
-    command = [
-        sys.executable,
-        "-m",
-        "wattprobe",
-        "--vm",
-        "json",
-        "-t",
-        str(seconds),
-        "-s",
-        "0",
-        "-n",
-        "50000000",
-    ]
+    command = agents.command("--vm", "json", "-t", str(seconds), "-s", "0", "-n", "50000000")
     with tree.running(stall=stall):
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env={**os.environ, "SCAPHANDRE_POWERCAP_PATH": str(root)},
-            timeout=seconds + 30,
+        result = agents.run(
+            command, env={**os.environ, "SCAPHANDRE_POWERCAP_PATH": str(root)}, timeout=seconds + 30
         )
     try:
         watts = [doc["host"]["consumption"] / 1e6 for doc in json.loads(result.stdout)]

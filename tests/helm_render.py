@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -126,7 +127,7 @@ def _indent(n: int, text: str) -> str:
     return "\n".join(" " * n + line for line in text.split("\n"))
 
 
-_FUNCTIONS = {
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "quote": lambda v: json.dumps(_text(v)),
     "default": lambda fallback, v: v if v else fallback,
     "toYaml": _to_yaml,

@@ -1,18 +1,18 @@
-"""Helpers for the PowerAPI tests: a deterministic sampler on a synthetic tree, UTC, hand-made frames."""
+"""Helpers for the PowerAPI tests: a deterministic sampler on a synthetic tree, UTC, a hand-made frame."""
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from tests.powercap_tree import PowercapTree
-from wattprobe.core.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
+from tests.powercap_tree import Key, PowercapTree
+from tests.support import frames
+from wattprobe.core.model import Container, DomainPower, Frame, Group, SocketPower
 
 
 class TreeSampler:
@@ -23,7 +23,7 @@ class TreeSampler:
         self.sampler = tree.sampler()
         assert self.sampler.tick() is None  # the baseline
 
-    def frame(self, seconds: float = 1.0) -> tuple[Frame, dict[Any, float]]:
+    def frame(self, seconds: float = 1.0) -> tuple[Frame, dict[Key, float]]:
         """Advance by `seconds`; the Frame and the joules each counter gained, as the tree wrote them."""
         before = {key: int(uj) for key, uj in self.tree.energy.items()}
         self.tree.advance(seconds)  # the counters and the sensor's clock, together
@@ -64,35 +64,30 @@ def naive_utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def json_roundtrip(report: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(report))
+    return cast(dict[str, Any], json.loads(json.dumps(report)))
 
 
 def make_frame(*, estimated: bool = False, host_source: str = "psys") -> Frame:
-    """A frame with two sockets, a container cgroup, a plain cgroup and two processes."""
+    """A frame of 60 W with two sockets, a container cgroup, a plain cgroup and two processes."""
     container = Container("ab" * 32, "docker", "docker")
-    web = ProcessInfo(
+    web = frames.process(
         101,
-        "nginx",
-        "/usr/sbin/nginx",
         "nginx -g daemon off;",
-        f"/system.slice/docker-{'ab' * 32}.scope",
-        container,
+        exe="/usr/sbin/nginx",
+        cgroup=f"/system.slice/docker-{'ab' * 32}.scope",
+        container=container,
     )
-    db = ProcessInfo(
-        202, "postgres", "/usr/bin/postgres", "postgres", "/system.slice/postgresql.service", None
-    )
+    db = frames.process(202, "postgres", exe="/usr/bin/postgres", cgroup="/system.slice/postgresql.service")
     sockets = tuple(
         SocketPower(s, 20.0 + s, 100.0, (DomainPower("core", 12.0, 60.0), DomainPower("dram", 5.0, 25.0)))
         for s in (0, 1)
     )
-    return Frame(
+    return frames.frame(
+        (
+            frames.consumer(web, 18.0, host_watts=60.0, cpu_ns=10**9, rss_bytes=1, vsize_bytes=2),
+            frames.consumer(db, 12.0, host_watts=60.0, cpu_ns=4 * 10**8, rss_bytes=1, vsize_bytes=2),
+        ),
         timestamp=1_700_000_000.123456,
         window_s=2.0,
         sensor="estimate" if estimated else "powercap_rapl",
@@ -101,14 +96,6 @@ def make_frame(*, estimated: bool = False, host_source: str = "psys") -> Frame:
         host_watts=60.0,
         host_energy_j=600.0,
         sockets=sockets,
-        unattributed_watts=30.0,
-        cpu_load=0.5,
-        n_cpus=4,
-        consumers=(Consumer(web, 10**9, 0.3, 18.0, 1, 2), Consumer(db, 4 * 10**8, 0.2, 12.0, 1, 2)),
-        cgroups=(
-            Group(web.cgroup, 18.0, 0.3, 1, container),
-            Group(db.cgroup, 12.0, 0.2, 1),
-        ),
+        cgroups=(Group(web.cgroup, 18.0, 0.3, 1, container), Group(db.cgroup, 12.0, 0.2, 1)),
         containers=(Group(container.id, 18.0, 0.3, 1, container),),
-        exes=(),
     )

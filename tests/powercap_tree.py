@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
+from wattprobe.core.model import EnergyReading
 from wattprobe.core.sampler import Sampler
+from wattprobe.sources.host import HostReader
 from wattprobe.sources.powercap import PowercapSensor
 from wattprobe.sources.procfs import ProcfsReader
 
@@ -30,28 +32,19 @@ def default_watts(sockets: int = 2, psys: bool = True) -> dict[Key, float]:
     return watts
 
 
-def agent_command(powercap_root: Path | str, *args: str) -> list[str]:
-    """The command line of an agent that reads a synthetic powercap tree."""
-    return [
-        sys.executable,
-        "-m",
-        "wattprobe",
-        "-s",
-        "powercap_rapl",
-        "--powercap-root",
-        str(powercap_root),
-        *args,
-    ]
-
-
 class FakeClock:
-    """A monotonic clock in ns for the sensor, advanced by PowercapTree.advance()."""
+    """A monotonic clock in ns, advanced by PowercapTree.advance(); `wall()` is the Unix time it stands for."""
+
+    EPOCH = 1_700_000_000.0  # the Unix time at ns = 0
 
     def __init__(self) -> None:
         self.ns = 1_000_000_000
 
     def __call__(self) -> int:
         return self.ns
+
+    def wall(self) -> float:
+        return self.EPOCH + self.ns / 1e9
 
 
 class PowercapTree:
@@ -130,11 +123,18 @@ class PowercapTree:
         tmp.write_text(text)
         os.replace(tmp, self.paths[key])
 
-    def sampler(self, procfs: ProcfsReader | None = None) -> Sampler:
-        """A Sampler reading this tree on the tree's clock: its pauses (between re-reads) let the tree's
-        time pass, as real time passes for RAPL."""
+    def sampler(
+        self, procfs: ProcfsReader | None = None, *, sleep: Callable[[float], None] | None = None
+    ) -> Sampler:
+        """A Sampler reading this tree, on the tree's clock: windows are what `advance()` made them, not
+        however long the machine took. Its pauses (between re-reads) let the tree's time pass, as real
+        time passes for RAPL, unless `sleep` says otherwise."""
         return Sampler(
-            PowercapSensor(str(self.root), clock=self.clock), procfs or ProcfsReader(), sleep=self.advance
+            PowercapSensor(str(self.root), clock=self.clock),
+            procfs or ProcfsReader(),
+            sleep=sleep or self.advance,
+            clock=self.clock,
+            wall=self.clock.wall,
         )
 
     def write_torn(self, key: Key, keep: int | None = None) -> None:
@@ -183,7 +183,7 @@ class PowercapTree:
     def written_at(self) -> int:
         return self._stamp.value
 
-    def _run(self, stop, period_s: float, stall: tuple[float, float] | None) -> None:
+    def _run(self, stop: Event, period_s: float, stall: tuple[float, float] | None) -> None:
         with contextlib.suppress(OSError):
             os.nice(-10)  # keep up on a busy machine, where allowed
         last = self._stamp.value
@@ -197,3 +197,32 @@ class PowercapTree:
                 continue
             self.advance((now - last) / 1e9)
             self._stamp.value = last = now
+
+
+class TreeSensor(PowercapSensor):
+    """A powercap sensor that moves its synthetic tree up to now right before each read, and says that the
+    read happened then: power is the tree's to the µJ, however late the machine schedules anything."""
+
+    def __init__(self, tree: PowercapTree) -> None:
+        self.tree = tree
+        self.moved_ns = time.monotonic_ns()
+        super().__init__(str(tree.root), clock=lambda: self.moved_ns)
+
+    def read(self) -> EnergyReading:
+        now = time.monotonic_ns()
+        self.tree.advance((now - self.moved_ns) / 1e9)
+        self.moved_ns = now
+        return super().read()
+
+
+@contextmanager
+def real_time_sampler(tree: PowercapTree) -> Iterator[Sampler]:
+    """A Sampler of this process reading `tree` through a TreeSensor, in real time (for servers that
+    measure on their own schedule, such as a Prometheus that scrapes every second)."""
+    sampler = Sampler(
+        TreeSensor(tree), ProcfsReader(), host=HostReader()
+    )  # the host's facts too, as an agent
+    try:
+        yield sampler
+    finally:
+        sampler.close()

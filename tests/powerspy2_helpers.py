@@ -4,31 +4,33 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
+from typing import TypedDict, Unpack
 
+from tests.support import agents
 from wattprobe.sources.powerspy2.emulator import PowerSpy2Emulator
 
-ROOT = Path(__file__).resolve().parent.parent
+
+class EmulatorOptions(TypedDict, total=False):
+    """PowerSpy2Emulator's options the tests set."""
+
+    watts: float
+    volts: float
+    line_hz: float
+    v1: bool
+    streaming: bool
+    periods: int
 
 
-def emulator(tmp_path: Path, name: str = "rfcomm", **options: object) -> PowerSpy2Emulator:
+def emulator(tmp_path: Path, name: str = "rfcomm", **options: Unpack[EmulatorOptions]) -> PowerSpy2Emulator:
     """A started emulator whose link lies in `tmp_path`."""
-    return PowerSpy2Emulator(str(tmp_path / name), **options).start()  # type: ignore[arg-type]
+    return PowerSpy2Emulator(str(tmp_path / name), **options).start()
 
 
-def wattprobe(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def wattprobe(*args: str) -> subprocess.Popen[str]:
     """`python -m wattprobe ARGS` with stdout and stderr piped (text)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "wattprobe", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return agents.start(agents.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def percentile(values: list[int], q: float) -> int:

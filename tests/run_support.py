@@ -6,13 +6,15 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from tests.powercap_tree import PowercapTree
+from tests.support import agents
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
+__all__ = ["REPO", "WATTS", "can_make_cgroups", "vm_tree", "wattprobe_run"]
+
 WATTS = 40.0
 TREE_WATTS = {(0, "package"): WATTS, (0, "core"): 25.0}  # a VM's tree: host power = the package's
 
@@ -29,12 +31,9 @@ def wattprobe_run(
     tree_root: Path, *args: str, global_args: tuple[str, ...] = (), timeout: float = 60
 ) -> subprocess.CompletedProcess:
     """`wattprobe --vm [global_args] run ARGS` reading the tree at `tree_root`."""
-    return subprocess.run(
-        [sys.executable, "-m", "wattprobe", "--vm", *global_args, "run", *args],
-        capture_output=True,
-        text=True,
+    return agents.run(
+        agents.command("--vm", *global_args, "run", *args),
         timeout=timeout,
-        cwd=REPO,
         env={**os.environ, "SCAPHANDRE_POWERCAP_PATH": str(tree_root)},
     )
 

@@ -6,8 +6,6 @@ import json
 import logging
 import re
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -15,14 +13,16 @@ import pytest
 
 from tests.fake_qemu import fake_qemu
 from tests.powercap_tree import PowercapTree
-from tests.prometheus_support import free_port, scrape
+from tests.prometheus_support import scrape
+from tests.support import agents
+from tests.support.net import free_port
+from tests.support.paths import REPO
+from tests.support.waiting import wait_for
 from wattprobe.commands.agent import load
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.sinks import Fatal, Retry
 from wattprobe.sinks.runner import Runner
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 class Collect:
@@ -127,19 +127,15 @@ port = {dead}
 write_token = "t0ken"
 """,
     )
-    command = [sys.executable, "-m", "wattprobe", "agent", "-c", str(config)]
     with tree.running(), fake_qemu("-name", "guest=vm1", busy=True) as vm:
-        agent = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+        agent = agents.start(agents.command("agent", "-c", str(config)), stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and (not out.exists() or out.read_text().count('"host"') < 6):
-                time.sleep(0.1)
+            wait_for(lambda: out.read_text().count('"host"') >= 6, 20, "six documents", alive=agent)
             scraped = scrape(f"http://127.0.0.1:{port}/metrics")
             children = psutil.Process(agent.pid).children(recursive=True)
             documents = json.loads(out.read_text())
         finally:
-            agent.terminate()
-            _, stderr = agent.communicate(timeout=10)
+            stderr = agents.stop(agent)
     assert agent.returncode == 0, stderr
     assert children == []  # one process measures for every output
     # Prometheus serves one of the very Frames the json output wrote.
@@ -188,22 +184,12 @@ def test_configuration_errors_name_the_file_table_and_key(tmp_path, text, messag
 
 def test_configuration_errors_are_one_line_from_the_command(tmp_path):
     config = write_config(tmp_path / "agent.toml", "[outputs.json]\nfiel = 'x'\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "wattprobe", "agent", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    result = agents.run(agents.command("agent", "-c", str(config)))
     assert result.returncode == 2
     assert result.stderr == f"wattprobe: error: {config} [outputs.json]: unknown key 'fiel' (known: " + (
         "container_regex, containers, file, max_top_consumers, process_regex, resources)\n"
     )
-    missing = subprocess.run(
-        [sys.executable, "-m", "wattprobe", "agent", "-c", str(tmp_path / "none.toml")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    missing = agents.run(agents.command("agent", "-c", str(tmp_path / "none.toml")))
     assert (missing.returncode, missing.stderr) == (
         1,
         f"wattprobe: error: cannot read {tmp_path / 'none.toml'}: No such file or directory\n",

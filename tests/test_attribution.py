@@ -2,55 +2,33 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from wattprobe.core.attribution import Carry, EnergyTotals, attribute
-from wattprobe.core.model import Counter, EnergyReading, Frame, MachineCpu, ProcessInfo, Snapshot
+from tests.support.frames import frame_between, process, snapshot
+from tests.workloads import BusyChildren
+from wattprobe.core.attribution import Carry
 from wattprobe.core.sampler import Sampler
 from wattprobe.sources.powercap import PowercapSensor
 from wattprobe.sources.procfs import ProcfsReader
 
-
-def duty_cycle_child(duty: float, seconds: float) -> subprocess.Popen:
-    """Burns CPU `duty` of each 20 ms for `seconds`, prints its own CPU time (ns), waits for stdin to close."""
-    code = (
-        "import sys, time\n"
-        f"end = time.monotonic() + {seconds}\n"
-        "while (now := time.monotonic()) < end:\n"
-        f"    busy_until = now + 0.02 * {duty}\n"
-        "    while time.monotonic() < busy_until: pass\n"
-        f"    time.sleep(0.02 * {1 - duty})\n"
-        "print(time.process_time_ns(), flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    return subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+APP = "/system.slice/app.service"
 
 
 def test_busy_processes_get_their_cpu_share_of_host_power(powercap):
     sampler = Sampler(PowercapSensor(str(powercap.root), clock=powercap.written_at), ProcfsReader())
     with powercap.running():
         sampler.tick()
-        children = [duty_cycle_child(0.8, 1.5), duty_cycle_child(0.3, 1.5)]
-        try:
-            own_ns = [int(child.stdout.readline()) for child in children]
+        with BusyChildren([0.8, 0.3], seconds=1.5) as children:  # each burns a part of every 20 ms
+            own_ns = children.finished()  # and then waits: the window ends with every child asleep
             frame = sampler.tick()
-        finally:
-            for child in children:
-                child.stdin.close()
-                child.wait()
     assert frame is not None
     # Real time on a busy 2-core machine: exact power is tested with a deterministic clock elsewhere.
     assert frame.host_watts == pytest.approx(60.0, rel=0.03)
     assert frame.host_source == "psys" and not frame.estimated
     machine_ns = frame.n_cpus * frame.window_s * 1e9
     by_pid = {c.info.pid: c for c in frame.consumers}
-    for child, ns in zip(children, own_ns, strict=True):
-        consumer = by_pid[child.pid]
+    for pid, ns in zip(children.pids, own_ns, strict=True):
+        consumer = by_pid[pid]
         assert consumer.cpu_share == pytest.approx(ns / machine_ns, rel=0.05)
         assert consumer.watts == pytest.approx(frame.host_watts * ns / machine_ns, rel=0.05)
     # Conservation: every watt is a consumer's or unattributed.
@@ -86,37 +64,12 @@ def test_energy_totals_never_decrease_across_wraps(powercap):
     sampler.close()
 
 
-# -- the attribution itself, on snapshots made by hand -----------------------------------------------
+# -- the attribution itself, on snapshots made by hand (a psys counter growing by 50 W) --------------
 S = 1_000_000_000
 
 
-def snapshot(t_s: float, tasks: dict[int, int], *, exited=None, cgroups=None, cpus: int = 1) -> Snapshot:
-    """CPU times at `t_s` seconds, with a host counter that grows by 50 W."""
-    energy = EnergyReading(round(t_s * S), (Counter(None, "psys", round(t_s * 50e6)),))
-    return Snapshot(
-        round(t_s * S), t_s, energy, MachineCpu(0, 0, 0, cpus), tasks, exited or {}, cgroups or {}
-    )
-
-
-def frame_between(prev: Snapshot, now: Snapshot, infos: dict[int, ProcessInfo], carry: Carry) -> Frame:
-    return attribute(
-        prev,
-        now,
-        {(None, "psys"): now.energy.counters[0].uj - prev.energy.counters[0].uj},
-        EnergyTotals(),
-        {key: (info, 0, 0, None) for key, info in infos.items()},
-        sensor="test",
-        estimated=False,
-        carry=carry,
-    )
-
-
-def info(pid: int, cgroup: str = "/system.slice/app.service", container=None) -> ProcessInfo:
-    return ProcessInfo(pid, f"p{pid}", f"/usr/bin/p{pid}", f"p{pid} --serve", cgroup, container)
-
-
 def test_a_share_scaled_down_to_fit_the_machine_is_given_back_next_window():
-    infos = {1: info(1), 2: info(2)}
+    infos = {1: process(1, cgroup=APP), 2: process(2, cgroup=APP)}
     carry = Carry()
     s0 = snapshot(0, {1: 0, 2: 0})
     s1 = snapshot(1, {1: 7 * S // 10, 2: 5 * S // 10})  # 1.2 s of CPU in 1 s on one CPU: too much
@@ -136,7 +89,7 @@ def test_a_share_scaled_down_to_fit_the_machine_is_given_back_next_window():
 
 
 def test_exited_descendants_are_a_part_of_a_consumers_figure():
-    infos = {1: info(1)}
+    infos = {1: process(1, cgroup=APP)}
     s0 = snapshot(0, {1: 2 * S}, exited={1: S}, cpus=4)
     s1 = snapshot(1, {1: 3 * S}, exited={1: S + 3 * S // 4}, cpus=4)
     consumer = frame_between(s0, s1, infos, Carry()).consumers[0]
@@ -146,8 +99,9 @@ def test_exited_descendants_are_a_part_of_a_consumers_figure():
 
 
 def test_cgroups_from_their_counters_add_up_to_host_power_with_their_unattributed_part():
-    nested = "/system.slice/app.service/worker"
-    infos = {1: info(1), 2: info(2, nested), 3: info(3, "/user.slice"), 4: info(4, "/")}
+    nested = f"{APP}/worker"
+    infos = {1: process(1, cgroup=APP), 2: process(2, cgroup=nested), 3: process(3, cgroup="/user.slice")}
+    infos[4] = process(4, cgroup="/")
     counters = {"/system.slice/app.service": 10 * S, nested: 5 * S}
     s0 = snapshot(0, {1: 0, 2: 0, 3: 0, 4: 0}, cgroups=counters, cpus=2)
     # The service's counter also has processes that exited (0.6 s of its 1.1 s); it includes its

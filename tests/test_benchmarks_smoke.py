@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 from benchmarks import accuracy, agent, host, run, scrape, tick
-from benchmarks.common import wait_until as wait_for
 from benchmarks.swarm import Swarm
+from tests.support.processes import stat_fields
+from tests.support.waiting import wait_for
 
 
 def assert_reported(result, *numbers: str) -> None:
@@ -22,15 +23,14 @@ def assert_reported(result, *numbers: str) -> None:
 def test_swarm_processes_exist_and_go():
     with Swarm(20) as swarm:
         assert len(swarm.pids) == 20
-        assert wait_for(lambda: all(_state(pid) == "S" for pid in swarm.pids), 10)  # all asleep
+        wait_for(lambda: all(_state(pid) == "S" for pid in swarm.pids), 10, "every child asleep")
     # closed: every child read EOF and was reaped by the helper
     assert not any(_alive(pid) for pid in swarm.pids)
 
 
 def _state(pid: int) -> str:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0]
+        return stat_fields(pid)[0]
     except FileNotFoundError:
         return ""
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
 
-from tests.test_prometheus_families import CONTAINER, consumer, frame, samples
-from wattprobe.core.model import Disk, DiskIo, HostFacts, MachineCpu
+from tests.prometheus_support import all_samples, registry
+from tests.support import frames
+from wattprobe.core.model import Disk, DiskIo, DomainPower, Frame, HostFacts, MachineCpu, SocketPower
 from wattprobe.sinks import catalogue
 from wattprobe.sinks.json import Settings as JsonSettings
 from wattprobe.sinks.json import document
@@ -78,9 +78,24 @@ MACHINE = MachineCpu(1000, 3000, 0, 4, context_switches=123456, forks=4242, runn
 
 
 def full_frame():
-    busy = dataclasses.replace(consumer(101, 30.0, "/usr/bin/app --serve", container=CONTAINER),
-                               disk_io=DiskIo(4096, 8192, 1024, 2048))  # fmt: skip
-    return dataclasses.replace(frame([busy]), host=HOST, machine=MACHINE)
+    """A Frame with every part a sink can show: sockets, domains, host facts, a process with disk I/O."""
+    info = frames.process(101, "/usr/bin/app --serve", exe="/usr/bin/app")
+    busy = frames.consumer(
+        info, 30.0, rss_bytes=4096, vsize_bytes=8192, disk_io=DiskIo(4096, 8192, 1024, 2048)
+    )
+    domains = (DomainPower("core", 12.0, 120.0, 0), DomainPower("dram", 5.0, 50.0, 1))
+    return frames.frame(
+        [busy],
+        host_watts=60.0,
+        host_energy_j=600.0,
+        sockets=(SocketPower(0, 20.0, 200.0, domains),),
+        host=HOST,
+        machine=MACHINE,
+    )
+
+
+def samples(f: Frame, opts: SeriesSettings) -> dict[str, list[tuple[dict[str, str], float]]]:
+    return all_samples(registry(f, opts))
 
 
 def test_every_scaphandre_family_but_the_meaningless_ones():
@@ -135,7 +150,7 @@ def test_one_frame_through_every_exporter_says_what_the_catalogue_says():
     by_name = {p.name: p for p in points if not p.labels or "socket_id" not in dict(p.labels)}
     assert by_name["scaph_host_power_microwatts"].value == pytest.approx(60e6)  # µW
     assert by_name["scaph_host_energy_microjoules"].value == 600_000_000  # µJ, an integer
-    assert by_name["wattprobe_host_unattributed_power_watts"].value == 15.0  # what Scaphandre lacks: W
+    assert by_name["wattprobe_host_unattributed_power_watts"].value == 30.0  # what Scaphandre lacks: W
     process = dict(next(p for p in points if p.name == "scaph_process_power_consumption_microwatts").labels)
     assert process == {"pid": "101", "exe": "app", "cmdline": "/usr/bin/app --serve"}
     # JSON: Scaphandre's document, in the same µW.
@@ -145,7 +160,7 @@ def test_one_frame_through_every_exporter_says_what_the_catalogue_says():
 
 
 def test_one_label_policy():
-    info = consumer(7, 1.0, "python3 -c 'import x\nx.run()'" + "y" * 300).info
+    info = frames.process(7, "python3 -c 'import x\nx.run()'" + "y" * 300, exe="/usr/bin/python3")
     native, scaph = catalogue.Labels("native"), catalogue.Labels("scaphandre", qemu=True)
     assert native.process(info)["exe"] == info.exe_key and "comm" in native.process(info)
     assert scaph.process(info)["exe"] == info.comm  # Scaphandre's exe label is the command name

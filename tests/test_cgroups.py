@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.powercap_tree import PowercapTree
-from tests.test_procfs import ID, write_proc, write_stat
+from tests.support.procfs import CONTAINER_ID as ID
+from tests.support.procfs import DOCKER_CGROUP as DOCKER
+from tests.support.procfs import write_process, write_stat, write_times
+from tests.support.waiting import holds_within, wait_for
 from wattprobe.core.model import container_cgroup
 from wattprobe.sources.cgroupfs import CgroupReader
 from wattprobe.sources.procfs import ProcfsReader, parse_cgroup
 
 MS = 1_000_000
-DOCKER = f"/system.slice/docker-{ID}.scope"
 
 
 def write_counter(directory: Path, ns: int, *, v2: bool = True) -> None:
@@ -59,8 +61,11 @@ def test_the_counter_of_a_process_cgroup_and_of_its_container(tmp_path):
     assert (
         reader.counters_for("0::/../../system.slice/x.service\n", "/../../system.slice/x.service", None) == ()
     )
-    # A cgroup that was removed is left out, not read as 0.
-    (tmp_path / "unified" / "system.slice" / "nginx.service" / "cpu.stat").unlink()
+    # A cgroup that was removed is left out, not read as 0. The reader keeps the file open: the kernel
+    # then fails its reads (ENODEV); a regular file that no longer holds a counter stands for that.
+    (tmp_path / "unified" / "system.slice" / "nginx.service" / "cpu.stat").write_text("")
+    reader.read()
+    assert reader.usage() == {}
     reader.close()
 
 
@@ -71,27 +76,18 @@ def test_a_container_figure_includes_its_exited_processes(tmp_path):
     (cgroupfs).mkdir()
     (cgroupfs / "cgroup.controllers").write_text("cpu\n")
     write_counter(cgroupfs / DOCKER.lstrip("/"), 5_000 * MS)
-    write_proc(proc, 42, ticks=(100, 0), sched_ns=1_000 * MS, cgroup=f"0::{DOCKER}\n")
-    write_proc(proc, 43, ticks=(100, 0), sched_ns=1_000 * MS, cgroup="0::/system.slice/cron.service\n")
+    write_process(proc, 42, ticks=(100, 0), sched_ns=1_000 * MS, cgroup=f"0::{DOCKER}\n")
+    write_process(proc, 43, ticks=(100, 0), sched_ns=1_000 * MS, cgroup="0::/system.slice/cron.service\n")
     tree = PowercapTree(tmp_path / "powercap")
-    sampler = tree.sampler(ProcfsReader(str(proc), cgroupfs_root=str(cgroupfs)))
+    sampler = tree.sampler(ProcfsReader(str(proc), cgroupfs_root=str(cgroupfs)))  # on the tree's clock
     sampler.tick()
     frames = []
     for step in range(1, 4):
-        time.sleep(0.05)
         tree.advance(0.05)
         # The container's process ran 10 ms a step; its short-lived processes 30 ms more, which
         # only its cgroup's counter knows (their parent is outside it). cron ran 20 ms.
-        write_proc(
-            proc, 42, ticks=(100 + step, 0), sched_ns=(1_000 + 10 * step) * MS, cgroup=f"0::{DOCKER}\n"
-        )
-        write_proc(
-            proc,
-            43,
-            ticks=(100 + 2 * step, 0),
-            sched_ns=(1_000 + 20 * step) * MS,
-            cgroup="0::/system.slice/cron.service\n",
-        )
+        write_times(proc, 42, ticks=(100 + step, 0), sched_ns=(1_000 + 10 * step) * MS)
+        write_times(proc, 43, ticks=(100 + 2 * step, 0), sched_ns=(1_000 + 20 * step) * MS)
         write_counter(cgroupfs / DOCKER.lstrip("/"), (5_000 + 40 * step) * MS)
         frames.append(sampler.tick())
     sampler.close()
@@ -138,6 +134,14 @@ def _writable_cgroup() -> tuple[Path, Path, str]:
     pytest.skip("no writable cgroup v2 or cpuacct hierarchy under /sys/fs/cgroup (" + "; ".join(tried) + ")")
 
 
+def _removed(directory: Path) -> bool:
+    try:
+        directory.rmdir()
+    except OSError:
+        return False
+    return True
+
+
 def _usage_ns(counter: Path) -> int:
     text = counter.read_text()
     return int(text.split()[1]) * 1000 if counter.name == "cpu.stat" else int(text)
@@ -165,7 +169,7 @@ def test_a_real_cgroup_is_measured_by_its_counter_exited_processes_included(tmp_
     sampler = tree.sampler()
     frames, usage = [], []
     try:
-        time.sleep(0.2)  # it moved itself in
+        wait_for(lambda: f":{path}\n" in Path(f"/proc/{light.pid}/cgroup").read_text(), 10, "it to move in")
         last = time.monotonic()
         sampler.tick()
         spawner = subprocess.Popen([sys.executable, "-c", _SPAWNER, str(procs), "3"])
@@ -181,12 +185,7 @@ def test_a_real_cgroup_is_measured_by_its_counter_exited_processes_included(tmp_
         light.kill()
         light.wait()
         sampler.close()
-        for _ in range(50):  # the cgroup empties once its last process is reaped
-            try:
-                directory.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
+        holds_within(lambda: _removed(directory), 5)  # the cgroup empties once its last process is reaped
     counted = attributed = processes = 0.0
     for frame, before, after in zip(frames[2:], usage[1:], usage[2:], strict=False):
         group = {g.key: g for g in frame.cgroups}[path]

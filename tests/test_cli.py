@@ -8,12 +8,12 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
 from tests.powercap_tree import PowercapTree
+from tests.support import agents
+from tests.support.waiting import wait_for
 from wattprobe import __version__
 
 # The agent runs as a subprocess against a tree another process advances in real time: on a busy
@@ -22,16 +22,9 @@ from wattprobe import __version__
 REAL_TIME = 0.1
 
 
-def wattprobe(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 30, prefix: tuple[str, ...] = ()
-):
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "wattprobe", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+def wattprobe(*args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()):
+    """`wattprobe ARGS` run to its end, with `env` over this environment."""
+    return agents.run([*prefix, *agents.command(*args)], env={**os.environ, **(env or {})})
 
 
 def one_error_line(result, code: int) -> str:
@@ -140,33 +133,14 @@ def test_vm_reads_the_tree_named_by_the_environment(powercap):
 
 def test_json_is_valid_after_sigterm_and_has_every_socket(powercap, tmp_path):
     out = tmp_path / "out.json"
+    command = agents.command("--powercap-root", str(powercap.root), "json", "-s", "0", "-n", "300000000")
     with powercap.running():
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "wattprobe",
-                "--powercap-root",
-                str(powercap.root),
-                "json",
-                "-s",
-                "0",
-                "-n",
-                "300000000",
-                "-m",
-                "50",
-                "--resources",
-                "-f",
-                str(out),
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
+        process = agents.start(
+            [*command, "-m", "50", "--resources", "-f", str(out)], stderr=subprocess.PIPE, text=True
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (not out.exists() or out.read_text().count('"host"') < 3):
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=5) == 0, process.stderr.read()
+        wait_for(lambda: out.read_text().count('"host"') >= 3, 20, "three documents", alive=process)
+        stderr = agents.stop(process, timeout_s=5)
+        assert process.returncode == 0, stderr
     documents = json.loads(out.read_text())
     assert len(documents) >= 3
     last = documents[-1]
@@ -188,12 +162,10 @@ def test_json_is_valid_after_sigterm_and_has_every_socket(powercap, tmp_path):
 
 def test_json_stopped_before_the_first_step_is_still_valid(tmp_path):
     out = tmp_path / "out.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "wattprobe", "-s", "estimate", "json", "-s", "30", "-f", str(out)]
-    )
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=5) == 0
+    process = agents.start(agents.command("-s", "estimate", "json", "-s", "30", "-f", str(out)))
+    wait_for(out.exists, 10, "the agent to open its file", alive=process)  # it handles signals by then
+    agents.stop(process, signum=signal.SIGINT, timeout_s=5)
+    assert process.returncode == 0
     assert json.loads(out.read_text()) == []
 
 
@@ -217,26 +189,8 @@ def test_json_on_a_full_disk_stops_with_a_valid_array(tmp_path):
     def small_files() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wattprobe",
-            "-s",
-            "estimate",
-            "json",
-            "-s",
-            "0.05",
-            "-m",
-            "1000",
-            "-t",
-            "20",
-            "-f",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
+    result = agents.run(
+        agents.command("-s", "estimate", "json", "-s", "0.05", "-m", "1000", "-t", "20", "-f", str(out)),
         preexec_fn=small_files,
     )
     assert "File too large" in one_error_line(result, 1)
@@ -245,8 +199,8 @@ def test_json_on_a_full_disk_stops_with_a_valid_array(tmp_path):
 
 
 def test_json_stdout_closed_by_its_reader_is_one_line():
-    command = [sys.executable, "-m", "wattprobe", "-s", "estimate", "json", "-s", "0.05", "-t", "20"]
-    agent = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = agents.command("-s", "estimate", "json", "-s", "0.05", "-t", "20")
+    agent = agents.start(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     agent.stdout.read(10)
     agent.stdout.close()  # the reader goes away, as `| head -c 10` does
     assert agent.wait(timeout=20) == 1

@@ -11,8 +11,9 @@ import logging
 
 import pytest
 
-from tests.faults import burners, torn_tree_run
+from tests.faults import torn_tree_run
 from tests.powercap_tree import PowercapTree
+from tests.support.processes import burners
 from wattprobe.core.counters import (
     DEFAULT_MAX_W,
     RESET_MIN_S,
@@ -26,7 +27,6 @@ from wattprobe.core.model import Counter
 from wattprobe.core.sampler import Sampler
 from wattprobe.errors import SensorReadError
 from wattprobe.sources.powercap import PowercapSensor
-from wattprobe.sources.procfs import ProcfsReader
 
 VM_TREE = {(0, "package"): 30.0, (0, "core"): 20.0}  # as the qemu exporter writes a VM's tree
 PACKAGE = (0, "package")
@@ -54,8 +54,7 @@ def sampler_of():
     made: list[Sampler] = []
 
     def make(tree: PowercapTree, writer: Writer | None = None) -> Sampler:
-        sensor = PowercapSensor(str(tree.root), clock=tree.clock)
-        made.append(Sampler(sensor, ProcfsReader(), sleep=writer or Writer(tree)))
+        made.append(tree.sampler(sleep=writer or Writer(tree)))
         return made[-1]
 
     yield make
@@ -88,7 +87,7 @@ def test_stated_constraints_bound_the_zone(tmp_path):
     tree = PowercapTree(tmp_path, {PACKAGE: 20.0}, max_power_w=65.0)
     (zone,) = PowercapSensor(str(tmp_path)).zones
     assert zone.max_w == 4 * 65.0  # a margin for PL2/PL4 bursts above the stated figure
-    assert tree.paths[PACKAGE].exists()
+    assert zone.path == str(tree.paths[PACKAGE])
 
 
 def test_a_torn_baseline_is_not_taken(tmp_path, sampler_of):

@@ -9,8 +9,11 @@ import uuid
 
 import pytest
 
+from tests.attributed import attributed_while
 from tests.powercap_tree import PowercapTree
-from tests.workloads import attributed_while, compiler, make_project, make_rounds, shell_loop
+from tests.support.processes import schedstat_ns, stat_fields
+from tests.support.waiting import wait_for
+from tests.workloads import compiler, make_project, make_rounds, shell_loop
 from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid
 
 # A parent that starts a child burning `seconds` of CPU, waits for it (asleep in wait4), prints the
@@ -27,11 +30,6 @@ sys.stdin.read()
 """
 
 
-def schedstat(pid: int) -> int:
-    with open(f"/proc/{pid}/schedstat") as f:
-        return int(f.read().split()[0])
-
-
 def test_a_parent_asleep_in_wait_runs_to_reap_and_gets_the_rest_of_its_child():
     reader = ProcfsReader()
     parent = subprocess.Popen(
@@ -39,20 +37,20 @@ def test_a_parent_asleep_in_wait_runs_to_reap_and_gets_the_rest_of_its_child():
     )
     try:
         child_pid = int(parent.stdout.readline())
-        time.sleep(0.15)
+        wait_for(lambda: schedstat_ns(child_pid) > 60_000_000, 10, "the child to run 60 ms")
         _, tasks = reader.scan()
         child_key = next(k for k in tasks if key_pid(k) == child_pid)
         parent_key = next(k for k in tasks if key_pid(k) == parent.pid)
         assert tasks[child_key] > 50_000_000  # it was caught running
         # While it waits, the parent does not run: its schedstat, all a sleeper costs, stands still.
-        asleep = schedstat(parent.pid)
+        asleep = schedstat_ns(parent.pid)
         time.sleep(0.1)
         _, again = reader.scan()
-        assert schedstat(parent.pid) == asleep and again[parent_key] == tasks[parent_key]
+        assert schedstat_ns(parent.pid) == asleep and again[parent_key] == tasks[parent_key]
         child_seen = again[child_key]
         child_total = int(parent.stdout.readline())  # reaped now
         # Reaping ran in the parent (wait4): its schedstat moved, so the first scan reads its stat.
-        assert schedstat(parent.pid) > asleep
+        assert schedstat_ns(parent.pid) > asleep
         _, after = reader.scan()
         exited = reader.exited().get(parent_key, 0)
         assert child_key not in after
@@ -120,7 +118,8 @@ def test_an_orphan_is_reaped_by_its_subreaper_and_counted_once():
         _, tasks = reader.scan()
         pids = {key_pid(k): k for k in tasks}
         assert shell_pid in pids and orphan_pid in pids
-        time.sleep(0.4)  # the shell has exited: the orphan now belongs to the subreaper
+        # The shell exits (after 0.3 s): the orphan now belongs to the subreaper.
+        wait_for(lambda: int(stat_fields(orphan_pid)[1]) == reaper.pid, 10, "the orphan to be reparented")
         _, tasks = reader.scan()
         orphan_seen = tasks[pids[orphan_pid]]
         total = int(reaper.stdout.readline())  # the orphan's CPU time, reaped by the subreaper

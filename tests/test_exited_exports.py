@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import time
 import uuid
 
 import pytest
 
-from tests.powercap_tree import agent_command
-from tests.test_attribution import Carry, frame_between, info, snapshot
-from tests.test_prometheus_families import samples
+from tests.prometheus_support import family_names, registry, samples
+from tests.support import agents
+from tests.support.frames import frame_between, process, snapshot
+from tests.support.waiting import wait_for
 from tests.workloads import shell_loop
-from wattprobe.sinks.promfamilies import render
 from wattprobe.sinks.promoptions import SeriesSettings
 
 S = 1_000_000_000
@@ -24,20 +22,19 @@ def test_json_lists_the_workload_and_carries_the_rest_and_the_exited_part(powerc
     marker = f"wpmark-{uuid.uuid4().hex[:8]}"
     out = tmp_path / "out.json"
     with powercap.running():
-        agent = subprocess.Popen(
-            agent_command(powercap.root, "json", "-s", "0.4", "--process-regex", marker, "-f", str(out)),
-            stderr=subprocess.PIPE,
-            text=True,
+        command = agents.on_tree(
+            powercap.root, "json", "-s", "0.4", "--process-regex", marker, "-f", str(out)
         )
+        agent = agents.start(command, stderr=subprocess.PIPE, text=True)
         try:
             subprocess.run(shell_loop(2, 50, marker), check=True, stdout=subprocess.DEVNULL)
             written = out.read_text().count('"host"')
-            deadline = time.monotonic() + 10  # the window it ended in, and one more
-            while out.read_text().count('"host"') < written + 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(  # the window it ended in, and one more
+                lambda: out.read_text().count('"host"') >= written + 2, 10, "two more documents", alive=agent
+            )
         finally:
-            agent.send_signal(signal.SIGTERM)
-            assert agent.wait(10) == 0, agent.stderr.read()
+            stderr = agents.stop(agent)
+        assert agent.returncode == 0, stderr
     documents = json.loads(out.read_text())
     for doc in documents:
         host = doc["host"]
@@ -55,12 +52,11 @@ def test_json_lists_the_workload_and_carries_the_rest_and_the_exited_part(powerc
 
 @pytest.mark.parametrize("naming", ["native", "scaphandre"])
 def test_prometheus_has_the_exited_part_of_the_processes_that_have_one(naming):
-    infos = {1: info(1), 2: info(2)}
+    infos = {1: process(1), 2: process(2)}
     s0 = snapshot(0, {1: S, 2: S}, exited={1: S // 2}, cpus=4)
     s1 = snapshot(1, {1: 2 * S, 2: S + S // 4}, exited={1: S // 2 + 3 * S // 4}, cpus=4)
-    frame = frame_between(s0, s1, infos, Carry())
-    found = samples(frame, SeriesSettings(naming=naming))
-    series = found["wattprobe_process_exited_power_watts"]
+    frame = frame_between(s0, s1, infos)
+    series = samples(registry(frame, SeriesSettings(naming=naming)), "wattprobe_process_exited_power_watts")
     assert [(labels["pid"], value) for labels, value in series] == [("1", pytest.approx(50.0 / 4 * 0.75))]
-    empty = render(None, SeriesSettings(naming=naming))
-    assert "wattprobe_process_exited_power_watts" in {m.name for m in empty}  # the family is always there
+    empty = registry(None, SeriesSettings(naming=naming))
+    assert "wattprobe_process_exited_power_watts" in family_names(empty)  # the family is always there

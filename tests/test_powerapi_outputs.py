@@ -14,24 +14,22 @@ import pytest
 from powerapi.database import CsvDB, SocketDB
 from powerapi.report import HWPCReport, PowerReport
 
-from tests.powerapi_helpers import TreeSampler, free_port, naive_utc, utc
-from tests.powercap_tree import PowercapTree, agent_command
+from tests.powerapi_helpers import TreeSampler, naive_utc, utc
+from tests.powercap_tree import PowercapTree
+from tests.support import agents
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 from wattprobe import cli
 from wattprobe.sinks.delivery import Delivery
 from wattprobe.sinks.powerapi.csvdir import CsvDirectory
 from wattprobe.sinks.powerapi.reports import hwpc_reports, power_reports, rapl_joules
 from wattprobe.sinks.powerapi.tcp import SocketSender
 
-ROOT = Path(__file__).resolve().parent.parent
 
-
-def agent(tree: PowercapTree, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def agent(tree: PowercapTree, *args: str) -> subprocess.CompletedProcess[str]:
     """Run `wattprobe powerapi ARGS` on the tree, its counters advancing in real time."""
-    command = agent_command(tree.root)
     with tree.running():
-        return subprocess.run(
-            [*command, "powerapi", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
-        )
+        return agents.run(agents.on_tree(tree.root, "powerapi", *args))
 
 
 def test_csv_directory_is_read_by_powerapi_csvdb(powercap, tmp_path):
@@ -97,7 +95,7 @@ def test_socket_stream_is_received_by_powerapi_socketdb(powercap, tmp_path):
     port = free_port()
     db = SocketDB(HWPCReport, "127.0.0.1", port)
     jsonl = tmp_path / "r.jsonl"
-    command = agent_command(
+    command = agents.on_tree(
         powercap.root,
         "powerapi",
         "--socket",
@@ -110,12 +108,10 @@ def test_socket_stream_is_received_by_powerapi_socketdb(powercap, tmp_path):
         str(jsonl),
     )
     with powercap.running():
-        agent = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        agent = agents.start(command, stderr=subprocess.PIPE, text=True)
         try:
             # Two ticks written: the first connection attempt, made at the first tick, has failed.
-            deadline = time.monotonic() + 20
-            while _lines(jsonl) < 2 and time.monotonic() < deadline and agent.poll() is None:
-                time.sleep(0.02)
+            wait_for(lambda: _lines(jsonl) >= 2, 20, "two ticks", every_s=0.02, alive=agent)
             db.connect()
             _, stderr = agent.communicate(timeout=30)
         finally:
@@ -123,7 +119,8 @@ def test_socket_stream_is_received_by_powerapi_socketdb(powercap, tmp_path):
     assert agent.returncode == 0, stderr
     assert "Connection refused; retrying in" in stderr
     sent = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    time.sleep(0.3)  # the server's reader thread
+    queue = db.received_data_queue  # what PowerAPI's server thread has read so far
+    wait_for(lambda: queue.qsize() >= len(sent), 10, f"PowerAPI to read the {len(sent)} reports sent")
     with utc():
         received = list(db.iter(False))
         assert received == [HWPCReport.from_json(r) for r in sent]
@@ -154,11 +151,13 @@ def test_socket_sender_reconnects_when_the_peer_closes():
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
     received: list[bytes] = []
+    hung_up = threading.Event()
 
     def serve() -> None:
         first, _ = server.accept()
         with first, first.makefile("rb") as f:
             received.append(f.readline())  # one line, then hang up
+        hung_up.set()
         second, _ = server.accept()
         with second, second.makefile("rb") as f:
             received.extend(iter(f.readline, b""))
@@ -168,10 +167,7 @@ def test_socket_sender_reconnects_when_the_peer_closes():
     sender = SocketSender("127.0.0.1", port)
     client = Delivery("PowerAPI socket", sender.send, capacity=100, batch=10)
     client.put([b'{"n": 0}\n'])
-    deadline = time.monotonic() + 5
-    while len(received) < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.1)  # the hang-up reaches the client
+    assert hung_up.wait(5)  # after reading the first line: the next send finds the connection closed
     client.put([f'{{"n": {n}}}\n'.encode() for n in range(1, 6)])
     client.close(flush_s=5)
     sender.close()

@@ -15,7 +15,10 @@ import time
 
 import pytest
 
-from tests.powerspy2_helpers import ROOT, emulator, gmt_rows, wattprobe
+from tests.powerspy2_helpers import emulator, gmt_rows, wattprobe
+from tests.support import agents
+from tests.support.paths import REPO
+from tests.support.waiting import wait_for
 from wattprobe.sources.powerspy2.emulator import PowerSpy2Emulator
 
 WATTS = 171.14
@@ -57,16 +60,17 @@ class Run:
 
     def wait_for(self, count: int, after: float = 0.0, timeout: float = 20.0) -> None:
         """Wait until `count` readings stamped after `after` (Unix s) are out."""
-        deadline = time.monotonic() + timeout
-        while sum(_stamp(line) > after for line in self.lines) < count:
-            assert time.monotonic() < deadline and self.process.poll() is None, (self.out, self.err)
-            time.sleep(0.05)
+        wait_for(
+            lambda: sum(_stamp(line) > after for line in self.lines) >= count,
+            timeout,
+            lambda: f"{count} readings: {self.out!r} {self.err!r}",
+            alive=self.process,
+        )
 
     def wait_for_stderr(self, text: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.err:
-            assert time.monotonic() < deadline and self.process.poll() is None, self.err
-            time.sleep(0.05)
+        wait_for(
+            lambda: text in self.err, timeout, lambda: f"{text!r} on stderr: {self.err!r}", alive=self.process
+        )
 
     def stop(self, signum: int = signal.SIGTERM) -> float:
         """Signal the provider; return how long it took to exit."""
@@ -122,12 +126,12 @@ def matrix_runs(tmp_path_factory) -> dict[tuple[str, int], Run]:
         for unit, interval in MATRIX
     }
     meter = emulator(tmp, "gmt", watts=WATTS)
-    dropin = [sys.executable, str(ROOT / "contrib/gmt/metric-provider.py"), "-i", "250", "-u", "uJ"]
+    dropin = [sys.executable, str(REPO / "contrib/gmt/metric-provider.py"), "-i", "250", "-u", "uJ"]
     runs[DROPIN] = dropin_run = Run(
         meter,
-        subprocess.Popen(
+        agents.start(
             [*dropin, "--device", meter.link],
-            env={**os.environ, "WATTPROBE": f"{sys.executable} -m wattprobe", "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "WATTPROBE": f"{sys.executable} -m wattprobe", "PYTHONPATH": str(REPO)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.powerspy2_helpers import emulator, wattprobe
+from tests.support.waiting import wait_for
 from wattprobe.core.model import EnergyReading
 from wattprobe.errors import SensorReadError, WattprobeError
 from wattprobe.sources.powerspy2.clock import LATE_BOUND_S
@@ -87,12 +88,9 @@ def joules(first: EnergyReading, last: EnergyReading) -> float:
     return (last.counters[0].uj - first.counters[0].uj) / 1e6
 
 
-def until(condition: Callable[[], bool], timeout: float = 10.0) -> float:
-    """Poll `condition` every 20 ms; return when it held (monotonic s), failing after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> float:
+    """When `condition` held (monotonic s), polled every 20 ms."""
+    wait_for(condition, timeout, what, every_s=0.02)
     return time.monotonic()
 
 
@@ -129,12 +127,12 @@ def test_a_silence_is_refused_then_filled_and_marked(tmp_path, caplog):
             meter.set_fault("silent")
             meter.set_power(300.0)
             silent_at = time.monotonic()
-            refused_at = until(lambda: refuses(sensor))
+            refused_at = until(lambda: refuses(sensor), "reads to be refused")
             for _ in range(5):
                 assert refuses(sensor)  # and it keeps refusing, with one warning
             time.sleep(max(0.0, silent_at + 2.0 - time.monotonic()))
             meter.set_fault(None)
-            back_at = until(lambda: not refuses(sensor))
+            back_at = until(lambda: not refuses(sensor), "reads to be taken again")
             filled = sensor.read().estimated_uj  # the filled energy, counted apart
             time.sleep(1.0)
             after = sensor.read()
@@ -206,7 +204,7 @@ def test_a_gap_through_the_agent_is_skipped_and_averaged(tmp_path):
         for fault, meter in meters.items()
     }
     try:
-        until(lambda: all("J000C" in meter.received for meter in meters.values()))
+        wait_for(lambda: all("J000C" in meter.received for meter in meters.values()), 10, "both streams")
         time.sleep(2.5)
         meters["drop"].set_fault("drop", down_s=1.0)  # back after about 2 s: reopened with backoff
         meters["silent"].set_fault("silent")

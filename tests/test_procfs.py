@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
+from tests.support.procfs import CONTAINER_ID as ID
+from tests.support.procfs import write_process, write_stat
+from tests.support.waiting import wait_for
+from tests.workloads import BusyChildren
 from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid, parse_cgroup, read_machine_cpu
 
-ID = "4b6d1f1c7f9d2e3a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2"
 POD = "0f6c3c7e-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
 
 
@@ -109,66 +112,10 @@ def test_cgroup_paths_without_containers(text, cgroup):
     assert parse_cgroup(text) == (cgroup, None)
 
 
-def write_proc(
-    root,
-    pid,
-    *,
-    comm="worker",
-    ticks=(100, 50),
-    threads=1,
-    starttime=1000,
-    sched_ns=None,
-    cmdline=b"/usr/bin/worker\0--fast\0",
-    cgroup=f"0::/system.slice/docker-{ID}.scope\n",
-    ppid=1,
-    cticks=(0, 0),
-    tids=None,
-):
-    """One /proc/<pid> as the kernel lays it out (fields we read; the others are zeros).
-
-    `cticks` are the reaped children's (cutime, cstime); `tids` ({tid: schedstat ns}) writes a
-    task/ directory for a multi-threaded process, whose threads left out of it have ended.
-    """
-    d = root / str(pid)
-    d.mkdir(exist_ok=True)
-    fields = ["S"] + ["0"] * 50
-    fields[1], fields[13], fields[14] = str(ppid), str(cticks[0]), str(cticks[1])
-    fields[11], fields[12], fields[17], fields[19], fields[20], fields[21] = (
-        str(ticks[0]),
-        str(ticks[1]),
-        str(threads),
-        str(starttime),
-        "4096000",
-        "250",
-    )
-    (d / "stat").write_text(f"{pid} ({comm}) {' '.join(fields)}\n")
-    ns = sched_ns if sched_ns is not None else (ticks[0] + ticks[1]) * TICK_NS
-    (d / "schedstat").write_text(f"{ns} 0 0\n")
-    (d / "cmdline").write_bytes(cmdline)
-    (d / "cgroup").write_text(cgroup)
-    if not (d / "exe").is_symlink():
-        (d / "exe").symlink_to("/usr/bin/worker")
-    if tids is not None:
-        task = d / "task"
-        task.mkdir(exist_ok=True)
-        for old in task.iterdir():
-            if int(old.name) not in tids:
-                (old / "schedstat").unlink()
-                old.rmdir()
-        for tid, tid_ns in tids.items():
-            (task / str(tid)).mkdir(exist_ok=True)
-            (task / str(tid) / "schedstat").write_text(f"{tid_ns} 0 0\n")
-
-
-def write_stat(root, busy=1000, idle=3000, cpus=4):
-    lines = [f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0"] + [f"cpu{i} 0 0 0 0 0 0 0 0 0 0" for i in range(cpus)]
-    (root / "stat").write_text("\n".join([*lines, "intr 0", "ctxt 0"]) + "\n")
-
-
 def test_synthetic_tree(tmp_path):
     write_stat(tmp_path, cpus=4)
-    write_proc(tmp_path, 42, ticks=(100, 50), sched_ns=1_503_000_000)
-    write_proc(tmp_path, 43, threads=8, ticks=(700, 300), starttime=2000)
+    write_process(tmp_path, 42, ticks=(100, 50), sched_ns=1_503_000_000, starttime=1000)
+    write_process(tmp_path, 43, threads=8, ticks=(700, 300), starttime=2000)
     (tmp_path / "44").mkdir()  # vanished between listing and reading: skipped quietly
     (tmp_path / "self").mkdir()
     reader = ProcfsReader(str(tmp_path))
@@ -189,17 +136,15 @@ def test_synthetic_tree(tmp_path):
     assert rss == 250 * os.sysconf("SC_PAGE_SIZE") and vsize == 4096000
 
     # The next tick: the file changes in place, as /proc does.
-    write_proc(tmp_path, 42, ticks=(110, 50), sched_ns=1_603_000_000)
+    write_process(tmp_path, 42, ticks=(110, 50), sched_ns=1_603_000_000, starttime=1000)
     _, tasks = reader.scan()
     assert tasks[by_pid[42][0]] == 1_603_000_000
 
     # pid 42 ends and its pid is reused by another process: a new key, a fresh CPU count.
-    import shutil
-
     shutil.rmtree(tmp_path / "42")
     _, tasks = reader.scan()
     assert 42 not in {key_pid(k) for k in tasks}
-    write_proc(tmp_path, 42, comm="other", starttime=5000, ticks=(1, 1))
+    write_process(tmp_path, 42, comm="other", starttime=5000, ticks=(1, 1))
     _, tasks = reader.scan()
     new_key = next(k for k in tasks if key_pid(k) == 42)
     assert new_key != by_pid[42][0] and tasks[new_key] == 2 * TICK_NS
@@ -208,38 +153,20 @@ def test_synthetic_tree(tmp_path):
     reader.close()
 
 
-def burner(seconds: float) -> subprocess.Popen:
-    """A child that burns `seconds` of CPU, prints its own CPU time, then waits for stdin to close."""
-    code = (
-        "import sys, time\n"
-        f"end = time.process_time() + {seconds}\n"
-        "while time.process_time() < end: pass\n"
-        "print(time.process_time_ns(), flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    return subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-
-
 def test_real_process_cpu_time_is_precise():
     reader = ProcfsReader()
     reader.scan()
-    child = burner(0.35)
-    try:
-        own_ns = int(child.stdout.readline())
+    with BusyChildren([1.0], seconds=0.35) as child:  # burns 0.35 s, then waits
+        (own_ns,) = child.finished()
         _, tasks = reader.scan()
-        key = next(k for k in tasks if key_pid(k) == child.pid)
+        key = next(k for k in tasks if key_pid(k) == child.pids[0])
         # schedstat is exact to the nanosecond; stat ticks alone would be off by up to 20 ms.
         assert abs(tasks[key] - own_ns) < 5_000_000
         info = reader.process(key)[0]
-        assert info.cmdline.startswith(sys.executable + " -c import sys")
+        assert info.cmdline == " ".join(child.children[0].args)  # argv joined, newlines and all
         assert info.exe == os.path.realpath(sys.executable)
-    finally:
-        child.stdin.close()
-        child.wait()
     _, tasks = reader.scan()
-    assert child.pid not in {key_pid(k) for k in tasks}
+    assert child.pids[0] not in {key_pid(k) for k in tasks}
 
 
 def test_exec_is_noticed():
@@ -251,12 +178,12 @@ def test_exec_is_noticed():
         assert reader.process(key)[0].comm == "sh"
         child.stdin.write(b"go\n")
         child.stdin.flush()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
+
+        def execed() -> bool:
             reader.scan()
-            if reader.process(key)[0].comm == "sleep":
-                break
-            time.sleep(0.02)
+            return reader.process(key)[0].comm == "sleep"
+
+        wait_for(execed, 5, "the exec to be noticed", every_s=0.02)
         assert reader.process(key)[0].cmdline == "sleep 30"
     finally:
         child.kill()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
-from tests.test_procfs import write_proc, write_stat
+from tests.support import agents
+from tests.support.procfs import write_process, write_stat
 from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid
 
 
@@ -16,44 +16,44 @@ def cpu_by_pid(tasks: dict[int, int]) -> dict[int, int]:
 
 def test_a_sleeper_is_not_reread_and_a_runner_is(tmp_path):
     write_stat(tmp_path)
-    write_proc(tmp_path, 42, ticks=(100, 50), sched_ns=1_500_000_000)
+    write_process(tmp_path, 42, ticks=(100, 50), sched_ns=1_500_000_000)
     reader = ProcfsReader(str(tmp_path))
     reader.scan()
     key = next(iter(reader.scan()[1]))
     # stat changes but schedstat does not: the process did not run, its stat is not read again.
-    write_proc(tmp_path, 42, comm="renamed", ticks=(100, 50), sched_ns=1_500_000_000)
+    write_process(tmp_path, 42, comm="renamed", ticks=(100, 50), sched_ns=1_500_000_000)
     assert cpu_by_pid(reader.scan()[1]) == {42: 1_500_000_000}
     assert reader.process(key)[0].comm == "worker"
     # It ran: both are read, schedstat's nanoseconds win, the exec is noticed.
-    write_proc(tmp_path, 42, comm="renamed", ticks=(101, 50), sched_ns=1_512_345_678)
+    write_process(tmp_path, 42, comm="renamed", ticks=(101, 50), sched_ns=1_512_345_678)
     assert cpu_by_pid(reader.scan()[1]) == {42: 1_512_345_678}
     assert reader.process(key)[0].comm == "renamed"
     # It starts threads: from now on stat's ticks (all threads), added to what we had.
-    write_proc(tmp_path, 42, comm="renamed", ticks=(111, 60), threads=4, sched_ns=1_520_000_000)
+    write_process(tmp_path, 42, comm="renamed", ticks=(111, 60), threads=4, sched_ns=1_520_000_000)
     assert cpu_by_pid(reader.scan()[1]) == {42: 1_512_345_678 + 20 * TICK_NS}
-    write_proc(tmp_path, 42, comm="renamed", ticks=(121, 60), threads=4, sched_ns=1_520_000_000)
+    write_process(tmp_path, 42, comm="renamed", ticks=(121, 60), threads=4, sched_ns=1_520_000_000)
     assert cpu_by_pid(reader.scan()[1]) == {42: 1_512_345_678 + 30 * TICK_NS}
     reader.close()
 
 
 def test_stat_only_mode_counts_clock_ticks(tmp_path):
     write_stat(tmp_path)
-    write_proc(tmp_path, 42, ticks=(100, 50), sched_ns=1_503_000_000)
+    write_process(tmp_path, 42, ticks=(100, 50), sched_ns=1_503_000_000)
     reader = ProcfsReader(str(tmp_path), schedstat=False)
     assert cpu_by_pid(reader.scan()[1]) == {42: 150 * TICK_NS}
-    write_proc(tmp_path, 42, ticks=(103, 50), sched_ns=1_531_000_000)
+    write_process(tmp_path, 42, ticks=(103, 50), sched_ns=1_531_000_000)
     assert cpu_by_pid(reader.scan()[1]) == {42: 153 * TICK_NS}
     reader.close()
 
 
 def test_without_schedstat_files_stat_ticks_are_used(tmp_path):
     write_stat(tmp_path)
-    write_proc(tmp_path, 42, ticks=(100, 50))
+    write_process(tmp_path, 42, ticks=(100, 50))
     (tmp_path / "42" / "schedstat").unlink()
     reader = ProcfsReader(str(tmp_path))
     first = reader.scan()[1]
     assert cpu_by_pid(first) == {42: 150 * TICK_NS}
-    write_proc(tmp_path, 42, ticks=(100, 60))
+    write_process(tmp_path, 42, ticks=(100, 60))
     (tmp_path / "42" / "schedstat").unlink()
     second = reader.scan()[1]
     assert second == {next(iter(first)): 160 * TICK_NS}  # the same process, not seen anew
@@ -63,13 +63,13 @@ def test_without_schedstat_files_stat_ticks_are_used(tmp_path):
 _OUT_OF_FDS = """
 import os, resource, shutil, sys
 from pathlib import Path
-from tests.test_procfs import write_proc, write_stat
+from tests.support.procfs import write_process, write_stat
 from wattprobe.sources.procfs import FD_RESERVE, TICK_NS, ProcfsReader, key_pid
 
 root = Path(sys.argv[1])
 write_stat(root)
 for pid in range(100, 110):
-    write_proc(root, pid, ticks=(pid, 0), sched_ns=pid * TICK_NS)
+    write_process(root, pid, ticks=(pid, 0), sched_ns=pid * TICK_NS)
 # A budget of 5 kept descriptors: 2 processes keep both of theirs, the others are read by path.
 resource.setrlimit(resource.RLIMIT_NOFILE, (FD_RESERVE + 5, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 reader = ProcfsReader(str(root))
@@ -86,7 +86,7 @@ assert sorted(first.values()) == [pid * TICK_NS for pid in range(100, 110)], fir
 # A process read by path exits and a new process gets its pid before the next scan.
 victim = min(set(range(100, 110)) - {int(path.split("/")[-2]) for path in held})
 shutil.rmtree(root / str(victim))
-write_proc(root, victim, comm="newcomer", starttime=9999, ticks=(1, 0), sched_ns=TICK_NS)
+write_process(root, victim, comm="newcomer", starttime=9999, ticks=(1, 0), sched_ns=TICK_NS)
 second = reader.scan()[1]
 assert len(second) == 10, second
 new_key = next(k for k in second if key_pid(k) == victim)
@@ -97,10 +97,7 @@ assert reader.process(new_key)[0].comm == "newcomer"
 
 def test_out_of_descriptors_reads_by_path_and_tells_a_reused_pid(tmp_path):
     # In a fresh interpreter: the limit applies to every descriptor the process holds.
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run(
-        [sys.executable, "-c", _OUT_OF_FDS, str(tmp_path)], capture_output=True, text=True, cwd=repo
-    )
+    result = agents.run([sys.executable, "-c", _OUT_OF_FDS, str(tmp_path)])
     assert result.returncode == 0, result.stderr
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-from tests.test_procfs import write_proc, write_stat
-from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid
+from tests.support.procfs import write_process, write_stat
+from wattprobe.sources.procfs import ProcfsReader, key_pid
 
 MS = 1_000_000
 
@@ -17,19 +17,9 @@ def by_pid(reader: ProcfsReader) -> tuple[dict[int, int], dict[int, int]]:
     return {key_pid(k): v for k, v in tasks.items()}, {key_pid(k): v for k, v in exited.items()}
 
 
-def proc(root, pid, ns, *, ppid=1, cticks=(0, 0), starttime=None, **kwargs):
-    """A single-threaded process whose schedstat is `ns` and whose stat ticks trail it, as the kernel's do."""
-    ticks = ns // TICK_NS
-    write_proc(
-        root,
-        pid,
-        ticks=(ticks, 0),
-        sched_ns=ns,
-        ppid=ppid,
-        cticks=cticks,
-        starttime=starttime if starttime is not None else pid,
-        **kwargs,
-    )
+def proc(root, pid, ns, **kwargs):
+    """A single-threaded process whose schedstat is `ns`; its stat ticks trail it, as the kernel's do."""
+    write_process(root, pid, sched_ns=ns, **kwargs)
 
 
 def test_a_child_seen_then_reaped_is_counted_once(tmp_path):
@@ -154,25 +144,25 @@ def test_a_pid_reused_by_a_younger_process_is_not_the_reaper(tmp_path):
 def test_threads_are_counted_from_their_own_schedstat(tmp_path):
     write_stat(tmp_path)
     ms = {20: 1_000 * MS, 21: 500 * MS, 22: 300 * MS}
-    write_proc(tmp_path, 20, ticks=(180, 0), threads=3, tids=ms, sched_ns=ms[20], starttime=20)
+    write_process(tmp_path, 20, ticks=(180, 0), threads=3, tids=ms, sched_ns=ms[20], starttime=20)
     reader = ProcfsReader(str(tmp_path), cgroupfs_root=None)
     assert by_pid(reader)[0][20] == 1_800 * MS  # first sight: stat
     # Its ticks moved: its threads are read for the first time (this window from stat).
     ms = {20: 1_004 * MS, 21: 507 * MS, 22: 303 * MS}
-    write_proc(tmp_path, 20, ticks=(181, 0), threads=3, tids=ms, sched_ns=ms[20], starttime=20)
+    write_process(tmp_path, 20, ticks=(181, 0), threads=3, tids=ms, sched_ns=ms[20], starttime=20)
     assert by_pid(reader)[0][20] == 1_810 * MS
     # From now on, exact: 5 + 6 + 2 ms although stat says one tick.
     ms = {20: 1_009 * MS, 21: 513 * MS, 22: 305 * MS}
-    write_proc(tmp_path, 20, ticks=(182, 0), threads=3, tids=ms, sched_ns=ms[20], starttime=20)
+    write_process(tmp_path, 20, ticks=(182, 0), threads=3, tids=ms, sched_ns=ms[20], starttime=20)
     assert by_pid(reader)[0][20] == 1_810 * MS + 13 * MS
     # No tick moved: its threads are not read (they ran less than a tick; it comes with the next read).
     ms = {20: 1_010 * MS, 21: 514 * MS, 22: 305 * MS}
-    write_proc(tmp_path, 20, ticks=(182, 0), threads=3, tids=ms, sched_ns=ms[20], starttime=20)
+    write_process(tmp_path, 20, ticks=(182, 0), threads=3, tids=ms, sched_ns=ms[20], starttime=20)
     assert by_pid(reader)[0][20] == 1_823 * MS
     # Thread 22 ended after running 40 ms more than we saw, and a new thread 23 ran 8 ms: stat's
     # remainder has the 40 ms (it trails the truth by its rounding, so the larger figure is kept).
     ms = {20: 1_012 * MS, 21: 516 * MS, 23: 8 * MS}
-    write_proc(tmp_path, 20, ticks=(188, 0), threads=3, tids=ms, sched_ns=ms[20], starttime=20)
+    write_process(tmp_path, 20, ticks=(188, 0), threads=3, tids=ms, sched_ns=ms[20], starttime=20)
     total = by_pid(reader)[0][20]
     assert total == 1_880 * MS  # 1,823 + 2 + 2 + 8 = 1,835 known, below stat's 1,880
     reader.close()
@@ -184,10 +174,10 @@ def test_a_process_that_starts_threads_keeps_its_nanoseconds(tmp_path):
     reader = ProcfsReader(str(tmp_path), cgroupfs_root=None)
     assert by_pid(reader)[0][20] == 1_234_567_891
     ms = {20: 1_240_000_000, 21: 3 * MS}
-    write_proc(tmp_path, 20, ticks=(124, 0), threads=2, tids=ms, sched_ns=ms[20], starttime=20)
+    write_process(tmp_path, 20, ticks=(124, 0), threads=2, tids=ms, sched_ns=ms[20], starttime=20)
     assert by_pid(reader)[0][20] == 1_243_000_000  # its main thread's ns, and all of the new thread's
     # Single-threaded again: the thread that ended ran 1 ms more than we saw, within stat's rounding.
-    write_proc(
+    write_process(
         tmp_path,
         20,
         ticks=(124, 0),
@@ -197,6 +187,6 @@ def test_a_process_that_starts_threads_keeps_its_nanoseconds(tmp_path):
         starttime=20,
     )
     assert by_pid(reader)[0][20] == 1_244_000_000
-    write_proc(tmp_path, 20, ticks=(125, 0), threads=1, sched_ns=1_251_000_000, starttime=20)
+    write_process(tmp_path, 20, ticks=(125, 0), threads=1, sched_ns=1_251_000_000, starttime=20)
     assert by_pid(reader)[0][20] == 1_254_000_000
     reader.close()

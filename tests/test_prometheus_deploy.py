@@ -18,13 +18,14 @@ import yaml
 
 from tests.helm_render import render
 from tests.powercap_tree import PowercapTree
-from tests.prometheus_support import DASHBOARD, dashboard_expressions, exporter, http_get
+from tests.prometheus_support import DASHBOARD, dashboard_expressions, exporter
+from tests.support.net import http_get
+from tests.support.paths import DEPLOY
 from wattprobe import settings
 from wattprobe.cli import build_parser
 from wattprobe.commands.agent import load
 from wattprobe.sources import SourceSettings
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 CHART = DEPLOY / "helm" / "wattprobe"
 METRIC_NAME = re.compile(r"\b(?:wattprobe|scaph)_[a-z0-9_]+")
 

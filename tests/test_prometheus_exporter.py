@@ -7,29 +7,19 @@ import gzip
 import http.client
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.powercap_tree import PowercapTree
-from tests.prometheus_support import (
-    ROOT,
-    binary,
-    busy_child,
-    exporter,
-    http_get,
-    one,
-    running,
-    scrape,
-    serving,
-    tree_sampler,
-    wattprobe,
-)
+from tests.prometheus_support import binary, exporter, one, parse, scrape, serving
+from tests.support import agents
+from tests.support.net import http_get, taken_port
+from tests.support.processes import child
+from tests.support.waiting import wait_for
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -48,16 +38,18 @@ HOST_WATTS = 60.0  # psys of the default synthetic tree
 def test_values_match_the_synthetic_tree(powercap: PowercapTree, naming, power, energy, scale):
     """Host, socket and domain power as the tree draws them, from the first scrape on, across wraps.
 
-    The tree moves in step with the sensor (TreeSensor), so the figures are exact.
+    The sampler runs on the tree's clock: time passes when the tree advances, so the figures are exact.
     """
-    with (
-        tree_sampler(powercap) as sampler,
-        serving(sampler, "--naming", naming, "--min-interval", "0.05") as url,
-    ):
+    sampler = powercap.sampler()
+    sampler.tick()
+    powercap.advance(0.2)
+    sampler.tick()  # the first Frame, which serving starts with
+    with serving(sampler, "--naming", naming, "--min-interval", "0.05") as url:
         scrapes = [scrape(url)]
-        for _ in range(3):  # the counters start 10 J below their wrap: every zone wraps on the way
-            time.sleep(0.2)
+        for _ in range(3):  # the counters start 1 J below their wrap: every zone wraps on the way
+            powercap.advance(0.2)  # the last Frame is older than --min-interval: a scrape measures anew
             scrapes.append(scrape(url))
+    sampler.close()
     for found in scrapes:
         assert one(found, power) == pytest.approx(HOST_WATTS * scale, rel=1e-4)
         if naming == "native":
@@ -83,15 +75,21 @@ def test_agent_process_has_power_from_the_first_scrape(powercap: PowercapTree):
     """The real command: power at the first scrape, energy counters never going back across wraps."""
     with powercap.running(), exporter(powercap.root, "--min-interval", "0.1") as agent:
         scrapes = [scrape(agent.url)]
-        for _ in range(3):
-            time.sleep(0.3)
-            scrapes.append(scrape(agent.url))
+        for _ in range(3):  # each scrape once the last measurement is older than --min-interval
+            window = one(scrapes[-1], "wattprobe_window_seconds")
+            scrapes.append(wait_for(lambda w=window: _new_window(agent.url, w), 10, "a new measurement"))
     # The tree's writer is another process, late by a few ms on a busy machine: loose bounds here.
     assert one(scrapes[0], "wattprobe_host_power_watts") == pytest.approx(HOST_WATTS, rel=0.15)
     assert one(scrapes[0], "wattprobe_window_seconds") >= 0.5  # the start-up window, not a few ms
     for name in ("wattprobe_host_energy_joules_total", "wattprobe_socket_energy_joules_total"):
         energies = [sum(v for _, v in found[name]) for found in scrapes]
         assert energies == sorted(energies) and energies[-1] > energies[0]
+
+
+def _new_window(url: str, window: float):
+    """A scrape of `url` whose window is not `window` (None while it is)."""
+    found = scrape(url)
+    return found if one(found, "wattprobe_window_seconds") != window else None
 
 
 def test_negotiation_promtool_and_a_4000_character_cmdline(tmp_path: Path):
@@ -101,11 +99,12 @@ def test_negotiation_promtool_and_a_4000_character_cmdline(tmp_path: Path):
     nasty = 'marker-4000 "quoted" back\\slash\nline ' + "x" * 4000
     with (
         tree.running(),
-        busy_child(nasty),
+        child(nasty),
         exporter(tree.root, "--process-regex", "marker-4000", "--containers", "--qemu") as agent,
     ):
-        time.sleep(1.0)
+        wait_for(lambda: _spinning(agent.url), 20, "the busy child in a measurement")
         status, headers, text = http_get(agent.url)
+        assert status == 200
         assert headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         status, headers, om = http_get(agent.url, {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"})
         assert status == 200
@@ -117,16 +116,19 @@ def test_negotiation_promtool_and_a_4000_character_cmdline(tmp_path: Path):
     families = {f.name: f for f in parse_openmetrics(om)}
     assert families["wattprobe_host_energy_joules"].type == "counter"
     assert families["wattprobe_sensor"].type == "info"
-    found = {}
-    for family in text_string_to_metric_families(text.decode()):
-        for s in family.samples:
-            found.setdefault(s.name, []).append((s.labels, s.value))
+    found = parse(text.decode())
     mine = [(lab, v) for lab, v in found["wattprobe_process_power_watts"] if '"quoted"' in lab["cmdline"]]
     ((labels, watts),) = mine  # the agent's own cmdline matches the regex too, not the quotes
     assert labels["cmdline"].endswith("x...")
     assert len(labels["cmdline"]) == 256 + 3
     assert '"quoted" back\\slash line' in labels["cmdline"]
     assert watts > 0
+
+
+def _spinning(url: str) -> bool:
+    """Whether a scrape shows the process with the quoted marker drawing power."""
+    found = scrape(url).get("wattprobe_process_power_watts", [])
+    return any('"quoted"' in labels["cmdline"] and watts > 0 for labels, watts in found)
 
 
 def test_scaphandre_naming_passes_promtool_but_for_its_units(powercap: PowercapTree):
@@ -164,7 +166,6 @@ def test_scrapes_every_second_each_get_a_fresh_one_second_window(powercap: Power
 
 def test_concurrent_scrapes_in_one_window_share_one_measurement(powercap: PowercapTree):
     with powercap.running(), exporter(powercap.root, "--min-interval", "30") as agent:
-        time.sleep(0.3)
         results = []
         threads = [threading.Thread(target=lambda: results.append(scrape(agent.url))) for _ in range(8)]
         for t in threads:
@@ -222,12 +223,8 @@ def test_tls(powercap: PowercapTree, tmp_path: Path):
 
 @pytest.fixture
 def listening_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        yield s.getsockname()[1]
+    with taken_port() as port:
+        yield port
 
 
 @pytest.mark.parametrize(
@@ -252,22 +249,16 @@ def listening_port():
 def test_bad_input_is_one_clear_line(powercap: PowercapTree, tmp_path: Path, listening_port, args, message):
     (tmp_path / "garbage").write_text("not a pem\n")
     args = [a.format(busy=listening_port, tmp=tmp_path) for a in args]
-    with running(wattprobe(powercap.root, "prometheus", *args), stderr=subprocess.PIPE, text=True) as process:
-        _, err = process.communicate(timeout=20)
-    assert process.returncode != 0
+    result = agents.run(agents.on_tree(powercap.root, "prometheus", *args), timeout=20)
+    err = result.stderr
+    assert result.returncode != 0
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
 
 
 def test_help_lists_every_option():
-    out = subprocess.run(
-        [sys.executable, "-m", "wattprobe", "prometheus", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    ).stdout
+    out = agents.run(agents.command("prometheus", "--help"), check=True).stdout
     for option in ("--address", "--port", "--suffix", "--qemu", "--containers", "--naming", "--min-interval",
                    "--max-top-consumers", "--process-regex", "--cmdline-max-length", "--tls-cert", "--tls-key",
                    "--basic-auth-file"):  # fmt: skip

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.powercap_tree import PowercapTree
-from tests.prometheus_support import ROOT, binary, free_port, http_get, running, wait_for, wattprobe
+from tests.prometheus_support import binary
+from tests.support import agents
+from tests.support.net import free_port, http_get
+from tests.support.waiting import wait_for
 from wattprobe.sinks.push import group_url
 
 FAMILIES = (
@@ -43,9 +46,11 @@ def test_push_survives_a_gateway_that_is_down_then_delivers(tmp_path: Path):
     push = ["prometheus-push", "-H", "127.0.0.1", "-p", str(port), "-s", "0.5"]
     with (
         tree.running(),
-        running(wattprobe(tree.root, *push, "-j", "native"), stderr=logs["native"].open("w")) as native,
-        running(
-            wattprobe(tree.root, *push, "-j", "scaph", "--naming", "scaphandre"),
+        agents.running(
+            agents.on_tree(tree.root, *push, "-j", "native"), stderr=logs["native"].open("w")
+        ) as native,
+        agents.running(
+            agents.on_tree(tree.root, *push, "-j", "scaph", "--naming", "scaphandre"),
             stderr=logs["scaph"].open("w"),
         ) as scaph,
     ):
@@ -60,7 +65,7 @@ def test_push_survives_a_gateway_that_is_down_then_delivers(tmp_path: Path):
             "--persistence.file=",
             "--log.level=warn",
         ]
-        with running(command, stdout=(tmp_path / "gateway.log").open("w"), stderr=subprocess.STDOUT):
+        with agents.running(command, stdout=(tmp_path / "gateway.log").open("w"), stderr=subprocess.STDOUT):
             url = f"http://127.0.0.1:{port}/metrics"
 
             def pushed() -> str | None:
@@ -105,13 +110,7 @@ def test_group_url():
 
 def test_bad_step_is_one_clear_line(tmp_path: Path):
     tree = PowercapTree(tmp_path / "powercap")
-    result = subprocess.run(
-        wattprobe(tree.root, "prometheus-push", "-s", "0"),
-        capture_output=True,
-        text=True,
-        timeout=20,
-        cwd=ROOT,
-    )
+    result = agents.run(agents.on_tree(tree.root, "prometheus-push", "-s", "0"), timeout=20)
     assert result.returncode == 2
     assert result.stderr.strip() == "wattprobe: error: the step must be above 0 seconds, got 0"
     assert len(result.stderr.strip().splitlines()) == 1

@@ -11,19 +11,11 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from tests.powercap_tree import PowercapTree
-from tests.prometheus_support import (
-    binary,
-    busy_child,
-    dashboard_expressions,
-    exporter,
-    free_port,
-    http_get,
-    running,
-    serving,
-    tree_sampler,
-    wait_for,
-)
+from tests.powercap_tree import PowercapTree, real_time_sampler
+from tests.prometheus_support import binary, dashboard_expressions, exporter, serving
+from tests.support import agents, processes
+from tests.support.net import free_port, http_get
+from tests.support.waiting import wait_for
 
 HOST_WATTS = 60.0
 MARKER = "wattprobe-prometheus-test-busy-child"
@@ -72,8 +64,8 @@ def query(base: str, promql: str) -> list[dict]:
 def test_prometheus_stores_host_power_and_a_busy_process(tmp_path: Path):
     prometheus = binary("prometheus")
     with (
-        busy_child(MARKER),
-        tree_sampler(PowercapTree(tmp_path / "powercap")) as sampler,  # one sampler, two endpoints
+        processes.child(MARKER),
+        real_time_sampler(PowercapTree(tmp_path / "powercap")) as sampler,  # one sampler, two endpoints
         serving(sampler) as native_url,
         serving(sampler, "--naming", "scaphandre", "--process-regex", MARKER) as scaph_url,
     ):
@@ -102,7 +94,9 @@ def test_prometheus_stores_host_power_and_a_busy_process(tmp_path: Path):
             f"--web.listen-address=127.0.0.1:{port}",
             "--log.level=warn",
         ]
-        with running(command, stdout=(tmp_path / "prometheus.log").open("w"), stderr=subprocess.STDOUT):
+        with agents.running(
+            command, stdout=(tmp_path / "prometheus.log").open("w"), stderr=subprocess.STDOUT
+        ):
             wait_for(lambda: http_get(f"{base}/-/ready")[0] == 200, 30, "Prometheus to be ready")
             wait_for(
                 lambda: query(base, 'count_over_time(wattprobe_host_power_watts{job="native"}[1m]) >= 3'),

@@ -7,8 +7,6 @@ import json
 import logging
 import multiprocessing
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from tests.fake_qemu import fake_qemu
-from tests.powercap_tree import PowercapTree, agent_command
-from wattprobe.core.model import Consumer, DomainPower, Frame, ProcessInfo, SocketPower
-from wattprobe.core.vms import folder_name, with_guest
+from tests.powercap_tree import PowercapTree
+from tests.support import agents, frames
+from tests.support.processes import schedstat_ns
+from tests.support.waiting import wait_for
+from wattprobe.core.model import DomainPower, Frame, SocketPower
+from wattprobe.core.vms import folder_name
 from wattprobe.sinks.qemu import MAX_ENERGY_RANGE_UJ, VmTrees
 from wattprobe.sources.powercap import PowercapSensor
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def qemu(name: str) -> list[str]:
@@ -34,34 +33,15 @@ def frame(
     consumers: list[tuple[int, list[str], float]], *, window_s: float = 1.0, core_watts: float = 0.0
 ) -> Frame:
     """A Frame of 100 W whose consumers are (pid, argv, watts); one socket with a core domain."""
-    host = 100.0
     domains = (DomainPower("core", core_watts, 0.0),) if core_watts else ()
-    return Frame(
-        timestamp=time.time(),
-        window_s=window_s,
-        sensor="powercap_rapl",
-        estimated=False,
-        host_source="psys",
-        host_watts=host,
-        host_energy_j=0.0,
-        sockets=(SocketPower(0, 50.0, 0.0, domains),),
-        unattributed_watts=host - sum(w for _, _, w in consumers),
-        cpu_load=0.5,
-        n_cpus=4,
-        consumers=tuple(
-            Consumer(
-                with_guest(ProcessInfo(pid, "x", argv[0], " ".join(argv), "/", None, tuple(argv))),
-                1,
-                watts / host,
-                watts,
-                0,
-                0,
-            )
+    return frames.frame(
+        [
+            frames.consumer(frames.process(pid, argv=argv, cgroup="/"), watts, cpu_ns=1)
             for pid, argv, watts in consumers
-        ),
-        cgroups=(),
-        containers=(),
-        exes=(),
+        ],
+        host_watts=100.0,
+        window_s=window_s,
+        sockets=(SocketPower(0, 50.0, 0.0, domains),),
     )
 
 
@@ -346,23 +326,18 @@ def machine_cpus() -> int:
         return sum(1 for line in f if line[:3] == "cpu" and line[3:4].isdigit())
 
 
-def cpu_ns(pid: int) -> int:
-    with open(f"/proc/{pid}/schedstat") as f:
-        return int(f.read().split()[0])
-
-
 class CpuTrace:
     """Samples a process's CPU time against wall time, from a thread, to know its use over any span."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.samples = pid, [(time.time(), cpu_ns(pid))]
+        self.pid, self.samples = pid, [(time.time(), schedstat_ns(pid))]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            self.samples.append((time.time(), cpu_ns(self.pid)))
+            self.samples.append((time.time(), schedstat_ns(self.pid)))
 
     def stop(self) -> None:
         self._stop.set()
@@ -388,31 +363,24 @@ def test_power_inside_a_vm_end_to_end(tmp_path: Path) -> None:
         open(host_log, "w") as log,
     ):
         try:
-            host_agent = subprocess.Popen(
-                agent_command(tree.root, "qemu", "--output-root", str(out), "-s", "0.1"), cwd=REPO, stderr=log
+            host_agent = agents.start(
+                agents.on_tree(tree.root, "qemu", "--output-root", str(out), "-s", "0.1"), stderr=log
             )
             energy = out / "vm1" / "intel-rapl:0" / "energy_uj"
-            deadline = time.monotonic() + 10
-            while not energy.exists() and time.monotonic() < deadline and host_agent.poll() is None:
-                time.sleep(0.05)
-            assert energy.exists(), host_log.read_text()
+            wait_for(energy.exists, 10, lambda: f"the VM's tree: {host_log.read_text()}", alive=host_agent)
 
             trace = CpuTrace(vm.pid)
-            guest = subprocess.run(
-                [sys.executable, "-m", "wattprobe", "--vm", "json", "-s", "1", "-t", "6"],
-                cwd=REPO,
+            guest = agents.run(
+                agents.command("--vm", "json", "-s", "1", "-t", "6"),
                 env={**os.environ, "SCAPHANDRE_POWERCAP_PATH": str(out / "vm1")},
-                capture_output=True,
-                text=True,
-                timeout=30,
             )
-            time.sleep(0.1)
+            ended = time.time()
+            wait_for(lambda: trace.samples[-1][0] > ended, 5, "the VM's CPU time after the guest's run")
         finally:
             if trace is not None:
                 trace.stop()
             if host_agent is not None:
-                host_agent.terminate()
-                host_agent.wait(5)
+                agents.stop(host_agent, timeout_s=5)
     assert guest.returncode == 0, guest.stderr
     documents = json.loads(guest.stdout)
     assert len(documents) >= 5

@@ -17,10 +17,12 @@ from types import ModuleType
 
 import pytest
 
-from tests.powercap_tree import PowercapTree, agent_command
+from tests.fake_qemu import fake_qemu
+from tests.powercap_tree import PowercapTree
+from tests.support import agents
+from tests.support.paths import REPO
 from wattprobe.sinks import riemann_proto
 
-REPO = Path(__file__).resolve().parents[1]
 PROTO = REPO / "wattprobe" / "sinks" / "riemann.proto"
 
 
@@ -120,38 +122,15 @@ class RiemannServer:
 
 
 def agent(tree: PowercapTree, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            *agent_command(tree.root),
-            "riemann",
-            *args,
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def stop(process: subprocess.Popen) -> str:
-    process.terminate()
-    _, err = process.communicate(timeout=10)
-    return err
+    command = agents.on_tree(tree.root, "riemann", *args)
+    return agents.start(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture
 def fake_vm():
-    """A process that looks like a libvirt guest to /proc and burns CPU so that it has power."""
-    process = subprocess.Popen(
-        [
-            "bash",
-            "-c",
-            "exec -a qemu-system-x86_64 bash -c 'while :; do :; done' -name guest=vm-r,debug-threads=on",
-        ]
-    )
-    yield process
-    process.kill()
-    process.wait()
+    """A bash that looks like a libvirt guest to /proc and burns CPU so that it has power."""
+    with fake_qemu("-name", "guest=vm-r,debug-threads=on", busy=True, bash=True) as process:
+        yield process
 
 
 def attributes(event) -> dict[str, str]:
@@ -172,7 +151,7 @@ def test_events_services_values_and_attributes(pb2: ModuleType, powercap: Powerc
             vm_service = f"scaph_process_power_consumption_microwatts_{fake_vm.pid}_bash"
             vm_events = server.wait_for(vm_service)
         finally:
-            stderr = stop(process)
+            stderr = agents.stop(process)
             server.stop()
     assert len(hosts) >= 3, stderr
     host = hosts[-1]
@@ -272,7 +251,7 @@ def test_mutual_tls(pb2: ModuleType, powercap: PowercapTree, tmp_path: Path) -> 
         try:
             events = server.wait_for("scaph_host_power_microwatts", count=2)
         finally:
-            stderr = stop(process)
+            stderr = agents.stop(process)
             server.stop()
     assert len(events) >= 2, stderr
     assert mean_metric(events) == pytest.approx(60e6, rel=0.1)
@@ -281,25 +260,14 @@ def test_mutual_tls(pb2: ModuleType, powercap: PowercapTree, tmp_path: Path) -> 
 
 
 def test_mtls_options_are_checked_up_front(powercap: PowercapTree, tmp_path: Path) -> None:
-    base = [
-        *agent_command(powercap.root),
-        "riemann",
-    ]
-    run = subprocess.run(
-        [*base, "--mtls", "--ca", "ca.pem"], cwd=REPO, capture_output=True, text=True, timeout=10
-    )
+    base = agents.on_tree(powercap.root, "riemann")
+    run = agents.run([*base, "--mtls", "--ca", "ca.pem"], timeout=10)
     assert run.returncode == 2 and "--mtls needs --cert --key" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
-    run = subprocess.run([*base, "--ca", "ca.pem"], cwd=REPO, capture_output=True, text=True, timeout=10)
+    run = agents.run([*base, "--ca", "ca.pem"], timeout=10)
     assert run.returncode == 2 and "only make sense with --mtls" in run.stderr
     missing = str(tmp_path / "missing.pem")
-    run = subprocess.run(
-        [*base, "--mtls", "--ca", missing, "--cert", missing, "--key", missing],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
+    run = agents.run([*base, "--mtls", "--ca", missing, "--cert", missing, "--key", missing], timeout=10)
     assert (
         run.returncode == 1
         and "cannot load the CA certificate" in run.stderr
@@ -321,7 +289,7 @@ def test_survives_a_server_restart(pb2: ModuleType, powercap: PowercapTree) -> N
             events = second.wait_for("scaph_host_power_microwatts", count=2, timeout=15)
             second.stop()
         finally:
-            stderr = stop(process)
+            stderr = agents.stop(process)
     assert len(events) >= 2, stderr
     assert mean_metric(events) == pytest.approx(60e6, rel=0.1)
     assert "retrying" in stderr and "Traceback" not in stderr

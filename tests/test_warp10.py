@@ -6,20 +6,20 @@ import itertools
 import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 
-from tests.powercap_tree import PowercapTree, agent_command
+from tests.fake_qemu import fake_qemu
+from tests.powercap_tree import PowercapTree
+from tests.support import agents
+from tests.support.waiting import wait_for
 from wattprobe.sinks.points import Point
 from wattprobe.sinks.warp10 import gts_line
 
-REPO = Path(__file__).resolve().parents[1]
 TOKEN = "wr1te-T0ken.with+odd/chars=="
 
 # TS/LAT:LON/ELEV CLASS{LABELS} VALUE; we send no location: `TS// class{k=v,...} value`.
@@ -122,33 +122,14 @@ def environment(**extra: str) -> dict[str, str]:
 
 
 def agent(tree: PowercapTree, port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            *(
-                sys.executable,
-                "-m",
-                "wattprobe",
-                "-vv",
-                "-s",
-                "powercap_rapl",
-                "--powercap-root",
-                str(tree.root),
-            ),
-            *("warp10", "-H", "127.0.0.1", "-p", str(port), *args),
-        ],
-        cwd=REPO,
+    command = agents.command("-vv", "-s", "powercap_rapl", "--powercap-root", str(tree.root))
+    return agents.start(
+        [*command, "warp10", "-H", "127.0.0.1", "-p", str(port), *args],
         env=env or environment(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
 
 
 def test_lines_are_valid_gts_and_an_outage_loses_no_point(powercap: PowercapTree) -> None:
@@ -160,15 +141,18 @@ def test_lines_are_valid_gts_and_an_outage_loses_no_point(powercap: PowercapTree
         servers = [server]
         process = agent(powercap, port, "-s", str(step), env=env)
         try:
-            assert wait_until(lambda: server.count("scaph_host_power_microwatts") >= 3)
+            wait_for(
+                lambda: server.count("scaph_host_power_microwatts") >= 3, 10, "three points", alive=process
+            )
             server.stop()  # Warp 10 goes away: connections are refused
             time.sleep(1.5)
             assert process.poll() is None
             servers.append(Ingress(port))
-            assert wait_until(lambda: servers[1].count("scaph_host_power_microwatts") >= 10)
+            wait_for(
+                lambda: servers[1].count("scaph_host_power_microwatts") >= 10, 10, "ten points", alive=process
+            )
         finally:
-            process.terminate()
-            _, stderr = process.communicate(timeout=10)
+            stderr = agents.stop(process)
             servers[-1].stop()
     assert [e for s in servers for e in s.errors] == []
     points = [p for s in servers for p in s.points]
@@ -182,7 +166,7 @@ def test_lines_are_valid_gts_and_an_outage_loses_no_point(powercap: PowercapTree
     assert sum(v for *_, v in host) / len(host) == pytest.approx(60e6, rel=0.1)
     assert host[0][2]["host"]
     energy = sorted(p for p in points if p[1] == "scaph_host_energy_microjoules")
-    assert all(isinstance(v, int) for *_, v in energy)
+    assert energy and all(isinstance(v, int) for *_, v in energy)
     assert [v for *_, v in energy] == sorted(v for *_, v in energy)
     sockets = {p[2]["socket_id"] for p in points if p[1] == "scaph_socket_power_microwatts"}
     assert sockets == {"0", "1"}
@@ -191,30 +175,19 @@ def test_lines_are_valid_gts_and_an_outage_loses_no_point(powercap: PowercapTree
 
 
 def test_hostile_labels_arrive_intact(powercap: PowercapTree) -> None:
-    vm = subprocess.Popen(
-        [
-            "bash",
-            "-c",
-            "exec -a qemu-system-x86_64 bash -c 'while :; do :; done' -name 'guest=evil{vm},,x=1 %41 a=b'",
-        ]
-    )
-    try:
-        with powercap.running():
-            server = Ingress()
-            process = agent(powercap, server.server_address[1], "-s", "0.3", "-q", "-t", TOKEN)
-            try:
-                pids = {
-                    str(vm.pid),
-                    str(process.pid),
-                }  # the VM, and the agent with its token on its command line
-                assert wait_until(lambda: pids <= {p[2].get("pid") for p in server.points}, timeout=10)
-            finally:
-                process.terminate()
-                _, stderr = process.communicate(timeout=10)
-    finally:
-        vm.kill()
-        vm.wait()
-        server.stop()
+    with fake_qemu("-name", "guest=evil{vm},,x=1 %41 a=b", busy=True, bash=True) as vm, powercap.running():
+        server = Ingress()
+        process = agent(powercap, server.server_address[1], "-s", "0.3", "-q", "-t", TOKEN)
+        try:
+            pids = {str(vm.pid), str(process.pid)}  # the VM, and the agent with its token on its command line
+            wait_for(
+                lambda: pids <= {p[2].get("pid") for p in server.points},
+                10,
+                "the VM's and the agent's points",
+            )
+        finally:
+            stderr = agents.stop(process)
+            server.stop()
     assert server.errors == []
     labels = next(p[2] for p in server.points if p[2].get("pid") == str(vm.pid))
     assert labels["vmname"] == "evil{vm},x=1 %41 a=b"
@@ -229,17 +202,7 @@ def test_hostile_labels_arrive_intact(powercap: PowercapTree) -> None:
 def test_missing_token_is_a_one_line_error(powercap: PowercapTree) -> None:
     env = environment()
     for command in ("warp10", "warpten"):
-        run = subprocess.run(
-            [
-                *agent_command(powercap.root),
-                command,
-            ],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+        run = agents.run(agents.on_tree(powercap.root, command), env=env, timeout=10)
         assert run.returncode == 1
         assert run.stderr.strip().splitlines() == [
             "wattprobe: error: no Warp 10 write token: pass -t/--write-token TOKEN or set SCAPH_WARP10_WRITE_TOKEN"

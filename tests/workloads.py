@@ -13,8 +13,10 @@ import mmap
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from typing import IO
 
 # Each lane is one thread that burns `duty` of every period and keeps its CPU time (ns) in its slot.
 # With a life (ms), a lane is a chain of short-lived threads: each burns for its life, starts its
@@ -150,7 +152,7 @@ class ThreadedLoads:
         """`loads`: (lanes, duty, period ms, thread life ms, 0 for threads that live on) per process."""
         self._lanes = [lanes for lanes, *_ in loads]
         self.cpu = CpuSlots(sum(self._lanes))
-        self.processes = []
+        self.processes: list[subprocess.Popen[bytes]] = []
         first = 0
         for lanes, duty, period_ms, life_ms in loads:
             args = [self.cpu.fileno(), first, lanes, duty, period_ms, life_ms]
@@ -164,11 +166,12 @@ class ThreadedLoads:
             )
             first += lanes
         for process in self.processes:
-            process.stdout.readline()
+            _stdout(process).readline()
         self.pids = [process.pid for process in self.processes]
 
     def cpu_ns(self) -> list[int]:
-        values, out, first = self.cpu.values(), [], 0
+        values, first = self.cpu.values(), 0
+        out: list[int] = []
         for lanes in self._lanes:
             out.append(sum(values[first : first + lanes]))
             first += lanes
@@ -179,10 +182,86 @@ class ThreadedLoads:
             process.kill()
         for process in self.processes:
             process.wait()
-            process.stdout.close()
+            _stdout(process).close()
         self.cpu.close()
 
     def __enter__(self) -> ThreadedLoads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# A busy child: burns `duty` of every `period` seconds (for `seconds`, or until killed when 0) and keeps
+# its own CPU time (time.process_time_ns) in an 8-byte slot of a shared file mapping, so that it can be
+# read at any instant; a finished child writes it a last time, says "done" and waits to be killed. It
+# dies with its parent. Usage: busy DUTY PERIOD_S SLOT FD SECONDS
+_BUSY = r"""
+import ctypes, mmap, os, signal, sys, time
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+duty, period, slot, fd = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+seconds = float(sys.argv[5])
+# One aligned 8-byte store per update (struct.pack_into zero-fills first: a reader could see 0).
+shared = memoryview(mmap.mmap(fd, 0)).cast("q")
+cpu = time.process_time_ns
+os.write(1, b"ready\n")
+start = next_period = time.monotonic()
+while seconds <= 0 or next_period - start < seconds:
+    busy_until = next_period + duty * period
+    while (now := time.monotonic()) < busy_until:
+        shared[slot] = cpu()
+    shared[slot] = cpu()
+    next_period += period
+    if now < next_period:
+        time.sleep(next_period - now)
+shared[slot] = cpu()
+os.write(1, b"done\n")
+signal.pause()
+"""
+
+
+class BusyChildren:
+    """One Python child per duty cycle; `cpu_ns()` is each one's own CPU time, as it measured it.
+
+    With `seconds`, each child burns for that long, then stops (`finished()` waits for that); without,
+    until the block ends.
+    """
+
+    def __init__(self, duties: list[float], period_s: float = 0.02, seconds: float = 0.0) -> None:
+        self._cpu = CpuSlots(len(duties))
+        fd = self._cpu.fileno()
+        self.children = [
+            subprocess.Popen(
+                [sys.executable, "-S", "-c", _BUSY, *map(str, (duty, period_s, i, fd, seconds))],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                pass_fds=(fd,),
+            )
+            for i, duty in enumerate(duties)
+        ]
+        for child in self.children:
+            _stdout(child).readline()
+        self.pids = [child.pid for child in self.children]
+
+    def finished(self) -> list[int]:
+        """Wait until every child has burnt its `seconds`; their own CPU time then, ns."""
+        for child in self.children:
+            if _stdout(child).readline() != b"done\n":
+                raise RuntimeError(f"busy child {child.pid} ended before its time ({child.poll()})")
+        return self.cpu_ns()
+
+    def cpu_ns(self) -> list[int]:
+        return self._cpu.values()
+
+    def close(self) -> None:
+        for child in self.children:
+            child.kill()
+        for child in self.children:
+            child.wait()
+            _stdout(child).close()
+        self._cpu.close()
+
+    def __enter__(self) -> BusyChildren:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -245,42 +324,6 @@ def run_counted(command: list[str]) -> int:
     return children_cpu_ns() - before
 
 
-def attributed_while(sampler, tree, command: list[str], marker: str, step_s: float = 0.5) -> dict[str, float]:
-    """Run `command` while `sampler` ticks every `step_s` (its synthetic tree advanced by the real time).
-
-    Returns the workload's own CPU ns (RUSAGE_CHILDREN: it and every descendant), what the Frames
-    gave the processes whose command line carries `marker` (share × all CPUs' time) and the part
-    of that which came from exited descendants. The workload is started by a marked shell that
-    outlives it by two steps (`started_by`).
-    """
-    import time
-
-    out = {"own_ns": 0.0, "attributed_ns": 0.0, "exited_ns": 0.0}
-    last = time.monotonic()
-
-    def tick() -> None:
-        nonlocal last
-        now = time.monotonic()
-        tree.advance(now - last)
-        last = now
-        frame = sampler.tick()
-        if frame is None:
-            return
-        machine_ns = frame.n_cpus * frame.window_s * 1e9
-        for consumer in frame.consumers:
-            if marker in consumer.info.cmdline:
-                out["attributed_ns"] += consumer.cpu_share * machine_ns
-                if consumer.watts > 0:
-                    out["exited_ns"] += (
-                        consumer.cpu_share * machine_ns * consumer.exited_watts / consumer.watts
-                    )
-
-    tick()
-    before = children_cpu_ns()
-    workload = subprocess.Popen(started_by(marker, command, 2 * step_s), stdout=subprocess.DEVNULL)
-    while workload.poll() is None:
-        time.sleep(step_s)
-        tick()
-    out["own_ns"] = children_cpu_ns() - before
-    tick()  # the window in which it ended
-    return out
+def _stdout(process: subprocess.Popen[bytes]) -> IO[bytes]:
+    assert process.stdout is not None  # started with stdout=PIPE
+    return process.stdout

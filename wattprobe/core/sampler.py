@@ -33,16 +33,23 @@ class Sampler:
         procfs: ProcfsReader,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], int] = time.monotonic_ns,
+        wall: Callable[[], float] = time.time,
         socket_cpus: dict[int, int] | None = None,
         host: HostReader | None = None,
     ) -> None:
+        """`clock` (monotonic ns) times the snapshots and the staleness of `frame()`, `wall` (Unix s)
+        stamps them: a test on a synthetic tree and /proc passes fake ones and sleeps for nothing."""
         self.sensor = sensor
         self.procfs = procfs
         self.host = host  # the host's load, memory, disks..., read with each Frame
         self.socket_cpus = tuple(sorted((socket_cpus or {}).items()))
         self.latest: Frame | None = None
         self.tick_seconds = 0.0  # how long the last tick took
-        self._guard = CounterGuard(sensor, sleep=sleep)  # `sleep`: between the re-reads of a torn value
+        self._clock = clock
+        self._wall = wall
+        # `sleep`: between the re-reads of a torn value; the guard's clock times counters standing still.
+        self._guard = CounterGuard(sensor, sleep=sleep, clock=lambda: clock() / 1e9)
         self._prev: Snapshot | None = None
         self._totals = EnergyTotals()
         self._carry = Carry()  # attribution's state from one window to the next
@@ -59,8 +66,8 @@ class Sampler:
         """`energy` and the CPU times of the machine and its processes, now."""
         machine, tasks = self.procfs.scan()
         return Snapshot(
-            time.monotonic_ns(),
-            time.time(),
+            self._clock(),
+            self._wall(),
             energy,
             machine,
             tasks,
@@ -153,7 +160,7 @@ class Sampler:
         """
         with self._lock:
             prev = self._prev
-            if prev is not None and (time.monotonic_ns() - prev.t_ns) / 1e9 < min_interval_s:
+            if prev is not None and (self._clock() - prev.t_ns) / 1e9 < min_interval_s:
                 return self.latest
             return self._tick() or self.latest
 

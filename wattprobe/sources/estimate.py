@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from wattprobe.core.model import Counter, EnergyReading, MachineCpu
@@ -63,8 +64,10 @@ class EstimateSensor:
         tdp: float | None = None,
         vcpu_watts: tuple[float, float] = CPU_PROFILES["unknown"],
         memory_watts: float = 0.0,
+        clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.procfs_root = procfs_root
+        self.clock = clock  # monotonic ns: the time over which power is integrated
         self.tdp = tdp
         self.vcpu_watts = vcpu_watts
         self.memory_watts = memory_watts
@@ -97,7 +100,7 @@ class EstimateSensor:
         return n_cpus * (low + min(max(load, 0.0), 1.0) * (high - low))
 
     def read(self) -> EnergyReading:
-        now = time.monotonic_ns()
+        now = self.clock()
         try:
             cpu = read_machine_cpu(self.procfs_root)
         except (OSError, ValueError) as error:

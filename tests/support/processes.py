@@ -1,0 +1,55 @@
+"""Real processes for /proc to show: spinning on a CPU (so that they have power) or waiting, with argv
+chosen (a marker to find them by, or an argv[0] such as a QEMU guest's). Workloads whose own CPU time is
+known are in tests/workloads.py."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+
+# What the child runs with `-c`: spin on one CPU, or wait until its stdin closes.
+_CODE = {
+    ("python", True): "while True: pass",
+    ("python", False): "import sys; sys.stdin.read()",
+    ("bash", True): "while :; do :; done",
+    ("bash", False): "read -r _",
+}
+
+
+@contextlib.contextmanager
+def child(
+    *args: str, busy: bool = True, argv0: str | None = None, bash: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -c CODE ARGS` (bash's with `bash`) for the block, killed at its end: it spins on one CPU
+    when `busy`, else waits. `argv0` replaces argv[0] as /proc/PID/cmdline shows it; /proc/PID/exe
+    stays the interpreter."""
+    shell = "bash" if bash else "python"
+    executable = (shutil.which("bash") or "/bin/bash") if bash else sys.executable
+    argv = [argv0 or executable, "-c", _CODE[(shell, busy)], *args]
+    with subprocess.Popen(argv, executable=executable, stdin=subprocess.PIPE) as process:
+        try:
+            yield process
+        finally:
+            process.kill()
+
+
+@contextlib.contextmanager
+def burners(n: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`n` processes spinning on a CPU each, for the block: a machine busy with something else."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(child()) for _ in range(n)]
+
+
+def schedstat_ns(pid: int) -> int:
+    """The CPU time of a live process (its threads that live included), ns, as the kernel keeps it."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+def stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: state, ppid, ... (see proc(5), from field 3)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()
