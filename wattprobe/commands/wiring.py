@@ -12,8 +12,8 @@ from wattprobe import settings
 from wattprobe.core.redaction import Redactor
 from wattprobe.core.sampler import Sampler
 from wattprobe.errors import WattprobeError
+from wattprobe.runner import Runner
 from wattprobe.sinks import Context, Sink
-from wattprobe.sinks.runner import Runner
 from wattprobe.sources import SourceSettings, open_sensor
 from wattprobe.sources.host import HostReader
 from wattprobe.sources.procfs import ProcfsReader, raise_fd_limit, read_machine_cpu
