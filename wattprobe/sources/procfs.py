@@ -39,6 +39,7 @@ TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _PID_BITS = 22  # pid_max is at most 2**22
 _NO_FD = -1
+_NO_IO = -2  # /proc/PID/io could not be opened (another user's process, no task I/O accounting)
 # Descriptors the reader leaves to the rest of the agent (sockets, sensor files, reads by path).
 FD_RESERVE = 256
 # How far `stat` may run ahead of the schedstat sum before we trust it: its utime and stime are
@@ -598,7 +599,7 @@ class ProcfsReader:
         return fd
 
     def _close(self, fd: int) -> None:
-        if fd != _NO_FD:
+        if fd >= 0:
             os.close(fd)
             self._kept -= 1
 
@@ -631,10 +632,17 @@ class ProcfsReader:
         return task.info, task.rss * PAGE_SIZE, task.vsize, self._disk_io(task)
 
     def _disk_io(self, task: _Task) -> DiskIo | None:
-        """Bytes read and written through the storage layer; None where /proc/PID/io is not ours to read."""
+        """Bytes read and written through the storage layer; None where /proc/PID/io is not ours to read
+        (tried once per process and exec: an agent without privileges is refused every other user's)."""
+        if task.io_fd == _NO_IO:
+            return None
         try:
             if task.io_fd == _NO_FD:
-                task.io_fd = self._open(f"{self.root}/{task.pid}/io")
+                try:
+                    task.io_fd = self._open(f"{self.root}/{task.pid}/io")
+                except OSError:
+                    task.io_fd = _NO_IO
+                    return None
             data = self._read(task.io_fd, task.pid, "io")
             fields = dict(line.split(b": ") for line in data.split(b"\n") if b": " in line)
             now = int(fields[b"read_bytes"]), int(fields[b"write_bytes"])
@@ -655,6 +663,8 @@ class ProcfsReader:
     def _drop_info(self, task: _Task) -> None:
         self.cgroups.untrack(task.cgroups)
         task.info, task.cgroups = None, ()
+        if task.io_fd == _NO_IO:  # an exec may have changed whose process it is: try /proc/PID/io again
+            task.io_fd = _NO_FD
 
     def _read_info(self, task: _Task) -> tuple[ProcessInfo, tuple[str, ...]]:
         base = f"{self.root}/{task.pid}"
