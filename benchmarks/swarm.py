@@ -2,22 +2,33 @@
 
 Every child is forked by one small helper interpreter, started in its own session. The children
 block reading a pipe whose only write end this process holds, so they all exit when the swarm is
-closed or when this process dies, whatever kills it: nothing is left behind.
+closed or when this process dies, whatever kills it: nothing is left behind. A swarm can live in a
+cgroup of its own (`own_cgroup()`), as the processes of a service or a container do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
-# The helper: fork `n` children that wait for EOF on fd 0, print their pids, then (churn mode)
-# fork one more and kill the oldest churned child `rate` times a second, until stdin closes.
+from tests.support.waiting import holds_within
+
+# The helper: move into the cgroup given (if any), fork `n` children that wait for EOF on fd 0, print
+# their pids, then (churn mode) fork one more and kill the oldest churned child `rate` times a second,
+# until stdin closes.
 _HELPER = r"""
 import os, select, signal, sys, time
-n, rate, keep = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+n, rate, keep, procs = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if procs:
+    with open(procs, "w") as f:
+        f.write(str(os.getpid()))
 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 def child():
     pid = os.fork()
@@ -68,14 +79,49 @@ def raise_limits(processes: int) -> None:
             resource.setrlimit(limit, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
 
 
-class Swarm:
-    """`n` idle processes; with `churn_per_s`, also processes born and SIGKILLed at that rate."""
+@contextlib.contextmanager
+def own_cgroup() -> Iterator[Path | None]:
+    """A new, empty cgroup for the block (its directory), removed once its processes are gone; None
+    where no cgroup hierarchy with a CPU counter is writable here (not root, or a read-only mount)."""
+    root = Path("/sys/fs/cgroup")
+    name = f"wattprobe-bench-{uuid.uuid4().hex[:8]}"
+    made = None
+    for base, counter in ((root, "cgroup.controllers"), (root / "unified", "cgroup.controllers"),
+                          (root / "cpuacct", "cpuacct.usage"), (root / "cpu,cpuacct", "cpuacct.usage")):  # fmt: skip
+        if (base / counter).is_file():
+            with contextlib.suppress(OSError):
+                (base / name).mkdir()
+                made = base / name
+                break
+    try:
+        yield made
+    finally:
+        if made is not None:
+            holds_within(lambda: _removed(made), 10)  # empty once the swarm's processes are reaped
 
-    def __init__(self, n: int, *, churn_per_s: float = 0.0, churn_alive: int = 100) -> None:
+
+def _removed(directory: Path) -> bool:
+    try:
+        directory.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class Swarm:
+    """`n` idle processes; with `churn_per_s`, also processes born and SIGKILLed at that rate; with
+    `cgroup` (a directory from `own_cgroup()`), all of them in that cgroup."""
+
+    def __init__(
+        self, n: int, *, churn_per_s: float = 0.0, churn_alive: int = 100, cgroup: Path | None = None
+    ) -> None:
         raise_limits(n + churn_alive)
         read_end, self._write_end = os.pipe()
+        procs = str(cgroup / "cgroup.procs") if cgroup is not None else ""
         self.helper = subprocess.Popen(
-            [sys.executable, "-S", "-c", _HELPER, str(n), str(churn_per_s), str(churn_alive)],
+            [sys.executable, "-S", "-c", _HELPER, str(n), str(churn_per_s), str(churn_alive), procs],
             stdin=read_end,
             stdout=subprocess.PIPE,
             start_new_session=True,

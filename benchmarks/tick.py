@@ -2,10 +2,12 @@
 
 The tick is `Sampler.tick()`: the RAPL read of a synthetic powercap tree, the /proc scan, the
 attribution and the Frame. The floor, measured in the same run and interleaved with the ticks, is
-the cost of only reading the /proc files the tick reads, in a tight loop, with no parsing:
-`/proc/stat`, the /proc listing, and per process `schedstat` (single-threaded) or `stat`
-(multi-threaded). It is measured twice: opening, reading and closing each file (what a reader
-without kept descriptors must do), and pread on descriptors kept open (the bare syscalls).
+the cost of only reading the /proc files the tick reads for a sleeping process, in a tight loop, with
+no parsing: `/proc/stat`, the /proc listing, and per process `schedstat` (single-threaded) or `stat`
+(multi-threaded), each opened, read and closed (what a reader without kept descriptors must do).
+Two more floors are measured alongside: the stat floor (the listing, then open, read and close each
+process's `stat`: what psutil, Scaphandre or process-exporter pay per process), and pread on
+descriptors kept open (the bare syscalls).
 """
 
 from __future__ import annotations
@@ -17,54 +19,12 @@ import time
 from pathlib import Path
 
 from benchmarks.common import Budget, Result, median, ms, percentile
-from benchmarks.swarm import Swarm
+from benchmarks.floor import PROC, open_read_floor, pread_floor, stat_floor, tick_files, wall_time
+from benchmarks.swarm import Swarm, own_cgroup
 from tests.powercap_tree import PowercapTree
-from tests.support.processes import stat_fields
 from wattprobe.core.sampler import Sampler
 from wattprobe.sources.powercap import PowercapSensor
 from wattprobe.sources.procfs import ProcfsReader
-
-PROC = "/proc"
-
-
-def _cpu_file(name: str) -> str:
-    """The file a tick reads for this pid when it slept: schedstat if single-threaded, else stat."""
-    try:
-        threads = int(stat_fields(int(name))[17])
-    except (OSError, ValueError, IndexError):
-        return "stat"
-    return "schedstat" if threads == 1 else "stat"
-
-
-def floor_open_read(files: dict[str, str]) -> None:
-    """Open, read and close every file a tick reads: no parsing, no bookkeeping."""
-    with open(f"{PROC}/stat", "rb", buffering=0) as f:
-        f.read()
-    for name in os.listdir(PROC):
-        which = files.get(name)
-        if which is None:
-            continue
-        try:
-            fd = os.open(f"{PROC}/{name}/{which}", os.O_RDONLY)
-        except OSError:
-            continue
-        try:  # noqa: SIM105 (a context manager would add its own cost to the floor)
-            os.read(fd, 1024)
-        except OSError:
-            pass
-        os.close(fd)
-
-
-def floor_pread(stat_fd: int, fds: list[int]) -> None:
-    """pread on descriptors kept open: the syscalls of a tick and nothing else."""
-    os.pread(stat_fd, 65536, 0)
-    os.listdir(PROC)
-    pread = os.pread
-    for fd in fds:
-        try:  # noqa: SIM105 (as above)
-            pread(fd, 1024, 0)
-        except OSError:
-            pass
 
 
 class PsutilAgent:
@@ -102,40 +62,36 @@ class PsutilAgent:
         return consumers
 
 
-def _timed(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
-
-
-def measure(n: int, repeats: int, psutil_repeats: int) -> dict[str, float]:
-    """Median times (s) of a tick, of both floors and of the psutil way, with `n` extra processes."""
-    with tempfile.TemporaryDirectory() as tmp, Swarm(n):
+def measure(n: int, repeats: int, psutil_repeats: int, cgroup: Path | None = None) -> dict[str, float]:
+    """Median times (s) of a tick, of the floors and of the psutil way, with `n` extra processes (in
+    `cgroup`, a cgroup of their own, when given)."""
+    with tempfile.TemporaryDirectory() as tmp, Swarm(n, cgroup=cgroup):
         tree = PowercapTree(Path(tmp) / "powercap")
         sampler = Sampler(PowercapSensor(str(tree.root)), ProcfsReader())
         sampler.tick()
         tree.advance(0.1)
         sampler.tick()  # every descriptor is open now: the steady state
-        files = {name: _cpu_file(name) for name in os.listdir(PROC) if name.isdigit()}
+        files = tick_files()
         fds = []
         for name, which in files.items():
             with contextlib.suppress(OSError):
                 fds.append(os.open(f"{PROC}/{name}/{which}", os.O_RDONLY))
         stat_fd = os.open(f"{PROC}/stat", os.O_RDONLY)
-        ticks, floors, preads, frames = [], [], [], 0
+        ticks, floors, stat_floors, preads, frames = [], [], [], [], 0
         try:
             for _ in range(repeats):
                 tree.advance(0.1)
-                floors.append(_timed(floor_open_read, files))
+                floors.append(wall_time(open_read_floor, files))
                 start = time.perf_counter()
                 frame = sampler.tick()
                 ticks.append(time.perf_counter() - start)
                 frames += frame is not None
-                preads.append(_timed(floor_pread, stat_fd, fds))
+                preads.append(wall_time(pread_floor, stat_fd, fds))
+                stat_floors.append(wall_time(stat_floor))
             tracked = sampler.procfs.tracked
             psutil_agent = PsutilAgent(sampler.sensor)
             psutil_agent.tick()
-            psutil_ticks = [_timed(psutil_agent.tick) for _ in range(psutil_repeats)]
+            psutil_ticks = [wall_time(psutil_agent.tick) for _ in range(psutil_repeats)]
         finally:
             for fd in [*fds, stat_fd]:
                 os.close(fd)
@@ -145,13 +101,20 @@ def measure(n: int, repeats: int, psutil_repeats: int) -> dict[str, float]:
         "tick": median(ticks),
         "tick_p90": percentile(ticks, 90),
         "floor": median(floors),
+        "stat_floor": median(stat_floors),
         "pread_floor": median(preads),
         "psutil": median(psutil_ticks),
         "frames": frames,
     }
 
 
-def bench(sizes: tuple[int, ...] = (1000, 5000), repeats: int = 30, psutil_repeats: int = 7) -> Result:
+def bench(
+    sizes: tuple[int, ...] = (1000, 5000),
+    repeats: int = 30,
+    psutil_repeats: int = 7,
+    own_cgroup_size: int | None = 5000,
+) -> Result:
+    """`own_cgroup_size`: also that many processes in a cgroup of their own (None: not measured)."""
     rows = [
         [
             "extra processes",
@@ -160,6 +123,8 @@ def bench(sizes: tuple[int, ...] = (1000, 5000), repeats: int = 30, psutil_repea
             "tick (p90)",
             "floor: open+read",
             "tick / floor",
+            "floor: stat",
+            "tick / stat floor",
             "floor: pread",
             "tick / pread floor",
             "psutil way",
@@ -172,37 +137,48 @@ def bench(sizes: tuple[int, ...] = (1000, 5000), repeats: int = 30, psutil_repea
         __doc__.split("\n", 2)[2]
         + f"\nMedians of {repeats} ticks (psutil: {psutil_repeats}), after a first tick that opens every "
         "descriptor. The psutil way is `psutil.process_iter(['cpu_times'])` plus `exe()` and `cmdline()` "
-        "of the processes that ran, with the same RAPL read.",
+        "of the processes that ran, with the same RAPL read. The extra processes share the cgroup of "
+        "the benchmark (and of the sampler), whose counter moves at every tick, unless the row says "
+        "they have a cgroup of their own, as a service's or a container's processes do.",
     )
-    for n in sizes:
-        m = measure(n, repeats, psutil_repeats)
-        rows.append(
-            [
-                f"{n:,}",
-                f"{m['processes']:,.0f}",
-                ms(m["tick"]),
-                ms(m["tick_p90"]),
-                ms(m["floor"]),
-                f"{m['tick'] / m['floor']:.2f}",
-                ms(m["pread_floor"]),
-                f"{m['tick'] / m['pread_floor']:.2f}",
-                ms(m["psutil"]),
-                f"{m['psutil'] / m['tick']:.1f}",
-            ]
-        )
-        result.numbers |= {f"{key}_{n}": value for key, value in m.items()}
+    runs: list[tuple[str, int, Path | None]] = [(f"{n:,}", n, None) for n in sizes]
+    with own_cgroup() as cgroup:
+        if own_cgroup_size and cgroup is not None:
+            runs.append((f"{own_cgroup_size:,} in a cgroup of their own", own_cgroup_size, cgroup))
+        elif own_cgroup_size:
+            result.notes.append(
+                "No cgroup could be made here (not root?): processes in a cgroup of their own not measured."
+            )
+        for label, n, where in runs:
+            m = measure(n, repeats, psutil_repeats, where)
+            key = f"{n}" if where is None else f"{n}_cgroup"
+            rows.append(
+                [
+                    label,
+                    f"{m['processes']:,.0f}",
+                    ms(m["tick"]),
+                    ms(m["tick_p90"]),
+                    ms(m["floor"]),
+                    f"{m['tick'] / m['floor']:.2f}",
+                    ms(m["stat_floor"]),
+                    f"{m['tick'] / m['stat_floor']:.2f}",
+                    ms(m["pread_floor"]),
+                    f"{m['tick'] / m['pread_floor']:.2f}",
+                    ms(m["psutil"]),
+                    f"{m['psutil'] / m['tick']:.1f}",
+                ]
+            )
+            result.numbers |= {f"{name}_{key}": value for name, value in m.items()}
     result.tables.append(rows)
     big = max(sizes)
+    numbers = result.numbers
     result.budgets += [
         Budget(
-            f"tick / floor, {big:,} processes",
-            result.numbers[f"tick_{big}"] / result.numbers[f"floor_{big}"],
-            1.5,
-            "×",
+            f"tick / floor, {big:,} processes", numbers[f"tick_{big}"] / numbers[f"floor_{big}"], 1.5, "×"
         ),
         Budget(
             f"psutil way / tick, {big:,} processes",
-            result.numbers[f"psutil_{big}"] / result.numbers[f"tick_{big}"],
+            numbers[f"psutil_{big}"] / numbers[f"tick_{big}"],
             3.0,
             "×",
             at_least=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from benchmarks import accuracy, agent, host, run, scrape, tick
+from benchmarks import accuracy, agent, host, peers, run, scrape, tick
 from benchmarks.swarm import Swarm
 from tests.support.processes import stat_fields
 from tests.support.waiting import wait_for
@@ -40,10 +40,15 @@ def _alive(pid: int) -> bool:
 
 
 def test_tick_against_the_floor_and_psutil():
-    result = tick.bench(sizes=(30,), repeats=2, psutil_repeats=1)
-    assert_reported(result, "tick_30", "floor_30", "pread_floor_30", "psutil_30")
+    result = tick.bench(sizes=(30,), repeats=2, psutil_repeats=1, own_cgroup_size=20)
+    assert_reported(result, "tick_30", "floor_30", "stat_floor_30", "pread_floor_30", "psutil_30")
     assert result.numbers["processes_30"] >= 30
     assert result.numbers["frames_30"] == 2  # every timed tick made a Frame
+    if "tick_20_cgroup" in result.numbers:  # where a cgroup can be made (root)
+        assert_reported(result, "tick_20_cgroup", "stat_floor_20_cgroup")
+        assert result.numbers["frames_20_cgroup"] == 2
+    else:
+        assert "No cgroup could be made" in result.markdown()
 
 
 def test_host_sampling_rate():
@@ -71,10 +76,13 @@ def test_accuracy_with_schedstat_and_stat_ticks_threads_and_short_lived_processe
 
 
 def test_steady_state_overhead():
-    result = agent.bench_steady(seconds=1.5, big_seconds=1, sizes=(10, 20), warmup_s=0.5)
-    assert_reported(result, "cpu_percent_10", "rss_mean_10", "hwm_20")
+    result = agent.bench_steady(seconds=2.5, big_seconds=1, sizes=(10, 20), warmup_s=0.5, own_cgroup_size=15)
+    assert_reported(result, "cpu_percent_10", "cpu_per_scrape_10", "stat_floor_10", "rss_mean_10", "hwm_20")
     assert result.numbers["processes_20"] >= 20
     assert 5e6 < result.numbers["hwm_20"] < 500e6
+    # once a second, past the default minimum interval: every scrape is a fresh measurement
+    assert result.numbers["scrapes_10"] >= 2 and result.numbers["fresh_10"] == result.numbers["scrapes_10"]
+    assert "cpu_per_scrape_15_cgroup" in result.numbers or "No cgroup could be made" in result.markdown()
 
 
 def test_churn_soak():
@@ -89,7 +97,23 @@ def test_scrape():
         assert "Not measured" in result.markdown()
         return
     assert_reported(result, "native_20_fresh", "native_20_bytes", "scaphandre_20_shared")
+    assert_reported(result, "native_20_reference", "native_20_render", "scaphandre_20_tick")
     assert result.numbers["native_20_consumers"] == 20
+    assert result.numbers["native_20_process_series"] == 60  # power, CPU and memory of each
+    assert len(result.budgets) == 4  # per naming: shared against the reference, fresh against it + tick
+
+
+def test_peers():
+    result = peers.bench(sizes=(10,), seconds=1, warmup_s=0)
+    why_not = peers.setup()
+    if why_not is not None:
+        assert result.notes and "not measured" in result.markdown().lower()
+        return
+    names = [row[0] for row in result.tables[0][1:]]
+    assert names[0] == "wattprobe" and len(names) == len(set(names)) == 5
+    for name, value in result.numbers.items():
+        if name.endswith("_series"):
+            assert value > 0, name  # every exporter answered with series
 
 
 def test_run_replaces_only_the_sections_it_ran(tmp_path):

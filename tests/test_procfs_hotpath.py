@@ -112,3 +112,20 @@ def test_the_agent_lifts_its_soft_fd_limit():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"
+
+
+def test_an_unreadable_io_file_is_tried_once_per_process_and_exec(tmp_path):
+    """An agent without privileges is refused every other user's /proc/PID/io: asking again at every
+    tick cost a failed open per consumer; it is asked again only after an exec (new credentials)."""
+    write_stat(tmp_path)
+    write_process(tmp_path, 42, sched_ns=1_000_000_000)
+    reader = ProcfsReader(str(tmp_path))
+    key = next(iter(reader.scan()[1]))
+    assert reader.process(key)[3] is None  # no io file: not readable
+    (tmp_path / "42" / "io").write_text("rchar: 1\nwchar: 2\nread_bytes: 4096\nwrite_bytes: 8192\n")
+    assert reader.process(key)[3] is None  # not asked again for the same program
+    write_process(tmp_path, 42, comm="exec'd", sched_ns=1_100_000_000)
+    reader.scan()
+    io = reader.process(key)[3]
+    assert io is not None and (io.read_bytes, io.write_bytes) == (4096, 8192)
+    reader.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from wattprobe import __version__
 from wattprobe.core.model import Consumer, Container, Frame, ProcessInfo
@@ -30,7 +31,7 @@ NAMINGS = ("native", "scaphandre")
 MICRO = 1e6  # Scaphandre's µW and µJ
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # each family is one object: compared and hashed by identity
 class Family:
     native: str | None  # None: only in Scaphandre's naming
     scaph: str | None  # None: Scaphandre has no such family (its native name is used there too)
@@ -238,10 +239,9 @@ class Labels:
 
 
 # -- samples -------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     family: Family
-    labels: dict[str, str]
+    labels: dict[str, str]  # shared by the samples of one process: not to be changed
     value: float  # in the family's unit
 
 
@@ -293,19 +293,7 @@ def samples(frame: Frame, consumers: Iterable[Consumer], labels: Labels) -> Iter
         yield from sample(RUNNING, frame.machine.running)
         yield from sample(BLOCKED, frame.machine.blocked)
         yield from sample(CONTEXT_SWITCHES, frame.machine.context_switches)
-    for c in consumers:
-        named = labels.process(c.info)
-        yield from sample(PROCESS_POWER, c.watts, **named)
-        if c.exited_watts > 0:
-            yield from sample(PROCESS_EXITED_POWER, c.exited_watts, **named)
-        yield from sample(PROCESS_CPU, c.cpu_share, **named)
-        yield from sample(PROCESS_MEMORY, c.rss_bytes, **named)
-        yield from sample(PROCESS_VIRTUAL, c.vsize_bytes, **named)
-        if c.disk_io is not None:
-            yield from sample(PROCESS_DISK_READ, c.disk_io.read_delta, **named)
-            yield from sample(PROCESS_DISK_WRITE, c.disk_io.write_delta, **named)
-            yield from sample(PROCESS_DISK_TOTAL_READ, c.disk_io.read_bytes, **named)
-            yield from sample(PROCESS_DISK_TOTAL_WRITE, c.disk_io.write_bytes, **named)
+    yield from _process_samples(consumers, labels)
     for g in frame.exes:
         yield from sample(EXE_POWER, g.watts, exe=g.key)
     for g in frame.cgroups:
@@ -313,6 +301,48 @@ def samples(frame: Frame, consumers: Iterable[Consumer], labels: Labels) -> Iter
     for g in frame.containers:
         yield from sample(CONTAINER_POWER, g.watts, **container_labels(g.container))
     yield from agent_samples(frame, labels)
+
+
+def _process_samples(consumers: Iterable[Consumer], labels: Labels) -> Iterator[Sample]:
+    """The per-process samples: the hot part of a scrape with thousands of processes listed, so the
+    families of the naming are chosen once and a process's samples share one label dict."""
+    naming = labels.naming
+    power, exited, cpu, memory, virtual, read, write, total_read, total_write = (
+        family if family.name(naming) else None
+        for family in (
+            PROCESS_POWER,
+            PROCESS_EXITED_POWER,
+            PROCESS_CPU,
+            PROCESS_MEMORY,
+            PROCESS_VIRTUAL,
+            PROCESS_DISK_READ,
+            PROCESS_DISK_WRITE,
+            PROCESS_DISK_TOTAL_READ,
+            PROCESS_DISK_TOTAL_WRITE,
+        )
+    )
+    for c in consumers:
+        named = labels.extra(labels.process(c.info))
+        if power:
+            yield Sample(power, named, c.watts)
+        if exited and c.exited_watts > 0:
+            yield Sample(exited, named, c.exited_watts)
+        if cpu:
+            yield Sample(cpu, named, c.cpu_share)
+        if memory:
+            yield Sample(memory, named, c.rss_bytes)
+        if virtual:
+            yield Sample(virtual, named, c.vsize_bytes)
+        io = c.disk_io
+        if io is not None:
+            if read:
+                yield Sample(read, named, io.read_delta)
+            if write:
+                yield Sample(write, named, io.write_delta)
+            if total_read:
+                yield Sample(total_read, named, io.read_bytes)
+            if total_write:
+                yield Sample(total_write, named, io.write_bytes)
 
 
 def _value_source(frame: Frame) -> str:

@@ -45,7 +45,8 @@ def top(default: int, *flags: str, what: str = "consumers listed") -> Any:
         *(flags or ("-m", "--max-top-consumers")),
         parse=count,
         metavar="N",
-        help=f"{what}: the N that drew the most in the window (default {default})",
+        help=f"{what}: of the processes that ran in the window, the N that drew the most; an idle "
+        f"process is never listed, however large N (default {default})",
     )
 
 
@@ -55,7 +56,8 @@ def process_regex(*flags: str) -> Any:
         *(flags or ("--process-regex",)),
         parse=regex,
         metavar="REGEX",
-        help="instead of the top N: every process that ran in the window and whose exe or cmdline matches",
+        help="instead of the top N: every process that ran in the window and whose exe or cmdline "
+        "matches; an idle process is never listed, even by '.*'",
     )
 
 

@@ -29,7 +29,12 @@ class Cadence(options.Cadence):
 @dataclass(frozen=True)
 class Settings:
     processes: int = option(
-        5, "-p", "--processes", parse=count, metavar="N", help="top consumers to show (default 5)"
+        5,
+        "-p",
+        "--processes",
+        parse=count,
+        metavar="N",
+        help="of the processes that ran in the window, the N that drew the most (default 5)",
     )
     regex_filter: re.Pattern[str] | None = option(
         None,

@@ -33,11 +33,13 @@ from wattprobe.core.model import Container, DiskIo, MachineCpu, ProcessInfo, con
 from wattprobe.core.redaction import Redactor
 from wattprobe.core.vms import find_guest
 from wattprobe.sources.cgroupfs import CgroupReader, cgroup_paths
+from wattprobe.sources.homes import Home, Homes
 
 TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _PID_BITS = 22  # pid_max is at most 2**22
 _NO_FD = -1
+_NO_IO = -2  # /proc/PID/io could not be opened (another user's process, no task I/O accounting)
 # Descriptors the reader leaves to the rest of the agent (sockets, sensor files, reads by path).
 FD_RESERVE = 256
 # How far `stat` may run ahead of the schedstat sum before we trust it: its utime and stime are
@@ -112,6 +114,8 @@ class _Task:
         "credit_scan",
         "cticks",
         "exited_ns",
+        "home",
+        "homed",
         "info",
         "io",
         "io_fd",
@@ -155,6 +159,8 @@ class _Task:
         self.io: tuple[int, int] | None = None  # read_bytes, write_bytes at the last read
         self.info: ProcessInfo | None = None
         self.cgroups: tuple[str, ...] = ()  # cgroup counters tracked for this process
+        self.home: Home | None = None  # the cgroup whose quiet counter says it did not run
+        self.homed = False  # its cgroup was looked up (found or not)
 
     @property
     def start(self) -> int:
@@ -213,6 +219,7 @@ class ProcfsReader:
         self._scan = 0
         self._reaped: list[_Task] = []  # tasks whose cticks moved in this scan
         self.cgroups = CgroupReader(cgroupfs_root)
+        self.homes = Homes(self.cgroups.v2, self.cgroups.v1, self._open, self._close, self._leave_home)
 
     # -- the hot path -------------------------------------------------------------------------
     def scan(self) -> tuple[MachineCpu, dict[int, int]]:
@@ -222,11 +229,13 @@ class ProcfsReader:
         machine = read_machine_cpu(self.root)
         names = set(os.listdir(self.root))
         tasks = self._tasks
+        vanished = tasks.keys() - names
+        gone = [task for name, task in tasks.items() if name in vanished] if vanished else []
+        self.homes.check()  # the cgroups whose counter stood still: their processes did not run
         pread, refresh = os.pread, self._refresh
-        gone = []
         for name, task in tasks.items():
-            if name not in names:
-                gone.append(task)
+            home = task.home
+            if (home is not None and home.quiet) or name in vanished:
                 continue
             sched_ns = -1
             if task.sched_ns >= 0:
@@ -239,9 +248,15 @@ class ProcfsReader:
                 except (OSError, ValueError):
                     sched_ns = -1  # gone, or read by path: _refresh tells
                 if sched_ns == task.sched_ns:
+                    if not task.homed:
+                        self._find_home(task)  # idle: from now on, its cgroup's counter may speak for it
                     continue
             if not refresh(task, sched_ns):
                 gone.append(task)
+            elif not task.homed and task.sched_ns < 0:
+                self._find_home(task)  # multi-threaded: its stat is read at every scan otherwise
+            elif home is not None and not home.v2 and task.threads > 1:
+                self._leave_home(task)  # in cgroup v1 a thread can move alone: read it one by one
         self._settle(gone)
         # New processes, and pids reused by a new process since the last scan.
         for name in names - tasks.keys():
@@ -529,6 +544,27 @@ class ProcfsReader:
         except (OSError, ValueError, IndexError):
             return False
 
+    # -- quiet cgroups (see sources/homes.py) ------------------------------------------------------
+    def _find_home(self, task: _Task) -> None:
+        """Join the cgroup whose counter covers the process, once, where it has one."""
+        task.homed = True
+        if not self.homes.enabled:
+            return
+        try:
+            text = _read_file(f"{self.root}/{task.pid}/cgroup").decode(errors="replace")
+        except OSError:
+            return
+        found = self.homes.home_of(text, threaded=task.sched_ns < 0 or task.threads > 1)
+        if found is not None:
+            task.home = self.homes.join(task, task.pid, *found)
+
+    def _leave_home(self, task: object) -> None:
+        assert isinstance(task, _Task)
+        home = task.home
+        if home is not None:
+            task.home, task.homed = None, False
+            self.homes.leave(task, task.pid, home)
+
     # -- files ------------------------------------------------------------------------------
     def _schedstat(self, task: _Task) -> int:
         """Run time of the process's (one) thread in ns; -1 when schedstat is off or absent."""
@@ -563,11 +599,12 @@ class ProcfsReader:
         return fd
 
     def _close(self, fd: int) -> None:
-        if fd != _NO_FD:
+        if fd >= 0:
             os.close(fd)
             self._kept -= 1
 
     def _forget(self, task: _Task) -> None:
+        self._leave_home(task)
         self._by_key.pop(task.key, None)
         self._exited.pop(task.key, None)
         siblings = self._kids.get(task.ppid)
@@ -595,10 +632,17 @@ class ProcfsReader:
         return task.info, task.rss * PAGE_SIZE, task.vsize, self._disk_io(task)
 
     def _disk_io(self, task: _Task) -> DiskIo | None:
-        """Bytes read and written through the storage layer; None where /proc/PID/io is not ours to read."""
+        """Bytes read and written through the storage layer; None where /proc/PID/io is not ours to read
+        (tried once per process and exec: an agent without privileges is refused every other user's)."""
+        if task.io_fd == _NO_IO:
+            return None
         try:
             if task.io_fd == _NO_FD:
-                task.io_fd = self._open(f"{self.root}/{task.pid}/io")
+                try:
+                    task.io_fd = self._open(f"{self.root}/{task.pid}/io")
+                except OSError:
+                    task.io_fd = _NO_IO
+                    return None
             data = self._read(task.io_fd, task.pid, "io")
             fields = dict(line.split(b": ") for line in data.split(b"\n") if b": " in line)
             now = int(fields[b"read_bytes"]), int(fields[b"write_bytes"])
@@ -619,6 +663,8 @@ class ProcfsReader:
     def _drop_info(self, task: _Task) -> None:
         self.cgroups.untrack(task.cgroups)
         task.info, task.cgroups = None, ()
+        if task.io_fd == _NO_IO:  # an exec may have changed whose process it is: try /proc/PID/io again
+            task.io_fd = _NO_FD
 
     def _read_info(self, task: _Task) -> tuple[ProcessInfo, tuple[str, ...]]:
         base = f"{self.root}/{task.pid}"
@@ -673,6 +719,7 @@ class ProcfsReader:
         self._tasks = {}
         self._by_key = {}
         self._kids = {}
+        self.homes.close()
         self.cgroups.close()
 
 

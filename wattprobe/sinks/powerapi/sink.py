@@ -67,7 +67,11 @@ class Settings:
         help="send to a PowerAPI socket input (reconnects; reports are queued meanwhile)",
     )
     processes: int = option(
-        0, parse=count, metavar="N", help="Power reports for the top N processes too (default 0)"
+        0,
+        parse=count,
+        metavar="N",
+        help="Power reports too for the N processes that drew the most of those that ran in the step "
+        "(default 0)",
     )
     iso_time: bool = option(
         False, help="JSON lines: UTC 'YYYY-MM-DDThh:mm:ss.ffffff' timestamps instead of integer ms"

@@ -1,0 +1,239 @@
+"""A cgroup whose CPU counter stood still holds no process that ran: the reader reads its counter (and,
+then, its process list) instead of each of its processes' files, and misses no CPU time.
+
+On a synthetic procfs and cgroupfs, a process's files can change while its cgroup's counter stands
+still (which the kernel never does): that shows which files a scan read. In a real cgroup, where one
+can be made, real processes run, sleep and move between cgroups, and the reader's CPU time for each
+is its schedstat's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import schedstat_ns, stat_fields
+from tests.support.procfs import rewrite, write_process, write_stat, write_times
+from tests.support.waiting import holds_within, wait_for
+from wattprobe.sources.procfs import ProcfsReader, task_key
+
+MS = 1_000_000
+SERVICE = "/system.slice/app.service"
+
+
+class Tree:
+    """/proc with processes in SERVICE (and elsewhere), and a cgroupfs whose counters are written by hand."""
+
+    def __init__(self, root: Path, *, v2: bool = True) -> None:
+        self.proc, self.cgroupfs, self.v2 = root / "proc", root / "cgroup", v2
+        self.proc.mkdir()
+        write_stat(self.proc)
+        if v2:
+            self.cgroupfs.mkdir()
+            (self.cgroupfs / "cgroup.controllers").write_text("cpu\n")
+            self.service = self.cgroupfs / SERVICE.lstrip("/")
+        else:
+            (self.cgroupfs / "cpuacct").mkdir(parents=True)
+            (self.cgroupfs / "cpuacct" / "cpuacct.usage").write_text("0\n")
+            self.service = self.cgroupfs / "cpuacct" / SERVICE.lstrip("/")
+        self.service.mkdir(parents=True)
+        self.ns: dict[int, int] = {}
+        self.members: list[int] = []
+        self.counter(0)
+
+    def add(self, pid: int, *, cgroup: str = SERVICE, threads: int = 1) -> None:
+        self.ns[pid] = 1_000 * MS
+        text = f"0::{cgroup}\n" if self.v2 else f"3:cpuacct:{cgroup}\n0::/\n"
+        write_process(self.proc, pid, sched_ns=self.ns[pid], threads=threads, cgroup=text)
+        if cgroup == SERVICE:
+            self.members.append(pid)
+            self.listing()
+
+    def run(self, pid: int, ms: int) -> None:
+        """Its CPU time grows (its cgroup's counter is moved apart, or not, by `counter`)."""
+        self.ns[pid] += ms * MS
+        write_times(self.proc, pid, sched_ns=self.ns[pid], threads=int(self.threads(pid)))
+
+    def threads(self, pid: int) -> str:
+        return (self.proc / str(pid) / "stat").read_text().rpartition(")")[2].split()[17]
+
+    def counter(self, ns: int) -> None:
+        if self.v2:
+            rewrite(self.service / "cpu.stat", f"usage_usec {ns // 1000}\nuser_usec 0\nsystem_usec 0\n")
+        else:
+            rewrite(self.service / "cpuacct.usage", f"{ns}\n")
+
+    def listing(self) -> None:
+        rewrite(self.service / "cgroup.procs", "".join(f"{pid}\n" for pid in self.members))
+
+    def reader(self) -> ProcfsReader:
+        return ProcfsReader(str(self.proc), cgroupfs_root=str(self.cgroupfs))
+
+
+def cpu(reader: ProcfsReader, pid: int) -> int:
+    return reader.scan()[1][task_key(pid, pid)]
+
+
+def scans(reader: ProcfsReader, n: int) -> dict[int, int]:
+    for _ in range(n - 1):
+        reader.scan()
+    return reader.scan()[1]
+
+
+def test_a_quiet_cgroup_s_processes_are_not_read_and_nothing_is_lost(tmp_path):
+    tree = Tree(tmp_path)
+    for pid in (10, 11, 12):
+        tree.add(pid)
+    tree.add(20, cgroup="/system.slice/other.service")  # alone in its cgroup: read one by one
+    reader = tree.reader()
+    scans(reader, 4)  # seen, found idle (cgroup looked up), counter read, then its process list
+    # A change the counter does not show is not read: the scan took the cgroup's word for it.
+    tree.run(11, 5)
+    tree.run(20, 5)
+    times = scans(reader, 1)
+    assert times[task_key(11, 11)] == 1_000 * MS
+    assert times[task_key(20, 20)] == 1_005 * MS
+    # Once the counter moves, every process of the cgroup is read: its time comes whole, a scan late.
+    tree.counter(5 * MS)
+    assert cpu(reader, 11) == 1_005 * MS
+    # A process that left (the list differs) is read although the counter stood still: it may have
+    # run elsewhere, and it did.
+    scans(reader, 2)
+    tree.members.remove(12)
+    tree.listing()
+    tree.run(12, 7)
+    assert cpu(reader, 12) == 1_007 * MS
+    # One that came (a process we read one by one) makes the list differ too.
+    tree.run(10, 3)
+    scans(reader, 1)  # quiet again: 10 not read
+    tree.add(13)  # a new process of the cgroup, listed: the list differs from the last one read
+    assert cpu(reader, 10) == 1_003 * MS
+    reader.close()
+
+
+def test_cgroup_v1_takes_no_multi_threaded_process(tmp_path):
+    """In v1 a thread can be moved to another cgroup alone; a multi-threaded process is read each scan."""
+    tree = Tree(tmp_path, v2=False)
+    for pid in (10, 11, 12):
+        tree.add(pid, threads=2 if pid == 12 else 1)
+    reader = tree.reader()
+    scans(reader, 4)
+    tree.run(11, 5)
+    tree.run(12, 30)  # 3 clock ticks: read from stat
+    times = scans(reader, 1)
+    assert times[task_key(11, 11)] == 1_000 * MS  # single-threaded, quiet cgroup: not read
+    assert times[task_key(12, 12)] == 1_030 * MS
+    reader.close()
+
+
+def test_a_cgroup_whose_process_list_cannot_be_read_is_never_quiet(tmp_path):
+    tree = Tree(tmp_path)
+    for pid in (10, 11):
+        tree.add(pid)
+    (tree.service / "cgroup.procs").unlink()  # as a threaded v2 cgroup answers EOPNOTSUPP
+    reader = tree.reader()
+    scans(reader, 4)
+    tree.run(10, 5)
+    assert cpu(reader, 10) == 1_005 * MS
+    reader.close()
+
+
+# -- real cgroups ----------------------------------------------------------------------------------
+# Burns `ms` of CPU for every byte it reads on stdin; waits otherwise.
+_BURNER = """
+import sys, time
+while sys.stdin.buffer.read(1):
+    end = time.process_time() + {ms} / 1000
+    while time.process_time() < end:
+        pass
+    sys.stdout.buffer.write(b".")
+    sys.stdout.flush()
+"""
+
+
+@contextmanager
+def real_cgroup() -> Iterator[Path]:
+    """A new v2 cgroup (or skip), removed at the end."""
+    made = None
+    for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+        if (base / "cgroup.controllers").is_file():
+            directory = base / f"wattprobe-test-{uuid.uuid4().hex[:8]}"
+            try:
+                directory.mkdir()
+            except OSError:
+                continue
+            made = directory
+            break
+    if made is None:
+        pytest.skip("no writable cgroup v2 hierarchy under /sys/fs/cgroup (not root?)")
+    try:
+        yield made
+    finally:
+        holds_within(lambda: _removed(made), 10)
+
+
+def _removed(directory: Path) -> bool:
+    try:
+        directory.rmdir()
+    except OSError:
+        return False
+    return True
+
+
+def burner(ms: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-S", "-c", _BURNER.format(ms=ms)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+
+
+def burn(process: subprocess.Popen[bytes]) -> None:
+    """One burst, to its end: it waits on its stdin again."""
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(b"x")
+    process.stdin.flush()
+    assert process.stdout.read(1) == b"."
+    wait_for(lambda: stat_fields(process.pid)[0] == "S", 10, "the burner to wait again", every_s=0.005)
+
+
+def test_real_processes_that_sleep_run_and_move_are_measured_exactly():
+    with real_cgroup() as service, real_cgroup() as elsewhere:
+        procs = [burner(20) for _ in range(4)]
+        try:
+            for p in procs:
+                (service / "cgroup.procs").write_text(str(p.pid))
+            keys = {p.pid: task_key(p.pid, int(stat_fields(p.pid)[19])) for p in procs}
+            reader = ProcfsReader()
+            wait_for(
+                lambda: (reader.scan(), _quiet(reader, procs[0].pid))[1],
+                10,
+                "their cgroup to be quiet",
+                every_s=0.1,
+            )
+            # One runs: its cgroup's counter moves, and the scan reads its time.
+            burn(procs[1])
+            assert reader.scan()[1][keys[procs[1].pid]] == schedstat_ns(procs[1].pid)
+            wait_for(lambda: (reader.scan(), _quiet(reader, procs[0].pid))[1], 10, "quiet again", every_s=0.1)
+            # One moves to another cgroup and runs there: its old cgroup's counter stands still, but its
+            # process list changed, so the scan reads it.
+            (elsewhere / "cgroup.procs").write_text(str(procs[2].pid))
+            burn(procs[2])
+            times = reader.scan()[1]
+            assert times[keys[procs[2].pid]] == schedstat_ns(procs[2].pid)
+            for p in procs:  # and nothing is behind for any of them
+                assert times[keys[p.pid]] == schedstat_ns(p.pid)
+            reader.close()
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+
+
+def _quiet(reader: ProcfsReader, pid: int) -> bool:
+    task = reader._tasks.get(str(pid))
+    return task is not None and task.home is not None and task.home.quiet
