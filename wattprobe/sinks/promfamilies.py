@@ -5,11 +5,10 @@ Every family is emitted at every scrape, empty when nothing feeds it, so the set
 Per-process series are bounded (top N or a regex, or none; every VM with --qemu) and their cmdline
 label is cut; aggregates always cover every process.
 
-The format is the one prometheus_client chooses for the scraper's Accept header, and the bytes are
-its writers' for the same families; `promtext` writes them, at a fraction of the cost (a format it
-does not write is left to prometheus_client). Scaphandre's names are served as text format 0.0.4
-only, as Scaphandre serves them: its energy counters have no `_total` suffix, which OpenMetrics
-requires.
+Exposition is prometheus_client's. Scaphandre's names are served as text format 0.0.4 only, as
+Scaphandre serves them: its energy counters have no `_total` suffix, which OpenMetrics requires and
+which prometheus_client's 0.0.4 writer adds to a counter's TYPE line, so `exposition()` renames those
+TYPE and HELP lines back to the name their samples carry.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from wattprobe.core.model import Consumer, Frame
-from wattprobe.sinks import catalogue, promtext
+from wattprobe.sinks import catalogue
 from wattprobe.sinks.catalogue import Family, Labels
 from wattprobe.sinks.promoptions import SeriesSettings
 from wattprobe.sinks.selection import select_consumers
@@ -77,32 +76,16 @@ class FrameCollector(Collector):
         return iter(render(self.frame_source(), self.opts, self.hostname))
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
-        """The body and content type for a scrape whose Accept header is `accept`: written by
-        `promtext` in the format prometheus_client chooses for that header (Scaphandre's naming: text
-        0.0.4 only), or by prometheus_client itself for a format `promtext` does not write."""
-        from prometheus_client import exposition
-        from prometheus_client.openmetrics import exposition as om
+        """The body and content type for a scrape whose Accept header is `accept`."""
+        from prometheus_client.exposition import choose_encoder, generate_latest
 
-        naming = self.opts.naming
-        if naming == "scaphandre":
-            form, content_type = promtext.TEXT, TEXT_0_0_4
-        else:
-            encoder, content_type = exposition.choose_encoder(accept)
-            function = getattr(encoder, "func", encoder)
-            keywords = getattr(encoder, "keywords", {})
-            # Escapings that leave the catalogue's names as they are (every one is a legacy name).
-            plain = keywords.get("escaping", om.UNDERSCORES) in (om.UNDERSCORES, om.ALLOWUTF8)
-            if function is exposition.generate_latest and plain:
-                form = promtext.TEXT
-            elif function is om.generate_latest and plain and keywords.get("version") == "1.0.0":
-                form = promtext.OPENMETRICS
-            else:
-                return encoder(self), content_type
-        frame = self.frame_source()
-        if frame is not None:
-            found = catalogue.samples(
-                frame, selected_consumers(frame, self.opts), labels_of(self.opts, self.hostname)
-            )
-        else:
-            found = catalogue.agent_samples(None, labels_of(self.opts, self.hostname))
-        return promtext.write(found, naming, form), content_type
+        if self.opts.naming != "scaphandre":
+            encoder, content_type = choose_encoder(accept)
+            return encoder(self), content_type
+        text = generate_latest(self)
+        for family in catalogue.families("scaphandre"):
+            name = family.name("scaphandre") or ""
+            if family.kind_in("scaphandre") == "counter" and not name.endswith("_total"):
+                for line in (b"# HELP ", b"# TYPE "):
+                    text = text.replace(line + name.encode() + b"_total ", line + name.encode() + b" ")
+        return text, TEXT_0_0_4
