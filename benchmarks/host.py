@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmarks.common import Budget, Result, fmt
 from tests.powercap_tree import PowercapTree
-from wattprobe.core.counters import CounterGuard
+from wattprobe.core.counters import CounterGuard, first_reading
 from wattprobe.sources.powercap import PowercapSensor
 
 
@@ -22,7 +22,7 @@ def bench(seconds: float = 3.0) -> Result:
         tree = PowercapTree(Path(tmp) / "powercap")
         sensor = PowercapSensor(str(tree.root))
         guard = CounterGuard(sensor)
-        prev = sensor.read()
+        prev = first_reading(sensor)
         ticks = 0
         start = time.perf_counter()
         deadline = start + seconds
