@@ -7,6 +7,7 @@ import os
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 
 import pytest
@@ -144,7 +145,10 @@ def test_json_is_valid_after_sigterm_and_has_every_socket(powercap, tmp_path):
     documents = json.loads(out.read_text())
     assert len(documents) >= 3
     last = documents[-1]
-    assert last["host"]["consumption"] == pytest.approx(60e6, rel=REAL_TIME)
+    # 0.3 s windows: one late write of the tree moves power between two of them; their median stays.
+    assert statistics.median(d["host"]["consumption"] for d in documents) == pytest.approx(
+        60e6, rel=REAL_TIME
+    )
     assert last["host"]["estimated"] is False and last["host"]["source"] == "psys"
     assert [s["id"] for s in last["sockets"]] == [0, 1]
     assert sorted(d["name"] for d in last["sockets"][1]["domains"]) == ["core", "dram", "uncore"]
