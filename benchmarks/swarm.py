@@ -14,11 +14,9 @@ import resource
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-from tests.support.waiting import holds_within
+from tests.support.cgroups import new_cgroup
 
 # The helper: move into the cgroup given (if any), fork `n` children that wait for EOF on fd 0, print
 # their pids, then (churn mode) fork one more and kill the oldest churned child `rate` times a second,
@@ -79,35 +77,10 @@ def raise_limits(processes: int) -> None:
             resource.setrlimit(limit, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
 
 
-@contextlib.contextmanager
-def own_cgroup() -> Iterator[Path | None]:
+def own_cgroup() -> contextlib.AbstractContextManager[Path | None]:
     """A new, empty cgroup for the block (its directory), removed once its processes are gone; None
     where no cgroup hierarchy with a CPU counter is writable here (not root, or a read-only mount)."""
-    root = Path("/sys/fs/cgroup")
-    name = f"wattprobe-bench-{uuid.uuid4().hex[:8]}"
-    made = None
-    for base, counter in ((root, "cgroup.controllers"), (root / "unified", "cgroup.controllers"),
-                          (root / "cpuacct", "cpuacct.usage"), (root / "cpu,cpuacct", "cpuacct.usage")):  # fmt: skip
-        if (base / counter).is_file():
-            with contextlib.suppress(OSError):
-                (base / name).mkdir()
-                made = base / name
-                break
-    try:
-        yield made
-    finally:
-        if made is not None:
-            holds_within(lambda: _removed(made), 10)  # empty once the swarm's processes are reaped
-
-
-def _removed(directory: Path) -> bool:
-    try:
-        directory.rmdir()
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    return True
+    return new_cgroup("wattprobe-bench")
 
 
 class Swarm:

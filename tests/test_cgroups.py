@@ -5,17 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.powercap_tree import PowercapTree
+from tests.support.cgroups import new_cgroup, usage_ns
 from tests.support.procfs import CONTAINER_ID as ID
 from tests.support.procfs import DOCKER_CGROUP as DOCKER
 from tests.support.procfs import write_process, write_stat, write_times
-from tests.support.waiting import holds_within, wait_for
-from wattprobe.core.model import container_cgroup
+from tests.support.waiting import wait_for
+from wattprobe.core.model import Frame, container_cgroup
 from wattprobe.sources.cgroupfs import CgroupReader
 from wattprobe.sources.procfs import ProcfsReader, parse_cgroup
 
@@ -110,43 +110,6 @@ def test_a_container_figure_includes_its_exited_processes(tmp_path):
 
 
 # -- a real cgroup -------------------------------------------------------------------------------
-def _writable_cgroup() -> tuple[Path, Path, str]:
-    """A new cgroup (its directory, its CPU counter file, its path as /proc/<pid>/cgroup says), or skip."""
-    root = Path("/sys/fs/cgroup")
-    name = f"wattprobe-test-{uuid.uuid4().hex[:8]}"
-    tried = []
-    for base in (root, root / "unified"):
-        if (base / "cgroup.controllers").is_file():
-            try:
-                (base / name).mkdir()
-            except OSError as error:
-                tried.append(f"{base}: {error.strerror}")
-                continue
-            return base / name, base / name / "cpu.stat", f"/{name}"
-    for base in (root / "cpuacct", root / "cpu,cpuacct"):
-        if (base / "cpuacct.usage").is_file():
-            try:
-                (base / name).mkdir()
-            except OSError as error:
-                tried.append(f"{base}: {error.strerror}")
-                continue
-            return base / name, base / name / "cpuacct.usage", f"/{name}"
-    pytest.skip("no writable cgroup v2 or cpuacct hierarchy under /sys/fs/cgroup (" + "; ".join(tried) + ")")
-
-
-def _removed(directory: Path) -> bool:
-    try:
-        directory.rmdir()
-    except OSError:
-        return False
-    return True
-
-
-def _usage_ns(counter: Path) -> int:
-    text = counter.read_text()
-    return int(text.split()[1]) * 1000 if counter.name == "cpu.stat" else int(text)
-
-
 # Outside the cgroup: start, one after the other for `seconds`, children that move themselves into
 # it and burn ~40 ms; they are reaped here, so their time goes to this process's cutime.
 _SPAWNER = """
@@ -162,30 +125,10 @@ _LIGHT = "import time\nwhile True:\n    end = time.process_time() + 0.005\n    w
 
 
 def test_a_real_cgroup_is_measured_by_its_counter_exited_processes_included(tmp_path):
-    directory, counter, path = _writable_cgroup()
-    procs = directory / "cgroup.procs"
-    light = subprocess.Popen(["sh", "-c", 'echo $$ > "$0" && exec python3 -S -c "$1"', str(procs), _LIGHT])
-    tree = PowercapTree(tmp_path / "powercap")
-    sampler = tree.sampler()
-    frames, usage = [], []
-    try:
-        wait_for(lambda: f":{path}\n" in Path(f"/proc/{light.pid}/cgroup").read_text(), 10, "it to move in")
-        last = time.monotonic()
-        sampler.tick()
-        spawner = subprocess.Popen([sys.executable, "-c", _SPAWNER, str(procs), "3"])
-        while len(frames) < 8:
-            time.sleep(0.4)
-            now = time.monotonic()
-            tree.advance(now - last)
-            last = now
-            frames.append(sampler.tick())
-            usage.append(_usage_ns(counter))
-        spawner.wait(30)
-    finally:
-        light.kill()
-        light.wait()
-        sampler.close()
-        holds_within(lambda: _removed(directory), 5)  # the cgroup empties once its last process is reaped
+    with new_cgroup("wattprobe-test") as directory:
+        if directory is None:
+            pytest.skip("no writable cgroup v2 or cpuacct hierarchy under /sys/fs/cgroup (not root?)")
+        frames, usage, path = _measured_while_spawning(directory, tmp_path)
     counted = attributed = processes = 0.0
     for frame, before, after in zip(frames[2:], usage[1:], usage[2:], strict=False):
         group = {g.key: g for g in frame.cgroups}[path]
@@ -222,3 +165,31 @@ def test_the_cgroupfs_root_is_a_global_option(tmp_path, powercap):
     sampler = open_sampler(settings.from_namespace(SourceSettings, args))
     assert sampler.procfs.cgroups.root == "/sys/fs/cgroup"
     sampler.close()
+
+
+def _measured_while_spawning(directory: Path, tmp_path: Path) -> tuple[list[Frame | None], list[int], str]:
+    """Frames and the cgroup's counter every 0.4 s while _SPAWNER's children run in it."""
+    path, procs = f"/{directory.name}", directory / "cgroup.procs"
+    light = subprocess.Popen(["sh", "-c", 'echo $$ > "$0" && exec python3 -S -c "$1"', str(procs), _LIGHT])
+    tree = PowercapTree(tmp_path / "powercap")
+    sampler = tree.sampler()
+    frames: list[Frame | None] = []
+    usage: list[int] = []
+    try:
+        wait_for(lambda: f":{path}\n" in Path(f"/proc/{light.pid}/cgroup").read_text(), 10, "it to move in")
+        last = time.monotonic()
+        sampler.tick()
+        spawner = subprocess.Popen([sys.executable, "-c", _SPAWNER, str(procs), "3"])
+        while len(frames) < 8:
+            time.sleep(0.4)
+            now = time.monotonic()
+            tree.advance(now - last)
+            last = now
+            frames.append(sampler.tick())
+            usage.append(usage_ns(directory))
+        spawner.wait(30)
+    finally:
+        light.kill()
+        light.wait()
+        sampler.close()
+    return frames, usage, path

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.support.cgroups import new_cgroup
 from tests.support.processes import schedstat_ns, stat_fields
 from tests.support.procfs import rewrite, write_process, write_stat, write_times
-from tests.support.waiting import holds_within, wait_for
+from tests.support.waiting import wait_for
 from wattprobe.sources.procfs import ProcfsReader, task_key
 
 MS = 1_000_000
@@ -160,30 +160,10 @@ while sys.stdin.buffer.read(1):
 @contextmanager
 def real_cgroup() -> Iterator[Path]:
     """A new v2 cgroup (or skip), removed at the end."""
-    made = None
-    for base in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
-        if (base / "cgroup.controllers").is_file():
-            directory = base / f"wattprobe-test-{uuid.uuid4().hex[:8]}"
-            try:
-                directory.mkdir()
-            except OSError:
-                continue
-            made = directory
-            break
-    if made is None:
-        pytest.skip("no writable cgroup v2 hierarchy under /sys/fs/cgroup (not root?)")
-    try:
+    with new_cgroup("wattprobe-test", v1=False) as made:
+        if made is None:
+            pytest.skip("no writable cgroup v2 hierarchy under /sys/fs/cgroup (not root?)")
         yield made
-    finally:
-        holds_within(lambda: _removed(made), 10)
-
-
-def _removed(directory: Path) -> bool:
-    try:
-        directory.rmdir()
-    except OSError:
-        return False
-    return True
 
 
 def burner(ms: int) -> subprocess.Popen[bytes]:
