@@ -184,8 +184,7 @@ class PowercapTree:
         return self._stamp.value
 
     def _run(self, stop: Event, period_s: float, stall: tuple[float, float] | None) -> None:
-        with contextlib.suppress(OSError):
-            os.nice(-10)  # keep up on a busy machine, where allowed
+        keep_up()
         last = self._stamp.value
         next_stall = last + round(stall[0] * 1e9) if stall else None
         while not stop.is_set():
@@ -226,3 +225,14 @@ def real_time_sampler(tree: PowercapTree) -> Iterator[Sampler]:
         yield sampler
     finally:
         sampler.close()
+
+
+def keep_up() -> None:
+    """Let this process (a writer standing for hardware counters, which never lag) run as soon as it
+    wakes, however busy the machine: real-time scheduling where allowed (it sleeps between writes, so
+    it takes little), else a high priority."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.nice(-10)
