@@ -27,6 +27,7 @@ def test_json_lists_the_workload_and_carries_the_rest_and_the_exited_part(powerc
         )
         agent = agents.start(command, stderr=subprocess.PIPE, text=True)
         try:
+            wait_for(out.exists, 20, "the agent to open its file (once its sensor works)", alive=agent)
             subprocess.run(shell_loop(2, 50, marker), check=True, stdout=subprocess.DEVNULL)
             written = out.read_text().count('"host"')
             wait_for(  # the window it ended in, and one more
