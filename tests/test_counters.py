@@ -7,6 +7,7 @@ parameter), so every case is deterministic.
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import pytest
@@ -220,6 +221,27 @@ def test_counters_that_advance_in_steps_are_measured_from_a_step(tmp_path, sampl
         if frame is not None:
             watts.append(frame.host_watts)
     assert watts == pytest.approx([30.0] * 3, rel=1e-6)  # the first step starts the measurement
+
+
+def test_a_read_interrupted_for_long_is_read_again_unless_short_against_its_window(tmp_path):
+    """A reading's time is its read's middle: a read that took 5 ms does not end a 0.1 s window (its
+    time would be 2.5 ms off, 2.5 %), but may end a 1 s one."""
+    tree = vm_tree(tmp_path)
+    slow_ns, calls = [0], itertools.count()
+
+    def clock() -> int:  # each read's end comes `slow_ns` after its start
+        return tree.clock.ns + (slow_ns[0] if next(calls) % 2 else 0)
+
+    guard = CounterGuard(PowercapSensor(str(tree.root), clock=clock), sleep=Writer(tree))
+    first = guard.baseline()
+    assert first is not None
+    slow_ns[0] = 5_000_000
+    tree.advance(0.1)
+    assert guard.next(first) is None and "took 5 ms" in str(guard.problem)
+    tree.advance(0.9)
+    accepted = guard.next(first)
+    assert accepted is not None and accepted.deltas is not None
+    assert accepted.reading.spread_ns == 5_000_000
 
 
 def test_start_up_waits_out_a_torn_file_then_says_why(tmp_path):

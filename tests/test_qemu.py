@@ -288,8 +288,7 @@ def _read_until(root: str, stop, conn) -> None:
     """In another process: read the VM's tree as the guest would, until told to stop; send back the values."""
     seen = []
     try:
-        # A constant clock: a read the scheduler interrupts is not refused as slow; torn values are the point here.
-        sensor = PowercapSensor(root, vm=True, clock=lambda: 0)
+        sensor = PowercapSensor(root, vm=True)
         while not stop.is_set():
             seen.append(sensor.read().counters[0].uj)  # SensorReadError on an empty or garbled value
     except Exception as error:  # the test shows it

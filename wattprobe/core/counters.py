@@ -16,6 +16,9 @@ Sensors read raw values; this module decides whether they may become a window of
 - **A window in which host energy did not advance** is no window (a stalled writer, a counter updated
   in steps): it is skipped and the next one measured from the last accepted reading, so a stall never
   shows as 0 W followed by a spike.
+- **A reading's time** is known to within its read (`EnergyReading.spread_ns`): one interrupted for
+  longer than SLOW_READ_NS or a hundredth of its window (an agent descheduled on a loaded machine)
+  is read again, so that a window's energy and its time belong together.
 - **A reset** (counters that start again from a lower value) is accepted only after RESET_READINGS
   consecutive readings, spanning RESET_MIN_S at least, agree with each other at a plausible power; torn
   values do not.
@@ -44,6 +47,9 @@ SLACK_S = 0.01
 # Re-reads of a torn or implausible value before the sample is given up, and the pause before each.
 REREADS = 4
 REREAD_PAUSE_S = 0.001  # ~1 ms more with the read itself and the scheduler
+# A read that took longer than this, and than this share of its window, was interrupted: read again.
+SLOW_READ_NS = 3_000_000
+SLOW_READ_SHARE = 0.01
 # Reads a baseline may take while it waits for the counters to move (at REREAD_PAUSE_S apart).
 BASELINE_READS = 60
 # Consecutive mutually consistent readings, and the time they span at least, that make a reset.
@@ -139,7 +145,7 @@ class CounterGuard:
             if attempt:
                 self._sleep(REREAD_PAUSE_S)
             reading = self._read()
-            if reading is None:
+            if reading is None or not self._timely(reading, SLOW_READ_NS):
                 continue
             reads.append(reading)
             best = max(reads, key=_total)
@@ -172,7 +178,7 @@ class CounterGuard:
             if attempt:
                 self._sleep(REREAD_PAUSE_S)
             reading = self._read()
-            if reading is None:
+            if reading is None or not self._timely(reading, (reading.t_ns - last.t_ns) * SLOW_READ_SHARE):
                 continue
             deltas = energy_deltas(last, reading)
             if deltas is not None:
@@ -210,6 +216,15 @@ class CounterGuard:
             if reading is not None:
                 reads.append(reading)
         return reads
+
+    def _timely(self, reading: EnergyReading, allowed_ns: float) -> bool:
+        """Whether the read was quick enough for its time to stand for its values."""
+        if reading.spread_ns <= max(SLOW_READ_NS, allowed_ns):
+            return True
+        self.problem = SensorReadError(
+            f"reading the energy counters took {reading.spread_ns / 1e6:.0f} ms (a busy machine)"
+        )
+        return False
 
     def _read(self) -> EnergyReading | None:
         try:

@@ -38,6 +38,8 @@ class EnergyReading:
     # Of the energy counted so far, how much was estimated rather than measured (a wall meter's gap
     # filled in), µJ, cumulative: a window in which it grew is marked estimated.
     estimated_uj: int = 0
+    # How long the read took (the values were read somewhere in it: `t_ns` is its middle).
+    spread_ns: int = 0
 
 
 class Sensor(Protocol):
