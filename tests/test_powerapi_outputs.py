@@ -107,17 +107,21 @@ def test_socket_stream_is_received_by_powerapi_socketdb(powercap, tmp_path):
         "-f",
         str(jsonl),
     )
-    with powercap.running():
-        agent = agents.start(command, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "agent.log"
+    with powercap.running(), open(log, "w") as stderr_file:
+        agent = agents.start(command, stderr=stderr_file, text=True)
         try:
-            # Two ticks written: the first connection attempt, made at the first tick, has failed.
+            # Two ticks written, and the connection refused (off the tick, in the sender's thread).
             wait_for(lambda: _lines(jsonl) >= 2, 20, "two ticks", every_s=0.02, alive=agent)
+            wait_for(
+                lambda: "Connection refused; retrying in" in log.read_text(), 20, "a refusal", alive=agent
+            )
             db.connect()
-            _, stderr = agent.communicate(timeout=30)
+            agent.wait(timeout=30)
         finally:
             agent.kill()
+    stderr = log.read_text()
     assert agent.returncode == 0, stderr
-    assert "Connection refused; retrying in" in stderr
     sent = [json.loads(line) for line in jsonl.read_text().splitlines()]
     queue = db.received_data_queue  # what PowerAPI's server thread has read so far
     wait_for(lambda: queue.qsize() >= len(sent), 10, f"PowerAPI to read the {len(sent)} reports sent")
