@@ -23,7 +23,6 @@ from benchmarks.floor import PROC, open_read_floor, pread_floor, stat_floor, tic
 from benchmarks.swarm import Swarm, own_cgroup
 from tests.powercap_tree import PowercapTree
 from wattprobe.core.sampler import Sampler
-from wattprobe.errors import SensorReadError
 from wattprobe.sources.powercap import PowercapSensor
 from wattprobe.sources.procfs import ProcfsReader
 
@@ -41,8 +40,7 @@ class PsutilAgent:
 
     def tick(self) -> list[tuple[int, str, str, float]]:
         psutil = self.psutil
-        with contextlib.suppress(SensorReadError):  # a read the scheduler interrupted: refused
-            self.sensor.read()
+        self.sensor.read()
         psutil.cpu_times()
         now: dict[int, float] = {}
         procs = {}

@@ -16,9 +16,9 @@ Sensors read raw values; this module decides whether they may become a window of
 - **A window in which host energy did not advance** is no window (a stalled writer, a counter updated
   in steps): it is skipped and the next one measured from the last accepted reading, so a stall never
   shows as 0 W followed by a spike.
-- **A reading's time** is known to within its read (`EnergyReading.spread_ns`): one interrupted for
-  longer than SLOW_READ_NS or a hundredth of its window (an agent descheduled on a loaded machine)
-  is read again, so that a window's energy and its time belong together.
+- **A reading's time** is known to within its read (`EnergyReading.spread_ns`): a read that took
+  longer than both SLOW_READ_NS and a hundredth of its window (an agent descheduled on a loaded
+  machine) is read again, so that a window's energy and its time belong together.
 - **A reset** (counters that start again from a lower value) is accepted only after RESET_READINGS
   consecutive readings, spanning RESET_MIN_S at least, agree with each other at a plausible power; torn
   values do not.
