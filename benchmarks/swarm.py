@@ -14,6 +14,7 @@ import resource
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.cgroups import new_cgroup
@@ -77,10 +78,12 @@ def raise_limits(processes: int) -> None:
             resource.setrlimit(limit, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
 
 
-def own_cgroup() -> contextlib.AbstractContextManager[Path | None]:
-    """A new, empty cgroup for the block (its directory), removed once its processes are gone; None
-    where no cgroup hierarchy with a CPU counter is writable here (not root, or a read-only mount)."""
-    return new_cgroup("wattprobe-bench")
+@contextlib.contextmanager
+def own_cgroup() -> Iterator[Path | None]:
+    """A new, empty cgroup for the block (its directory), removed at its end; None where no cgroup
+    hierarchy with a CPU counter is writable here (not root, or a read-only mount)."""
+    with new_cgroup("wattprobe-bench") as made:
+        yield None if made is None else Path(made.directory)
 
 
 class Swarm:

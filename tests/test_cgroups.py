@@ -125,10 +125,11 @@ _LIGHT = "import time\nwhile True:\n    end = time.process_time() + 0.005\n    w
 
 
 def test_a_real_cgroup_is_measured_by_its_counter_exited_processes_included(tmp_path):
-    with new_cgroup("wattprobe-test") as directory:
-        if directory is None:
+    with new_cgroup("wattprobe-test") as cgroup:
+        if cgroup is None:
             pytest.skip("no writable cgroup v2 or cpuacct hierarchy under /sys/fs/cgroup (not root?)")
-        frames, usage, path = _measured_while_spawning(directory, tmp_path)
+        frames, usage = _measured_while_spawning(Path(cgroup.directory), cgroup.path, tmp_path)
+        path = cgroup.path
     counted = attributed = processes = 0.0
     for frame, before, after in zip(frames[2:], usage[1:], usage[2:], strict=False):
         group = {g.key: g for g in frame.cgroups}[path]
@@ -167,9 +168,12 @@ def test_the_cgroupfs_root_is_a_global_option(tmp_path, powercap):
     sampler.close()
 
 
-def _measured_while_spawning(directory: Path, tmp_path: Path) -> tuple[list[Frame | None], list[int], str]:
-    """Frames and the cgroup's counter every 0.4 s while _SPAWNER's children run in it."""
-    path, procs = f"/{directory.name}", directory / "cgroup.procs"
+def _measured_while_spawning(
+    directory: Path, path: str, tmp_path: Path
+) -> tuple[list[Frame | None], list[int]]:
+    """Frames and the cgroup's counter every 0.4 s while _SPAWNER's children run in it (`path`: as
+    /proc/PID/cgroup names it)."""
+    procs = directory / "cgroup.procs"
     light = subprocess.Popen(["sh", "-c", 'echo $$ > "$0" && exec python3 -S -c "$1"', str(procs), _LIGHT])
     tree = PowercapTree(tmp_path / "powercap")
     sampler = tree.sampler()
@@ -192,4 +196,4 @@ def _measured_while_spawning(directory: Path, tmp_path: Path) -> tuple[list[Fram
         light.kill()
         light.wait()
         sampler.close()
-    return frames, usage, path
+    return frames, usage

@@ -163,7 +163,7 @@ def real_cgroup() -> Iterator[Path]:
     with new_cgroup("wattprobe-test", v1=False) as made:
         if made is None:
             pytest.skip("no writable cgroup v2 hierarchy under /sys/fs/cgroup (not root?)")
-        yield made
+        yield Path(made.directory)
 
 
 def burner(ms: int) -> subprocess.Popen[bytes]:
