@@ -23,4 +23,5 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 ruff check .
 ruff format --check .
 mypy
+NO_MKDOCS_2_WARNING=1 python3 -m mkdocs build --strict -d "$(mktemp -d)"  # not -q: it stops --strict counting warnings
 python3 -m pytest "$@"
