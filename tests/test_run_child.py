@@ -101,3 +101,14 @@ def test_the_command_gets_the_limit_on_open_files_wattprobe_was_given(tree):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "1024\n"
+
+
+def test_a_command_ended_by_a_real_time_signal_is_named_by_its_offset(tree, tmp_path):
+    out, signum = tmp_path / "run.json", signal.SIGRTMIN + 2
+    kill = f"import os; os.kill(os.getpid(), {signum})"
+    result = agents.run(
+        agents.command("--vm", "run", "-s", "0.2", "-o", str(out), "--", sys.executable, "-c", kill),
+        env={**os.environ, "SCAPHANDRE_POWERCAP_PATH": str(tree.root)},
+    )
+    assert result.returncode == 128 + signum and "Traceback" not in result.stderr, result.stderr
+    assert json.loads(out.read_text())["signal"] == "SIGRTMIN+2"
