@@ -4,11 +4,16 @@
   process whose parent ended before it (a daemon that double-forked, a shell that did not wait) is
   reparented to wattprobe rather than to init: it stays in the measured tree, and when it ends,
   wattprobe reaps it and its time is counted. Every child is reaped (wait4(-1)), not only the command.
-- **Signals.** SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGCHLD are blocked and taken with sigtimedwait
-  between two ticks, so no handler runs mid-tick and none is lost. One sent to wattprobe (kill, a CI
-  runner's timeout) is forwarded to the command; one the terminal sent (Ctrl-C: si_code SI_KERNEL)
-  already reached the command, which is in the same foreground process group, and is not sent twice.
-  The child starts with the signal mask wattprobe had, and with its stdin, stdout and stderr.
+- **Signals.** Every signal that can be caught, bar the faults of wattprobe's own code (SIGSEGV and
+  the like, which must never be blocked), is blocked and taken with sigtimedwait between two ticks,
+  so no handler runs mid-tick and none is lost or kills wattprobe. One sent to wattprobe (kill, a CI
+  runner's timeout, SIGUSR1) is forwarded to the command; one the terminal sent (Ctrl-C: si_code
+  SI_KERNEL) already reached the command, which is in the same foreground process group, and is not
+  sent twice; one wattprobe raised itself (SIGPIPE of a write to a closed pipe) or the command sent
+  it is not sent back. SIGCHLD is taken, never forwarded. A stop (SIGTSTP, SIGTTIN, SIGTTOU) then
+  stops wattprobe too, so that a shell sees its job stopped; the SIGCONT that resumes it is forwarded.
+- **The command's environment** is the one wattprobe was given: its signal mask, its stdin, stdout and
+  stderr, and its limit on open files (wattprobe raises its own for reading /proc, not the command's).
 - **Exit status** of the command: its code, or 128 + N when signal N ended it.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 import subprocess
 from collections.abc import Callable, Sequence
@@ -25,8 +31,11 @@ from wattprobe.errors import WattprobeError
 
 PR_SET_CHILD_SUBREAPER = 36
 SI_KERNEL = 0x80  # a signal the kernel sent: the terminal's Ctrl-C, Ctrl-\
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-_TAKEN = {*FORWARDED, signal.SIGCHLD}
+# Raised by the kernel on the thread whose instruction faulted: blocked, they kill the process at once.
+_FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP, signal.SIGSYS}
+_STOPS = frozenset({signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+FORWARDED = frozenset(signal.valid_signals() - _FAULTS - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD})
+_TAKEN = FORWARDED | {signal.SIGCHLD}
 
 
 class NotStarted(WattprobeError):
@@ -57,6 +66,8 @@ class Child:
         self.received: list[int] = []  # signals wattprobe took while the command ran
         self._mask: set[int] = set()
         self._chld: signal._HANDLER = None
+        # Taken here, before the sensor opens: wattprobe then raises its own for reading /proc.
+        self._nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
 
     def __enter__(self) -> Child:
         # A SIGCHLD ignored by whoever started wattprobe would make the kernel reap children itself.
@@ -74,16 +85,18 @@ class Child:
     def start(self, enter: Callable[[], None] | None = None) -> int:
         """Start the command; `enter` runs in the child before exec (joining a cgroup). NotStarted
         when it cannot run; subprocess.SubprocessError when `enter` failed (the command did not run)."""
-        mask = self._mask
+        mask, nofile = self._mask, self._nofile
 
         def prepare() -> None:
+            with contextlib.suppress(ValueError, OSError):  # lowered to what it was: never refused
+                resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             if enter is not None:
                 enter()
 
         try:
-            # preexec_fn forks without vfork; what it runs takes no lock, so a thread of the sensor's
-            # (a PowerSpy2 reader) cannot deadlock it.
+            # preexec_fn forks without vfork; what it runs takes no lock (plain system calls), so a
+            # thread of the sensor's (a PowerSpy2 reader) cannot deadlock it.
             process = subprocess.Popen(self.argv, preexec_fn=prepare)
         except FileNotFoundError:
             raise NotStarted(f"cannot run {self.argv[0]!r}: command not found", 127) from None
@@ -104,12 +117,18 @@ class Child:
             return True
         info = signal.sigtimedwait(_TAKEN, max(timeout_s, 0.0))
         if info is not None and info.si_signo != signal.SIGCHLD:
-            if info.si_code != SI_KERNEL:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, info.si_signo)
-            self.received.append(info.si_signo)
+            self._forward(info)
         self._reap()
         return self.status is not None
+
+    def _forward(self, info: signal.struct_siginfo) -> None:
+        signum = info.si_signo
+        self.received.append(signum)
+        if info.si_code != SI_KERNEL and info.si_pid not in (os.getpid(), self.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+        if signum in _STOPS:  # stopped as the command is, until a SIGCONT (taken, then forwarded)
+            os.kill(os.getpid(), signal.SIGSTOP)
 
     def _reap(self) -> None:
         """Collect every child that ended: the command, and orphans reparented to wattprobe."""
@@ -136,4 +155,8 @@ class Child:
         """The name of the signal that ended the command, if one did."""
         if self.status is None or not os.WIFSIGNALED(self.status):
             return None
-        return signal.Signals(os.WTERMSIG(self.status)).name
+        signum = os.WTERMSIG(self.status)
+        try:
+            return signal.Signals(signum).name
+        except ValueError:  # a real-time signal between SIGRTMIN and SIGRTMAX has no name of its own
+            return f"SIGRTMIN+{signum - signal.SIGRTMIN}"

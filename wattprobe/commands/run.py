@@ -13,7 +13,6 @@ goes to stderr (a summary at the end), never into the command's stdout.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from wattprobe.meter import Meter
 from wattprobe.options import positive
 from wattprobe.result import Result
 from wattprobe.settings import option
+from wattprobe.sinks.files import write_problem, write_whole
 from wattprobe.sources import SourceSettings
 from wattprobe.sources.owncgroup import CgroupUnavailable, OwnCgroup
 
@@ -167,36 +167,23 @@ def _publish(result: Result, options: RunSettings) -> int:
 
     report.print_summary(result)
     status = result.exit_code if result.exit_code is not None else 1
-    try:
-        if options.output is not None:
-            _write(options.output, json.dumps(result.to_json(), indent=2) + "\n")
-        if options.report is not None:
-            _write(options.report, report.html(result))
-    except WattprobeError as error:
-        print(f"wattprobe: error: {error}", file=sys.stderr)
-        return status or 1
+    files = (
+        (options.output, lambda: json.dumps(result.to_json(), indent=2) + "\n"),
+        (options.report, lambda: report.html(result)),
+    )
+    for path, text in files:
+        if path is None:
+            continue
+        try:
+            write_whole(path, text().encode())
+        except WattprobeError as error:
+            print(f"wattprobe: error: {error}", file=sys.stderr)
+            status = status or 1
     return status
 
 
 def _check_writable(path: str) -> None:
     """Fail before the command runs, not after, when a file asked for cannot be written."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise WattprobeError(f"cannot write {path}: it is a directory")
-    if not os.path.isdir(directory):
-        raise WattprobeError(f"cannot write {path}: no directory {directory}")
-    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise WattprobeError(f"cannot write {path}: permission denied")
-
-
-def _write(path: str, text: str) -> None:
-    """Write whole or not at all: to a temporary file beside it, renamed over it."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise WattprobeError(f"cannot write {path}: {error.strerror}") from None
+    problem = write_problem(path)
+    if problem is not None:
+        raise WattprobeError(f"cannot write {path}: {problem}")
