@@ -14,10 +14,16 @@ import os
 
 
 def cgroup_paths(text: str) -> dict[str, str]:
-    """Controller ("" for the v2 hierarchy) -> path, from /proc/<pid>/cgroup."""
+    """Controller ("" for the v2 hierarchy) -> path, from /proc/<pid>/cgroup.
+
+    Lines end at a newline only: a cgroup's name may hold a carriage return, U+0085 or U+2028, which
+    `splitlines` would cut it at. A line without its two colons is not one (nor a path's stray part).
+    """
     paths: dict[str, str] = {}
-    for line in text.splitlines():
-        controllers, _, path = line.partition(":")[2].partition(":")
+    for line in text.split("\n"):
+        controllers, colon, path = line.partition(":")[2].partition(":")
+        if not colon:
+            continue
         for controller in controllers.split(","):
             paths.setdefault(controller, path)
     return paths
