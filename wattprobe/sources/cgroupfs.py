@@ -121,9 +121,15 @@ class CgroupReader:
                 continue
             try:
                 data = os.pread(counter.fd, 256, 0)
-                usage[path] = int(data.split(None, 2)[1]) * 1000 if counter.v2 else int(data)
-            except (OSError, ValueError, IndexError):
+                if counter.v2:
+                    name, value = data.split(None, 2)[:2]
+                    ns = int(value) * 1000 if name == b"usage_usec" else -1
+                else:
+                    ns = int(data)
+            except (OSError, ValueError):
                 continue  # removed (ENODEV), or not a counter: the group falls back to its processes
+            if ns >= 0:
+                usage[path] = ns
         self._usage = usage
 
     def usage(self) -> dict[str, int]:
