@@ -319,6 +319,8 @@ class ProcfsReader:
             comm, ppid, ticks, cticks, threads, starttime, vsize, rss = _parse_stat(
                 self._read(fd, pid, "stat")
             )
+            if (ppid | ticks | cticks | threads | starttime | vsize | rss) < 0:
+                raise ValueError("a negative count")  # no kernel writes one: not a process's stat
         except (OSError, ValueError, IndexError):
             self._close(fd)
             return None
