@@ -182,27 +182,38 @@ def _mutations(line: bytes) -> st.SearchStrategy[bytes]:
 _VALID_STAT = b"55 (w) S 1 0 0 0 0 0 0 0 0 0 7 3 0 0 0 0 1 0 55 4096000 250" + b" 0" * 29 + b"\n"
 
 
+_NEGATIVE_UTIME = _VALID_STAT.replace(b" 7 3 ", b" -7000 3 ")
+
+
 @PROPERTY
-@given(stat=_mutations(_VALID_STAT), schedstat=st.one_of(st.just(b"10000000 0 0\n"), hostile))
-def test_a_garbled_stat_or_schedstat_never_stops_the_scan(stat, schedstat):
-    """Any stat or schedstat content (cut short, a field huge, negative or not a number, binary): the scan
-    goes on, the process is left out or counted with a time that is not negative, and its neighbour
-    keeps its right time; quickly, whatever the size."""
+@given(
+    stat=_mutations(_VALID_STAT),
+    schedstat=st.one_of(st.just(b"10000000 0 0\n"), hostile),
+    known=st.booleans(),
+)
+@example(stat=_NEGATIVE_UTIME, schedstat=b"x", known=False)  # was counted at -69.99 s of CPU time
+def test_a_garbled_stat_or_schedstat_never_stops_the_scan(stat, schedstat, known):
+    """Any stat or schedstat content (cut short, a field huge, negative or not a number, binary), on a
+    process first seen so (`known` False) or seen well-formed before: the scan goes on, the process is
+    left out or counted with a time that is not negative and never goes back, and its neighbour keeps
+    its right time; quickly, whatever the size."""
     with proc_root() as root:
         write_process(root, 10, ticks=(30, 20), starttime=100)
-        (root / "55").mkdir()
+        write_process(root, 55, ticks=(7, 3), starttime=55)
+        procfs = reader(root)
+        before = procfs.scan()[1] if known else {}
         rewrite(root / "55" / "stat", stat)
         rewrite(root / "55" / "schedstat", schedstat)
-        procfs = reader(root)
         for _ in range(2):
             started = time.perf_counter()
             machine, tasks = procfs.scan()
             assert time.perf_counter() - started < 10 * BOUND_S  # first sight opens files: a looser bound
             assert tasks[task_key(10, 100)] == 50 * TICK_NS
-            assert all(ns >= 0 for k, ns in tasks.items())
+            assert all(ns >= before.get(key, 0) for key, ns in tasks.items())
             assert machine == MachineCpu(busy=1000, idle=3000, steal=0, n_cpus=4)
             for key in tasks:
                 procfs.process(key)
+            before = tasks
         procfs.close()
 
 
