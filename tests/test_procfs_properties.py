@@ -9,6 +9,7 @@ call is bounded in time, with fields up to the kernel's 128 kB argument size.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import tempfile
@@ -24,7 +25,10 @@ from tests.support.procfs import rewrite, write_process, write_stat, write_times
 from wattprobe.core.model import Container, MachineCpu
 from wattprobe.core.redaction import Redactor
 from wattprobe.core.vms import find_guest, folder_name
+from wattprobe.errors import SensorUnavailable
+from wattprobe.sources import SourceSettings
 from wattprobe.sources.cgroupfs import CgroupReader, cgroup_paths
+from wattprobe.sources.estimate import EstimateSensor
 from wattprobe.sources.homes import Homes
 from wattprobe.sources.host import HostReader
 from wattprobe.sources.procfs import (
@@ -35,6 +39,7 @@ from wattprobe.sources.procfs import (
     read_machine_cpu,
     task_key,
 )
+from wattprobe.sources.topology import first_cpus
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ARG_MAX = 128 * 1024  # the kernel's limit on one argument (MAX_ARG_STRLEN)
@@ -575,3 +580,42 @@ def test_host_facts_are_right_or_absent(load, memory, garbage, which):
             assert facts.cpu_mhz is None or facts.cpu_mhz >= 0
             assert min(facts.memory_total_bytes, facts.memory_free_bytes, facts.swap_total_bytes) >= 0
         host.close()
+
+
+# -- /proc/meminfo for the memory estimate, and the cpu topology ----------------------------------------
+@PROPERTY
+@given(kb=st.integers(0, 2**50), garbage=hostile)
+@example(kb=1, garbage=b"MemTotal: x kB\n")  # was a ValueError traceback at start
+def test_memtotal_for_the_memory_estimate_is_right_or_one_line(kb, garbage):
+    with proc_root() as root:
+        rewrite(root / "meminfo", f"MemTotal:       {kb} kB\nMemFree:        1 kB\n")
+        settings = SourceSettings(name="estimate", procfs_root=str(root), memory_watts_per_gb=0.4)
+        assert EstimateSensor.from_settings(settings).memory_watts == 0.4 * kb / 1024**2
+        rewrite(root / "meminfo", garbage)
+        try:
+            sensor = EstimateSensor.from_settings(settings)
+        except SensorUnavailable as error:
+            assert "MemTotal" in str(error) and "\n" not in str(error)
+        else:
+            assert 0 <= sensor.memory_watts < math.inf
+
+
+@PROPERTY
+@given(
+    ids=st.dictionaries(
+        st.integers(0, 4096), st.one_of(st.integers(0, 2**31).map(lambda n: b"%d\n" % n), hostile)
+    )
+)
+def test_cpu_topology_gives_each_package_its_first_cpu(ids):
+    """Each cpu's physical_package_id, as int() reads a number (a garbled one is skipped)."""
+    expected: dict[int, int] = {}
+    for cpu, raw in sorted(ids.items()):
+        with contextlib.suppress(ValueError):
+            if (package := int(raw.decode())) >= 0:
+                expected.setdefault(package, cpu)
+    with tempfile.TemporaryDirectory() as directory:
+        for cpu, raw in ids.items():
+            (Path(directory) / f"cpu{cpu}" / "topology").mkdir(parents=True)
+            (Path(directory) / f"cpu{cpu}" / "topology" / "physical_package_id").write_bytes(raw)
+        (Path(directory) / "cpufreq").mkdir()
+        assert first_cpus(directory) == expected
