@@ -226,7 +226,10 @@ class ProcfsReader:
         """Machine CPU time and cumulative CPU ns of every live process (exited descendants
         included), keyed by task_key; `exited()` and `cgroup_ns()` give the rest of the same scan."""
         self._scan += 1
-        machine = read_machine_cpu(self.root)
+        try:
+            machine = read_machine_cpu(self.root)
+        except ValueError as error:  # as unreadable for this scan: the sampler skips the sample, goes on
+            raise OSError(errno.EIO, f"{self.root}/stat is garbled: {error}") from None
         names = set(os.listdir(self.root))
         tasks = self._tasks
         vanished = tasks.keys() - names
