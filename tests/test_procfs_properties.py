@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -262,12 +263,20 @@ def test_proc_stat_gives_the_right_machine_cpu(total, cpus, counters):
     )
 )
 def test_garbled_proc_stat_is_one_value_error(content):
-    """/proc/stat read at start: a MachineCpu or a ValueError (which start-up turns into one line)."""
+    """/proc/stat read at start: a MachineCpu or a ValueError (which start-up turns into one line); in a
+    scan, an OSError (the sampler skips that sample and goes on)."""
     with proc_root() as root:
+        procfs = reader(root)
+        procfs.scan()
         rewrite(root / "stat", content)
-        with contextlib.suppress(ValueError):
+        try:
+            machine = read_machine_cpu(str(root))
+        except ValueError:
+            with pytest.raises(OSError, match="garbled"):
+                procfs.scan()
+        else:
+            assert isinstance(machine, MachineCpu) and procfs.scan()[0] == machine
             assert fastest(lambda: read_machine_cpu(str(root))) < BOUND_S
-            assert isinstance(read_machine_cpu(str(root)), MachineCpu)
 
 
 # -- /proc/PID/cmdline --------------------------------------------------------------------------------
