@@ -19,7 +19,7 @@ DOCKER_CGROUP = f"/system.slice/docker-{CONTAINER_ID}.scope"  # cgroup v2, syste
 class Times(TypedDict, total=False):
     """The keyword arguments of `write_times`."""
 
-    comm: str
+    comm: str | bytes
     ticks: tuple[int, int] | None
     sched_ns: int | None
     threads: int
@@ -64,7 +64,7 @@ def write_times(
     root: Path,
     pid: int,
     *,
-    comm: str = "worker",
+    comm: str | bytes = "worker",
     ticks: tuple[int, int] | None = None,
     sched_ns: int | None = None,
     threads: int = 1,
@@ -81,6 +81,7 @@ def write_times(
     trail its nanoseconds; `sched_ns` defaults to `ticks` in ns; with neither, 100 and 50 ticks.
     `starttime` defaults to the pid. `cticks` are the reaped children's (cutime, cstime). `tids`
     ({tid: schedstat ns}) writes task/ for a multi-threaded process; threads left out have ended.
+    `comm` as bytes is written as it is (the kernel's is any 15 bytes but NUL).
     """
     if ticks is None:
         ticks = (100, 50) if sched_ns is None else (sched_ns // TICK_NS, 0)
@@ -91,7 +92,8 @@ def write_times(
     fields[17], fields[19], fields[20], fields[21] = map(str, (threads, starttime or pid, vsize, rss_pages))
     directory = root / str(pid)
     directory.mkdir(parents=True, exist_ok=True)
-    rewrite(directory / "stat", f"{pid} ({comm}) {' '.join(fields)}\n")
+    name = comm if isinstance(comm, bytes) else comm.encode()
+    rewrite(directory / "stat", b"%d (%s) %s\n" % (pid, name, " ".join(fields).encode()))
     rewrite(directory / "schedstat", f"{sched_ns} 0 0\n")
     if tids is not None:
         task = directory / "task"

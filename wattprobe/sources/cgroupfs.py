@@ -14,10 +14,16 @@ import os
 
 
 def cgroup_paths(text: str) -> dict[str, str]:
-    """Controller ("" for the v2 hierarchy) -> path, from /proc/<pid>/cgroup."""
+    """Controller ("" for the v2 hierarchy) -> path, from /proc/<pid>/cgroup.
+
+    Lines end at a newline only: a cgroup's name may hold a carriage return, U+0085 or U+2028, which
+    `splitlines` would cut it at. A line without its two colons is not one (nor a path's stray part).
+    """
     paths: dict[str, str] = {}
-    for line in text.splitlines():
-        controllers, _, path = line.partition(":")[2].partition(":")
+    for line in text.split("\n"):
+        controllers, colon, path = line.partition(":")[2].partition(":")
+        if not colon:
+            continue
         for controller in controllers.split(","):
             paths.setdefault(controller, path)
     return paths
@@ -115,9 +121,15 @@ class CgroupReader:
                 continue
             try:
                 data = os.pread(counter.fd, 256, 0)
-                usage[path] = int(data.split(None, 2)[1]) * 1000 if counter.v2 else int(data)
-            except (OSError, ValueError, IndexError):
+                if counter.v2:
+                    name, value = data.split(None, 2)[:2]
+                    ns = int(value) * 1000 if name == b"usage_usec" else -1
+                else:
+                    ns = int(data)
+            except (OSError, ValueError):
                 continue  # removed (ENODEV), or not a counter: the group falls back to its processes
+            if ns >= 0:
+                usage[path] = ns
         self._usage = usage
 
     def usage(self) -> dict[str, int]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from wattprobe.core.model import Counter, EnergyReading, MachineCpu
-from wattprobe.errors import SensorReadError
+from wattprobe.errors import SensorReadError, SensorUnavailable
 from wattprobe.sources.procfs import read_machine_cpu
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ CPU_PROFILES: dict[str, tuple[float, float]] = {
     "graviton2": (0.47, 1.69),
     "epyc3": (0.45, 2.02),
 }
+MEMINFO_FIX = "point --procfs-root at the procfs mount (default /proc), or drop --memory-watts-per-gb"
 # Teads curve: load -> fraction of TDP.
 TEADS_LOAD = (0.0, 0.10, 0.50, 1.00)
 TEADS_TDP_FRACTION = (0.12, 0.32, 0.75, 1.02)
@@ -123,8 +124,16 @@ class EstimateSensor:
 
 
 def _memory_gb(procfs_root: str) -> float:
-    with open(f"{procfs_root}/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024**2
+    """MemTotal in GiB; SensorUnavailable when /proc/meminfo cannot say it (not a traceback at start)."""
+    path = f"{procfs_root}/meminfo"
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                if line.startswith(b"MemTotal:"):
+                    kb = int(line.split()[1])
+                    if kb < 0:
+                        raise ValueError(f"negative: {kb}")
+                    return kb / 1024**2
+    except (OSError, ValueError, IndexError) as error:
+        raise SensorUnavailable(f"cannot read MemTotal from {path} ({error})", MEMINFO_FIX) from None
     return 0.0

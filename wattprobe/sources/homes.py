@@ -23,7 +23,6 @@ are read at the next scan in which their cgroup's counter moves.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 
@@ -138,8 +137,12 @@ class Homes:
                 home.quiet = True
                 continue
             home.listing = listing
-            with contextlib.suppress(ValueError):
-                self._evict(home, {int(pid) for pid in listing.split()})
+            try:
+                listed = {int(pid) for pid in listing.split()}
+            except ValueError:  # not a list of pids: it cannot vouch for its members, never quiet
+                home.listable = False
+                continue
+            self._evict(home, listed)
 
     def _evict(self, home: Home, listed: set[int]) -> None:
         """Members the cgroup no longer lists leave it (all of them for an empty set)."""

@@ -8,6 +8,7 @@ and, for disks, the mount table and one statvfs per disk file system. Every root
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 
@@ -71,16 +72,20 @@ class HostReader:
         self._devices: dict[str, _Device] = {}
 
     def read(self) -> HostFacts | None:
-        """The host's facts now; None when /proc/loadavg or /proc/meminfo cannot be read."""
+        """The host's facts now; None when /proc/loadavg or /proc/meminfo cannot be read (or hold what
+        no kernel writes: a negative, infinite or NaN figure)."""
         try:
             load = self._read(f"{self.procfs_root}/loadavg").split()
+            load_avg = (float(load[0]), float(load[1]), float(load[2]))
             memory = {name: 0 for name in _MEMINFO.values()}
             for line in self._read(f"{self.procfs_root}/meminfo", 4096).split(b"\n"):
                 key, _, rest = line.partition(b" ")
                 if key in _MEMINFO:
                     memory[_MEMINFO[key]] = int(rest.split()[0]) * 1024  # kB
+            if not all(0 <= x < math.inf for x in (*load_avg, *memory.values())):
+                raise ValueError("not a load or a size")
             return HostFacts(
-                load_avg=(float(load[0]), float(load[1]), float(load[2])),
+                load_avg=load_avg,
                 cpu_mhz=self._cpu_mhz(),
                 disks=self._disks(),
                 **memory,
@@ -105,13 +110,13 @@ class HostReader:
             with contextlib.suppress(OSError, ValueError):
                 khz.append(int(self._read(path, 32)))
         if khz:
-            return sum(khz) / len(khz) / 1000
+            return _frequency(sum(khz) / len(khz) / 1000)
         try:
             with open(f"{self.procfs_root}/cpuinfo", "rb") as f:
                 mhz = [float(line.split(b":")[1]) for line in f if line.startswith(b"cpu MHz")]
         except (OSError, ValueError, IndexError):
             return None
-        return sum(mhz) / len(mhz) if mhz else None
+        return _frequency(sum(mhz) / len(mhz)) if mhz else None
 
     def _disks(self) -> tuple[Disk, ...]:
         if self._mounts is None:
@@ -129,8 +134,8 @@ class HostReader:
             device, mount_point = fields[0], _unescape(fields[1])
             try:
                 stats = os.statvfs(mount_point)
-            except OSError:
-                continue  # not visible from here (another mount namespace)
+            except (OSError, ValueError):
+                continue  # not visible from here (another mount namespace), or not a path (a NUL in it)
             seen.add(device)
             facts = self._device(device)
             disks.append(
@@ -161,6 +166,11 @@ class HostReader:
         for fd in self._fds.values():
             os.close(fd)
         self._fds = {}
+
+
+def _frequency(mhz: float) -> float | None:
+    """A mean frequency, or None where the files held a negative, infinite or NaN one."""
+    return mhz if 0 <= mhz < math.inf else None
 
 
 def _first_line(path: str) -> str:

@@ -16,7 +16,7 @@ from wattprobe.errors import SensorReadError, SensorUnavailable
 log = logging.getLogger(__name__)
 
 _ZONE = re.compile(r"^intel-rapl(-mmio)?:(\d+)(?::(\d+))?$")
-_PACKAGE = re.compile(r"^package-(\d+)")
+_PACKAGE = re.compile(r"^package-([0-9]{1,9})(?![0-9])")
 _CONSTRAINT_POWER = re.compile(r"^constraint_\d+_(max_power|power_limit)_uw$")
 # A zone may draw more than the largest power it states (PL1 is often the TDP, and short bursts go to
 # PL2 or PL4, up to a few times that): its bound is this many times that figure.
@@ -147,7 +147,7 @@ def _zone(path: str, package: int, subzone: str | None, dirs: dict[str, str], *,
     if not name or not os.path.exists(f"{path}/energy_uj"):
         return None
     max_text = _read_text(f"{path}/max_energy_range_uj")
-    max_uj = int(max_text) if max_text.isdigit() else 0  # unknown: a decrease is never taken as a wrap
+    max_uj = _u64(max_text) or 0  # unknown: a decrease is never taken as a wrap
     max_w = _stated_max_watts(path) * STATED_POWER_MARGIN
     if name == "psys":
         return Zone(f"{path}/energy_uj", None, "psys", max_uj, max_w, package)
@@ -170,8 +170,14 @@ def _stated_max_watts(path: str) -> float:
         names = [n for n in os.listdir(path) if _CONSTRAINT_POWER.match(n)]
     except OSError:
         return 0.0
-    values = [_read_text(f"{path}/{n}") for n in names]
-    return max((int(v) / 1e6 for v in values if v.isdigit()), default=0.0)
+    values = [_u64(_read_text(f"{path}/{n}")) for n in names]
+    return max((v / 1e6 for v in values if v is not None), default=0.0)
+
+
+def _u64(text: str) -> int | None:
+    """A sysfs u64 as the kernel writes it (up to 20 ASCII digits); None for anything else: `isdigit`
+    alone takes "²", which int() refuses, and 5,000 digits, which it refuses too."""
+    return int(text) if len(text) <= 20 and text.isascii() and text.isdigit() else None
 
 
 def _read_text(path: str) -> str:

@@ -226,7 +226,10 @@ class ProcfsReader:
         """Machine CPU time and cumulative CPU ns of every live process (exited descendants
         included), keyed by task_key; `exited()` and `cgroup_ns()` give the rest of the same scan."""
         self._scan += 1
-        machine = read_machine_cpu(self.root)
+        try:
+            machine = read_machine_cpu(self.root)
+        except ValueError as error:  # as unreadable for this scan: the sampler skips the sample, goes on
+            raise OSError(errno.EIO, f"{self.root}/stat is garbled: {error}") from None
         names = set(os.listdir(self.root))
         tasks = self._tasks
         vanished = tasks.keys() - names
@@ -319,6 +322,8 @@ class ProcfsReader:
             comm, ppid, ticks, cticks, threads, starttime, vsize, rss = _parse_stat(
                 self._read(fd, pid, "stat")
             )
+            if (ppid | ticks | cticks | threads | starttime | vsize | rss) < 0:
+                raise ValueError("a negative count")  # no kernel writes one: not a process's stat
         except (OSError, ValueError, IndexError):
             self._close(fd)
             return None
