@@ -171,6 +171,9 @@ write_token = "t0ken"
         ),
         ("[sensor]\ntdp = -5\n[outputs.stdout]\n", "[sensor]: tdp: must be a finite number above 0"),
         ("step = 0\n[outputs.stdout]\n", "step: must be a finite number above 0"),
+        ("step = 1e300\n[outputs.stdout]\n", "the step must be above 0 seconds and at most 86400"),
+        ("timeout = -5\n[outputs.stdout]\n", "timeout: must be a finite number above 0, got '-5'"),
+        ("timeout = 0\n[outputs.stdout]\n", "timeout: must be a finite number above 0, got '0'"),
         ("sensor = 3\n[outputs.stdout]\n", "sensor must be a table"),
         ("[outputs\n", "not valid TOML"),
     ],
@@ -194,6 +197,17 @@ def test_configuration_errors_are_one_line_from_the_command(tmp_path):
         1,
         f"wattprobe: error: cannot read {tmp_path / 'none.toml'}: No such file or directory\n",
     )
+
+
+def test_a_timeout_of_0_or_less_is_refused_before_anything_is_written(tmp_path):
+    """It used to write an empty array and exit 0, as if it had measured."""
+    for timeout in ("-5", "0"):
+        config = write_config(tmp_path / "agent.toml", f"timeout = {timeout}\n[outputs.json]\n")
+        result = agents.run(agents.command("-s", "estimate", "agent", "-c", str(config)))
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == (
+            f"wattprobe: error: {config}: timeout: must be a finite number above 0, got '{timeout}'\n"
+        )
 
 
 def test_arrays_of_tables_and_the_command_line_sensor(tmp_path):

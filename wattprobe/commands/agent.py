@@ -27,8 +27,9 @@ from typing import Any
 from wattprobe import settings, sinks
 from wattprobe.commands import wiring
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.options import positive, seconds
+from wattprobe.options import positive
 from wattprobe.settings import option
+from wattprobe.sinks import options
 from wattprobe.sources import SourceSettings
 
 NAME = "agent"
@@ -40,7 +41,10 @@ class AgentSettings:
     """The top-level keys of the file."""
 
     step: float = option(2.0, parse=positive, help="seconds between measurements")
-    timeout: float | None = option(None, parse=seconds, help="stop after this many seconds (default: never)")
+    timeout: float | None = options.timeout()
+
+    def __post_init__(self) -> None:
+        options.check_step(self.step)
 
 
 @dataclass(frozen=True, slots=True)
