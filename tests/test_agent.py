@@ -199,6 +199,17 @@ def test_configuration_errors_are_one_line_from_the_command(tmp_path):
     )
 
 
+def test_a_configuration_that_is_not_utf8_is_one_line(tmp_path):
+    """It was a UnicodeDecodeError traceback."""
+    config = tmp_path / "agent.toml"
+    config.write_bytes(b"step = 1\n# caf\xe9 (latin-1)\n[outputs.stdout]\n")
+    result = agents.run(agents.command("-s", "estimate", "agent", "-c", str(config)))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"wattprobe: error: {config}: line 2: byte 0xe9 is not UTF-8: a TOML file is UTF-8 text\n"
+    )
+
+
 def test_a_timeout_of_0_or_less_is_refused_before_anything_is_written(tmp_path):
     """It used to write an empty array and exit 0, as if it had measured."""
     for timeout in ("-5", "0"):

@@ -74,11 +74,9 @@ def load(path: str, sources: SourceSettings | None = None) -> Config:
     """
     try:
         with open(path, "rb") as f:
-            document = tomllib.load(f)
+            document = parse(f.read(), path)
     except OSError as error:
         raise WattprobeError(f"cannot read {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"{path}: not valid TOML: {error}") from None
     top = {key: value for key, value in document.items() if key not in ("sensor", "outputs")}
     agent = settings.from_table(AgentSettings, top, path)
     sensor = _table(document, "sensor", path)
@@ -87,25 +85,46 @@ def load(path: str, sources: SourceSettings | None = None) -> Config:
     )
     outputs = []
     for name, given in _table(document, "outputs", path).items():
-        where = f"{path} [outputs.{name}]"
+        where = f"{path} [outputs.{settings.shown_key(name)}]"
         try:
             module = sinks.module(name)
         except KeyError:
             known = ", ".join(sinks.SINKS)
-            raise UsageError(f"{path}: unknown output [outputs.{name}] (known: {known})") from None
+            raise UsageError(
+                f"{path}: unknown output [outputs.{settings.shown_key(name)}] (known: {known})"
+            ) from None
         for table in given if isinstance(given, list) else [given]:
             if not isinstance(table, dict):
-                raise UsageError(f"{where}: expected a table of options, got {table!r}")
+                raise UsageError(f"{where}: expected a table of options, got {settings.shown(table)}")
             outputs.append(wiring.Output(module, _output_settings(module, table, where)))
     if not outputs:
         raise UsageError(f"{path}: no output: add a table such as [outputs.stdout] or [outputs.prometheus]")
     return Config(agent, sources, outputs)
 
 
+def parse(data: bytes, path: str) -> dict[str, Any]:
+    """The TOML document in `data`; UsageError in one line when it is not one."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise UsageError(
+            f"{path}: line {line}: byte {data[error.start]:#04x} is not UTF-8: a TOML file is UTF-8 text"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: arrays or tables nested too deep to read") from None
+    except ValueError:  # a number of more than 4300 digits, which Python will not convert
+        raise UsageError(f"{path}: a number too long to read") from None
+
+
 def _table(document: dict[str, Any], key: str, path: str) -> dict[str, Any]:
     table = document.get(key, {})
     if not isinstance(table, dict):
-        raise UsageError(f"{path}: {key} must be a table ([{key}]), got {table!r}")
+        raise UsageError(f"{path}: {key} must be a table ([{key}]), got {settings.shown(table)}")
     return table
 
 
