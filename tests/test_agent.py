@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -219,6 +220,101 @@ def test_a_timeout_of_0_or_less_is_refused_before_anything_is_written(tmp_path):
         assert result.stderr == (
             f"wattprobe: error: {config}: timeout: must be a finite number above 0, got '{timeout}'\n"
         )
+
+
+def collisions(tmp: Path) -> list[tuple[str, str]]:
+    """Configurations whose outputs write to one place (`tmp` holds same.json), and what is said."""
+    (tmp / "link.json").symlink_to(tmp / "same.json")
+    os.link(tmp / "same.json", tmp / "hard.json")
+    (tmp / "vms" / "csv").mkdir(parents=True)
+    (tmp / "elsewhere").symlink_to(tmp / "vms" / "csv")
+    return [
+        (f"[[outputs.json]]\nfile = '{tmp}/same.json'\n[[outputs.json]]\nfile = '{tmp}/./same.json'\n",
+            f"[[outputs.json]] #1 (file {tmp}/same.json) and [[outputs.json]] #2 (file {tmp}/./same.json) "
+            f"both write to {tmp}/same.json: give each output its own file"),
+        (f"[[outputs.json]]\nfile = '{tmp}/new.json'\n[outputs.powerapi]\nfile = '{tmp}/no/../new.json'\n",
+            f"both write to {tmp}/new.json"),
+        (f"[[outputs.json]]\nfile = '{tmp}/same.json'\n[outputs.powerapi]\nfile = '{tmp}/link.json'\n",
+            f"[[outputs.json]] #1 (file {tmp}/same.json) and [outputs.powerapi] (file {tmp}/link.json) both"),
+        (f"[outputs.json]\nfile = '{tmp}/same.json'\n[outputs.powerapi]\nfile = '{tmp}/hard.json'\n",
+            f"[outputs.json] (file {tmp}/same.json) and [outputs.powerapi] (file {tmp}/hard.json) both"),
+        ("[outputs.stdout]\n[outputs.json]\n",
+            "[outputs.stdout] (standard output) and [outputs.json] (no file: standard output) both write to "
+            "standard output: only one output can, give the others a file"),
+        ("[outputs.json]\n[outputs.powerapi]\nfile = '-'\n", "(file -: standard output) both write to"),
+        ("[outputs.stdout]\n[outputs.json]\nfile = '/dev/stdout'\n", "both write to standard output"),
+        (f"[outputs.qemu]\noutput_root = '{tmp}/vms'\n[outputs.powerapi]\ncsv = '{tmp}/vms/csv'\n",
+            f"[outputs.qemu] (output_root {tmp}/vms) and [outputs.powerapi] (csv {tmp}/vms/csv) write in one "
+            f"tree, {tmp}/vms/csv inside {tmp}/vms: give each output a directory outside the other's"),
+        (f"[outputs.powerapi]\ncsv = '{tmp}/elsewhere'\n[outputs.qemu]\noutput_root = '{tmp}/vms'\n",
+            f"write in one tree, {tmp}/vms/csv inside {tmp}/vms"),  # through a link
+        (f"[outputs.json]\nfile = '{tmp}/vms/power.json'\n[outputs.qemu]\noutput_root = '{tmp}/vms/'\n",
+            f"write in one tree, {tmp}/vms/power.json inside {tmp}/vms: put the file outside that directory"),
+        ("[[outputs.prometheus]]\nport = 9100\n[[outputs.prometheus]]\naddress = '127.0.0.1'\nport = 9100\n",
+            "(address :: port 9100) and [[outputs.prometheus]] #2 (address 127.0.0.1 port 9100) both listen "
+            "on port 9100: give each output its own port"),
+    ]  # fmt: skip
+
+
+def test_outputs_that_write_to_one_place_are_refused(tmp_path):
+    (tmp_path / "same.json").write_text("[]\n")
+    for text, message in collisions(tmp_path):
+        config = write_config(tmp_path / "agent.toml", text)
+        with pytest.raises(UsageError) as error:
+            load(str(config))
+        assert str(error.value).startswith(f"{config}: ") and message in str(error.value), text
+
+
+def test_outputs_that_only_look_alike_are_not_collisions(tmp_path):
+    config = write_config(
+        tmp_path / "agent.toml",
+        f"""
+[[outputs.json]]
+file = '/dev/null'
+[[outputs.json]]
+file = '/dev/null'
+[[outputs.json]]
+file = '{tmp_path}/a.json'
+[outputs.powerapi]  # its own file inside its own directory
+file = '{tmp_path}/csv/reports.jsonl'
+csv = '{tmp_path}/csv'
+[[outputs.prometheus]]
+port = 0
+[[outputs.prometheus]]
+port = 0
+[[outputs.prometheus]]
+address = '127.0.0.1'
+port = 9100
+[[outputs.prometheus]]
+address = '127.0.0.2'
+port = 9100
+[outputs.qemu]
+output_root = '{tmp_path}/vms'
+""",
+    )
+    assert len(load(str(config)).outputs) == 9
+
+
+def test_colliding_outputs_are_one_line_and_touch_nothing(tmp_path):
+    """Two json outputs on one file wrote an array that no longer parsed; two on stdout interleaved."""
+    same = tmp_path / "same.json"
+    same.write_text('["an earlier report"]\n')
+    config = write_config(
+        tmp_path / "agent.toml",
+        f"timeout = 1\n[[outputs.json]]\nfile = '{same}'\n[[outputs.json]]\nfile = '{tmp_path}/./same.json'\n"
+        "resources = true\n",
+    )
+    result = agents.run(agents.command("-s", "estimate", "agent", "-c", str(config)))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"wattprobe: error: {config}: [[outputs.json]] #1 (file {same}) and [[outputs.json]] #2 (file "
+        f"{tmp_path}/./same.json) both write to {same}: give each output its own file\n"
+    )
+    assert same.read_text() == '["an earlier report"]\n'
+    config.write_text("timeout = 1\n[outputs.stdout]\n[outputs.json]\n")
+    result = agents.run(agents.command("-s", "estimate", "agent", "-c", str(config)))
+    assert (result.returncode, result.stdout, result.stderr.count("\n")) == (2, "", 1)
+    assert "both write to standard output: only one output can" in result.stderr
 
 
 def test_arrays_of_tables_and_the_command_line_sensor(tmp_path):

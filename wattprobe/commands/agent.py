@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wattprobe import settings, sinks
-from wattprobe.commands import wiring
+from wattprobe.commands import places, wiring
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.options import positive
 from wattprobe.settings import option
@@ -83,23 +83,25 @@ def load(path: str, sources: SourceSettings | None = None) -> Config:
     sources = settings.from_table(
         SourceSettings, sensor, f"{path} [sensor]", base=sources or SourceSettings()
     )
-    outputs = []
+    outputs: list[tuple[str, wiring.Output]] = []  # each with its table, for messages
     for name, given in _table(document, "outputs", path).items():
-        where = f"{path} [outputs.{settings.shown_key(name)}]"
+        table_name = f"outputs.{settings.shown_key(name)}"
+        where = f"{path} [{table_name}]"
         try:
             module = sinks.module(name)
         except KeyError:
             known = ", ".join(sinks.SINKS)
-            raise UsageError(
-                f"{path}: unknown output [outputs.{settings.shown_key(name)}] (known: {known})"
-            ) from None
-        for table in given if isinstance(given, list) else [given]:
+            raise UsageError(f"{path}: unknown output [{table_name}] (known: {known})") from None
+        tables = given if isinstance(given, list) else [given]
+        for number, table in enumerate(tables, 1):
             if not isinstance(table, dict):
                 raise UsageError(f"{where}: expected a table of options, got {settings.shown(table)}")
-            outputs.append(wiring.Output(module, _output_settings(module, table, where)))
+            label = f"[[{table_name}]] #{number}" if isinstance(given, list) else f"[{table_name}]"
+            outputs.append((label, wiring.Output(module, _output_settings(module, table, where))))
     if not outputs:
         raise UsageError(f"{path}: no output: add a table such as [outputs.stdout] or [outputs.prometheus]")
-    return Config(agent, sources, outputs)
+    places.refuse_collisions(outputs, path)
+    return Config(agent, sources, [output for _, output in outputs])
 
 
 def parse(data: bytes, path: str) -> dict[str, Any]:
