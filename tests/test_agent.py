@@ -82,6 +82,25 @@ def test_a_fatal_sink_stops_alone_and_the_last_one_ends_the_agent(powercap, capl
         run_sinks(PowercapTree(powercap.root.parent / "other"), Collect("only", Fatal))
 
 
+def test_a_timeout_shorter_than_the_step_still_measures_one_step(powercap):
+    """Else an output that cannot be written would never say so, and the run would show nothing."""
+    sink = Collect("sink")
+    sampler = powercap.sampler()
+    runner = Runner(
+        sampler,
+        [sink],
+        step_s=1.0,
+        timeout_s=0.3,
+        clock=lambda: powercap.clock.ns / 1e9,
+        sleep=powercap.advance,
+    )
+    try:
+        runner.run()
+    finally:
+        sampler.close()
+    assert len(sink.frames) == 1 and sink.frames[0].window_s == pytest.approx(1.0, abs=0.01)
+
+
 def test_a_retry_is_said_once_and_its_end_too(powercap, caplog):
     class Flaky(Collect):
         def write(self, frame: Frame) -> None:
@@ -197,6 +216,38 @@ def test_configuration_errors_are_one_line_from_the_command(tmp_path):
     assert (missing.returncode, missing.stderr) == (
         1,
         f"wattprobe: error: cannot read {tmp_path / 'none.toml'}: No such file or directory\n",
+    )
+
+
+def test_an_output_that_fails_its_first_write_stops_alone_as_it_would_later(tmp_path):
+    """/dev/full opens, then refuses every write: beside a good output it used to stop the whole agent at
+    start, while a disk that fills up later stops that output alone (as the README says)."""
+    good = tmp_path / "good.json"
+    config = write_config(
+        tmp_path / "agent.toml",
+        f"step = 0.3\ntimeout = 1.5\n[sensor]\nname = 'estimate'\n"
+        f"[[outputs.json]]\nfile = '/dev/full'\n[[outputs.json]]\nfile = '{good}'\n",
+    )
+    result = agents.run(agents.command("agent", "-c", str(config)))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        "wattprobe: ERROR: output json stopped: cannot write /dev/full: No space left on device; choose "
+        "another path with -f (still running: json)\n"
+    )
+    assert len(json.loads(good.read_text())) >= 3
+
+
+def test_an_output_that_cannot_open_stops_the_agent_at_start(tmp_path):
+    """A path that cannot be opened is a mistake in the configuration: nothing runs half-configured."""
+    config = write_config(
+        tmp_path / "agent.toml",
+        f"[sensor]\nname = 'estimate'\n[outputs.stdout]\n[outputs.json]\nfile = '{tmp_path}/no/out.json'\n",
+    )
+    result = agents.run(agents.command("agent", "-c", str(config)))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"wattprobe: error: cannot write {tmp_path}/no/out.json: No such file or directory; choose another "
+        "path with -f\n"
     )
 
 
