@@ -49,6 +49,11 @@ def test_version():
         (("stdout", "-p", "-3"), "must be >= 0"),
         (("stdout", "-r", "(unclosed"), "bad regular expression"),
         (("json", "-s", "0", "-n", "0"), "step"),
+        (("json", "-s", "1e300"), "the step must be above 0 seconds and at most 86400 (a day)"),
+        (("json", "-t", "-5"), "--timeout: must be a finite number above 0, got '-5'"),
+        (("json", "-t", "0"), "--timeout: must be a finite number above 0, got '0'"),
+        (("powerapi", "-t", "-1"), "--timeout: must be a finite number above 0"),
+        (("stdout", "-t", "0"), "--timeout: must be above 0 (or negative: run until stopped)"),
         (("-s", "bogus", "stdout"), "invalid choice"),
         (("--tdp", "-5", "stdout"), "must be a finite number above 0"),
         (("--vcpu-min-watts", "nan", "stdout"), "not a number"),
@@ -252,3 +257,33 @@ def test_vm_with_a_sensor_of_its_own_is_a_usage_error(sensor):
     assert "--vm reads the powercap tree the host exports" in one_error_line(
         wattprobe("-s", sensor, "--vm", "stdout"), 2
     )
+
+
+def qemu_agent(tmp_path, root: str):
+    """An agent that runs the qemu output on `root` for one second."""
+    config = tmp_path / "agent.toml"
+    config.write_text(f"timeout = 1\n[outputs.qemu]\noutput_root = '{root}'\n")
+    return wattprobe("-s", "estimate", "agent", "-c", str(config))
+
+
+def test_a_qemu_root_that_is_a_file_says_so(tmp_path):
+    """It said "run as root", to root too."""
+    root = tmp_path / "passwd"
+    root.write_text("root:x:0:0::/root:/bin/sh\n")
+    line = one_error_line(qemu_agent(tmp_path, str(root)), 1)
+    assert line == f"wattprobe: error: {root} is not a directory: choose another --output-root"
+    assert root.read_text() == "root:x:0:0::/root:/bin/sh\n"
+
+
+def test_a_qemu_root_is_made_but_never_its_parents(tmp_path):
+    """A missing parent (a typo, a host without libvirt) used to be made silently, with its parents."""
+    root = tmp_path / "none" / "scaphandre"
+    line = one_error_line(qemu_agent(tmp_path, str(root)), 1)
+    assert line == (
+        f"wattprobe: error: cannot create {root}: {tmp_path / 'none'} does not exist; create it, or choose "
+        "another --output-root"
+    )
+    assert not (tmp_path / "none").exists()
+    result = qemu_agent(tmp_path, str(tmp_path / "scaphandre"))  # its parent exists: made
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "scaphandre").is_dir()

@@ -34,6 +34,14 @@ def positive(text: str) -> float:
     return value
 
 
+def positive_or_forever(text: str) -> float:
+    """A finite number > 0, or a negative one, which means 'until stopped' (Scaphandre's stdout -t)."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 (or negative: run until stopped), got {text!r}")
+    return value
+
+
 def count(text: str) -> int:
     """A whole number >= 0."""
     try:

@@ -3,7 +3,8 @@
 With a step, the runner ticks the sampler every step and writes each Frame to every sink. A sink
 whose write raises Retry (or anything unforeseen) loses that Frame only: it is said once per outage
 and the sink gets the next Frame; a sink that raises Fatal is closed and left out, and the others go
-on. The agent stops at the timeout, on SIGINT/SIGTERM, or when no sink is left.
+on, at its first write as at any later one. The agent stops at the timeout (after one step at least),
+on SIGINT/SIGTERM, or when no sink is left.
 
 When every sink is a pull sink (prometheus), there is no step: requests measure on demand (through
 the sampler's rate-limited `frame()`), and the runner only takes the baseline and a first Frame.
@@ -66,7 +67,9 @@ class Runner:
     def _stepped(self, step_s: float) -> None:
         start = self._clock()
         self.sampler.tick()  # the baseline
-        deadline = None if self.timeout_s is None else start + self.timeout_s + step_s / 10
+        # A timeout shorter than the step still measures one step: an output that is never written
+        # would not say that it cannot be (nor would it have anything to show).
+        deadline = None if self.timeout_s is None else start + max(self.timeout_s, step_s) + step_s / 10
         due = start + step_s
         while self.live and (deadline is None or due <= deadline):
             self._sleep(max(0.0, due - self._clock()))

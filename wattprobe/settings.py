@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -87,7 +89,7 @@ def from_table(cls: type[T], table: Mapping[str, Any], where: str, *, base: T | 
     for key, value in table.items():
         if key not in known:
             names = ", ".join(sorted(known)) or "none"
-            raise UsageError(f"{where}: unknown key {key!r} (known: {names})")
+            raise UsageError(f"{where}: unknown key {shown(key)} (known: {names})")
         values[key] = _value(known[key], value, f"{where}: {key}")
     try:
         return dataclasses.replace(base, **values) if base is not None else cls(**values)  # type: ignore[type-var]
@@ -104,19 +106,32 @@ def secrets(settings: Any) -> set[str]:
     }
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """A value as an error shows it: its repr (control characters escaped: one line), cut to `limit`."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def shown_key(key: str) -> str:
+    """A TOML key as written in a file: bare when it can be, else quoted and escaped (one line)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
 def _value(spec: Option, value: Any, where: str) -> Any:
     """A TOML value checked and parsed as the command line would parse its text."""
     if spec.flag:
         if not isinstance(value, bool):
-            raise UsageError(f"{where}: expected true or false, got {value!r}")
+            raise UsageError(f"{where}: expected true or false, got {shown(value)}")
         return value
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise UsageError(f"{where}: expected a {'number' if spec.parse else 'string'}, got {value!r}")
+        raise UsageError(f"{where}: expected a {'number' if spec.parse else 'string'}, got {shown(value)}")
+    if isinstance(value, str) and "\0" in value:  # no command line can hold one, nor can a path
+        raise UsageError(f"{where}: a NUL character cannot be in a value")
     if spec.choices is not None and str(value) not in spec.choices:
-        raise UsageError(f"{where}: expected one of {', '.join(spec.choices)}, got {value!r}")
+        raise UsageError(f"{where}: expected one of {', '.join(spec.choices)}, got {shown(value)}")
     if spec.parse is None:
         if not isinstance(value, str):
-            raise UsageError(f"{where}: expected a string, got {value!r}")
+            raise UsageError(f"{where}: expected a string, got {shown(value)}")
         return value
     try:
         return spec.parse(str(value))

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from wattprobe import settings, sinks
-from wattprobe.commands import wiring
+from wattprobe.commands import places, wiring
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.options import positive, seconds
+from wattprobe.options import positive
 from wattprobe.settings import option
+from wattprobe.sinks import options
 from wattprobe.sources import SourceSettings
 
 NAME = "agent"
@@ -40,7 +41,10 @@ class AgentSettings:
     """The top-level keys of the file."""
 
     step: float = option(2.0, parse=positive, help="seconds between measurements")
-    timeout: float | None = option(None, parse=seconds, help="stop after this many seconds (default: never)")
+    timeout: float | None = options.timeout()
+
+    def __post_init__(self) -> None:
+        options.check_step(self.step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,38 +74,59 @@ def load(path: str, sources: SourceSettings | None = None) -> Config:
     """
     try:
         with open(path, "rb") as f:
-            document = tomllib.load(f)
+            document = parse(f.read(), path)
     except OSError as error:
         raise WattprobeError(f"cannot read {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"{path}: not valid TOML: {error}") from None
     top = {key: value for key, value in document.items() if key not in ("sensor", "outputs")}
     agent = settings.from_table(AgentSettings, top, path)
     sensor = _table(document, "sensor", path)
     sources = settings.from_table(
         SourceSettings, sensor, f"{path} [sensor]", base=sources or SourceSettings()
     )
-    outputs = []
+    outputs: list[tuple[str, wiring.Output]] = []  # each with its table, for messages
     for name, given in _table(document, "outputs", path).items():
-        where = f"{path} [outputs.{name}]"
+        table_name = f"outputs.{settings.shown_key(name)}"
+        where = f"{path} [{table_name}]"
         try:
             module = sinks.module(name)
         except KeyError:
             known = ", ".join(sinks.SINKS)
-            raise UsageError(f"{path}: unknown output [outputs.{name}] (known: {known})") from None
-        for table in given if isinstance(given, list) else [given]:
+            raise UsageError(f"{path}: unknown output [{table_name}] (known: {known})") from None
+        tables = given if isinstance(given, list) else [given]
+        for number, table in enumerate(tables, 1):
             if not isinstance(table, dict):
-                raise UsageError(f"{where}: expected a table of options, got {table!r}")
-            outputs.append(wiring.Output(module, _output_settings(module, table, where)))
+                raise UsageError(f"{where}: expected a table of options, got {settings.shown(table)}")
+            label = f"[[{table_name}]] #{number}" if isinstance(given, list) else f"[{table_name}]"
+            outputs.append((label, wiring.Output(module, _output_settings(module, table, where))))
     if not outputs:
         raise UsageError(f"{path}: no output: add a table such as [outputs.stdout] or [outputs.prometheus]")
-    return Config(agent, sources, outputs)
+    places.refuse_collisions(outputs, path)
+    return Config(agent, sources, [output for _, output in outputs])
+
+
+def parse(data: bytes, path: str) -> dict[str, Any]:
+    """The TOML document in `data`; UsageError in one line when it is not one."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise UsageError(
+            f"{path}: line {line}: byte {data[error.start]:#04x} is not UTF-8: a TOML file is UTF-8 text"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: arrays or tables nested too deep to read") from None
+    except ValueError:  # a number of more than 4300 digits, which Python will not convert
+        raise UsageError(f"{path}: a number too long to read") from None
 
 
 def _table(document: dict[str, Any], key: str, path: str) -> dict[str, Any]:
     table = document.get(key, {})
     if not isinstance(table, dict):
-        raise UsageError(f"{path}: {key} must be a table ([{key}]), got {table!r}")
+        raise UsageError(f"{path}: {key} must be a table ([{key}]), got {settings.shown(table)}")
     return table
 
 

@@ -52,7 +52,12 @@ def run(
     sources: SourceSettings, outputs: list[Output], *, step_s: float | None, timeout_s: float | None
 ) -> int:
     """Measure with one sampler and write to every output until the timeout, a signal, or no output is
-    left. The sensor is opened before any output, so a sensor that cannot work touches no file."""
+    left. The sensor is opened before any output, so a sensor that cannot work touches no file.
+
+    An output that cannot open (its file, directory or port) is a mistake in the configuration: the
+    agent does not start, and the outputs already opened are closed. A write that fails is not: the
+    first as any later one, it is that output's alone (see `Runner`), so /dev/full or a full disk
+    beside a good output stops the same way at start and mid-run."""
     sampler = open_sampler(sources, {s for o in outputs for s in settings.secrets(o.settings)})
     sinks: list[Sink] = []
     try:

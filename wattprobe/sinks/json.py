@@ -82,10 +82,16 @@ class JsonArray:
 
     def __init__(self, path: str | None) -> None:
         self.file = OutputFile(path, tail=b"\n]\n")
-        self.file.write(b"[")
         self._count = 0
+        self._failed: WattprobeError | None = None
+        try:
+            self.file.write(b"[")
+        except WattprobeError as error:  # a write that failed, as a later one may: said by the first append
+            self._failed = error
 
     def append(self, text: str) -> None:
+        if self._failed is not None:
+            raise self._failed
         self.file.write((b",\n" if self._count else b"\n") + text.encode())
         self._count += 1
 

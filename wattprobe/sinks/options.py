@@ -6,8 +6,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from wattprobe.errors import UsageError
-from wattprobe.options import count, positive, regex, seconds
+from wattprobe.options import count, positive, positive_or_forever, regex, seconds
 from wattprobe.settings import option
+
+MAX_STEP_S = 86_400.0  # a day: no measurement cadence is longer, and a sleep cannot wait for any length
+
+
+def check_step(step_s: float) -> None:
+    """UsageError unless `step_s` seconds can be a step."""
+    if not 0 < step_s <= MAX_STEP_S:
+        raise UsageError(
+            f"the step must be above 0 seconds and at most {MAX_STEP_S:g} (a day), got {step_s:g}"
+        )
 
 
 def step(default: float, *flags: str, what: str = "measurements") -> Any:
@@ -21,11 +31,14 @@ def step(default: float, *flags: str, what: str = "measurements") -> Any:
 
 
 def timeout(default: float | None = None, *flags: str) -> Any:
+    """The timeout of a command, or of the agent. Where the default stops the command (stdout's 10 s), a
+    negative one runs it until stopped, as in Scaphandre; where the default is already "never", a timeout
+    is above 0: 0 or less would only write an empty output and exit, or run forever."""
     said = "never" if default is None else f"{default:g}; negative: run until stopped"
     return option(
         default,
         *(flags or ("-t", "--timeout")),
-        parse=seconds,
+        parse=positive if default is None else positive_or_forever,
         metavar="SECONDS",
         help=f"stop after this many seconds (default {said})",
     )
@@ -76,8 +89,8 @@ class Cadence:
     timeout: float | None = None  # no option: its command runs until stopped
 
     def __post_init__(self) -> None:
-        if self.step_s is not None and self.step_s <= 0:
-            raise UsageError(f"the step must be above 0 seconds, got {self.step_s:g}")
+        if self.step_s is not None:
+            check_step(self.step_s)
 
     @property
     def step_s(self) -> float | None:

@@ -121,14 +121,7 @@ class VmTrees:
     """The per-VM trees under one root; `update()` once per Frame."""
 
     def __init__(self, root: str, *, grace_s: float = 120.0) -> None:
-        try:
-            os.makedirs(root, exist_ok=True)
-        except OSError as error:
-            raise WattprobeError(
-                f"cannot create {root}: {error.strerror}; run as root or choose another --output-root"
-            ) from None
-        if not os.access(root, os.W_OK | os.X_OK):
-            raise WattprobeError(f"cannot write in {root}: run as root or choose another --output-root")
+        _make_root(root)
         self.root = os.path.realpath(root)
         self.grace_s = grace_s
         self.vms: dict[str, Vm] = {}  # by folder name
@@ -224,6 +217,35 @@ class VmTrees:
         level = logging.DEBUG if vm.warned else logging.WARNING
         vm.warned = True
         log.log(level, "qemu: VM %s: %s", folder, message)
+
+
+def _make_root(root: str) -> None:
+    """Make the output root if it is missing, but only its last folder: a parent that does not exist is
+    a mistyped path or a host without libvirt, said rather than built. WattprobeError with the fix when
+    `root` cannot be the root."""
+    fix = "choose another --output-root"
+    if not root:
+        raise WattprobeError(f"the output root is empty: {fix}")
+    parent = os.path.dirname(os.path.abspath(root))
+    try:
+        os.mkdir(root)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        raise WattprobeError(f"cannot create {root}: {parent} does not exist; create it, or {fix}") from None
+    except OSError as error:
+        raise WattprobeError(f"cannot create {root}: {error.strerror}; {_as_root()}{fix}") from None
+    if not os.path.isdir(root):
+        raise WattprobeError(f"{root} is not a directory: {fix}")
+    if not os.access(root, os.W_OK | os.X_OK):
+        read_only = os.statvfs(root).f_flag & os.ST_RDONLY
+        why = "it is on a read-only file system; " if read_only else _as_root()
+        raise WattprobeError(f"cannot write in {root}: {why}{fix}")
+
+
+def _as_root() -> str:
+    """Advice for a refusal of permission: running as root, unless the agent already does."""
+    return "" if os.geteuid() == 0 else "run as root or "
 
 
 def _resume(root_fd: int, folder: str, now: float) -> Vm | None:
