@@ -37,8 +37,8 @@ from prometheus_client.registry import Collector
 
 from benchmarks.common import Budget, Result, has_prometheus, median, ms, scratch_dir
 from benchmarks.swarm import raise_limits
-from tests.powercap_tree import PowercapTree
 from tests.support import agents
+from tests.support.powercap_tree import PowercapTree
 from tests.support.procfs import FakeProc
 from wattprobe.commands.wiring import open_sampler
 from wattprobe.core.model import Frame

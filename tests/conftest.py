@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.powercap_tree import MAX_UJ, PowercapTree
+from tests.support.powercap_tree import MAX_UJ, PowercapTree
 
 
 @pytest.fixture

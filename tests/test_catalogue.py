@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tests.prometheus_support import all_samples, registry
 from tests.support import frames
+from tests.support.prometheus import all_samples, registry
 from wattprobe.core.model import Disk, DiskIo, DomainPower, Frame, HostFacts, MachineCpu, SocketPower
 from wattprobe.sinks import catalogue
 from wattprobe.sinks.json import Settings as JsonSettings

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.powercap_tree import PowercapTree
 from tests.support.cgroups import new_cgroup, usage_ns
+from tests.support.powercap_tree import PowercapTree
 from tests.support.procfs import CONTAINER_ID as ID
 from tests.support.procfs import DOCKER_CGROUP as DOCKER
 from tests.support.procfs import write_process, write_stat, write_times

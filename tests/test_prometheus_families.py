@@ -11,8 +11,8 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.prometheus_support import AGENT_STATS, family_names, registry, sample_names, samples
 from tests.support import frames
+from tests.support.prometheus import AGENT_STATS, family_names, registry, sample_names, samples
 from wattprobe.core.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
 from wattprobe.core.vms import with_guest
 from wattprobe.sinks.catalogue import cmdline_label

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_qemu import fake_qemu
-from tests.powercap_tree import PowercapTree
 from tests.support import agents, frames
+from tests.support.fake_qemu import fake_qemu
+from tests.support.powercap_tree import PowercapTree
 from tests.support.processes import schedstat_ns
 from tests.support.waiting import wait_for
 from wattprobe.core.model import DomainPower, Frame, SocketPower

@@ -17,10 +17,10 @@ from types import ModuleType
 
 import pytest
 
-from tests.fake_qemu import fake_qemu
-from tests.powercap_tree import PowercapTree
 from tests.support import agents
+from tests.support.fake_qemu import fake_qemu
 from tests.support.paths import REPO
+from tests.support.powercap_tree import PowercapTree
 from wattprobe.sinks import riemann_proto
 
 PROTO = REPO / "wattprobe" / "sinks" / "riemann.proto"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.run_support import REPO, WATTS, vm_tree, wattprobe_run
+from tests.support.run import REPO, WATTS, vm_tree, wattprobe_run
 from wattprobe.report import COMMAND_COLOR, HOST_COLOR
 
 BURN = "import time\nend = time.process_time() + 1.0\nwhile time.process_time() < end: pass"

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.fake_qemu import fake_qemu
+from tests.support.fake_qemu import fake_qemu
 from wattprobe.core.model import ProcessInfo
 from wattprobe.core.vms import find_guest, folder_name, is_qemu, vm_name, with_guest
 from wattprobe.sources.procfs import ProcfsReader, key_pid
