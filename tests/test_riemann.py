@@ -21,9 +21,9 @@ from tests.support import agents
 from tests.support.fake_qemu import fake_qemu
 from tests.support.paths import REPO
 from tests.support.powercap_tree import PowercapTree
-from wattprobe.sinks import riemann_proto
+from wattprobe.sinks.riemann import proto as riemann_proto
 
-PROTO = REPO / "wattprobe" / "sinks" / "riemann.proto"
+PROTO = REPO / "wattprobe" / "sinks" / "riemann" / "riemann.proto"
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,11 @@ SINKS = {
     "stdout": "wattprobe.sinks.stdout",
     "json": "wattprobe.sinks.json",
     "powerapi": "wattprobe.sinks.powerapi.sink",
-    "prometheus": "wattprobe.sinks.prometheus",
-    "prometheus-push": "wattprobe.sinks.push",
-    "riemann": "wattprobe.sinks.riemann",
+    "prometheus": "wattprobe.sinks.prometheus.sink",
+    "prometheus-push": "wattprobe.sinks.prometheus.push",
+    "riemann": "wattprobe.sinks.riemann.sink",
     "warp10": "wattprobe.sinks.warp10",
-    "qemu": "wattprobe.sinks.qemu",
+    "qemu": "wattprobe.sinks.qemu.sink",
 }
 ALIASES = {"warpten": "warp10"}  # Scaphandre 1.0's spelling
 

@@ -17,10 +17,11 @@ from wattprobe.core.model import Consumer, Frame
 from wattprobe.errors import WattprobeError
 from wattprobe.options import count, regex
 from wattprobe.settings import option
-from wattprobe.sinks import Context, Fatal, Sink, options
-from wattprobe.sinks.catalogue import MICRO
-from wattprobe.sinks.files import OutputFile
-from wattprobe.sinks.selection import select_consumers
+from wattprobe.sinks import Context, Fatal, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit.catalogue import MICRO
+from wattprobe.sinks.kit.files import OutputFile
+from wattprobe.sinks.kit.selection import select_consumers
 
 NAME = "json"
 HELP = "write one JSON document per step to a file or stdout"

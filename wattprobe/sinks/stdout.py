@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, TextIO
 from wattprobe.core.model import Frame
 from wattprobe.options import count, regex
 from wattprobe.settings import option
-from wattprobe.sinks import Context, Fatal, Retry, Sink, options
-from wattprobe.sinks.selection import select_consumers
+from wattprobe.sinks import Context, Fatal, Retry, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit.selection import select_consumers
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

@@ -23,10 +23,11 @@ from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.options import count, port
 from wattprobe.settings import option
-from wattprobe.sinks import Context, Retry, Sink, options
-from wattprobe.sinks.delivery import Delivery, Rejected
-from wattprobe.sinks.net import netloc
-from wattprobe.sinks.points import Point, frame_points
+from wattprobe.sinks import Context, Retry, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit.delivery import Delivery, Rejected
+from wattprobe.sinks.kit.net import netloc
+from wattprobe.sinks.kit.points import Point, frame_points
 
 NAME = "warp10"
 HELP = "send power to a Warp 10 platform (GTS over HTTP)"

@@ -16,9 +16,10 @@ from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.options import count
 from wattprobe.settings import option
-from wattprobe.sinks import Context, Fatal, Sink, options
-from wattprobe.sinks.delivery import Delivery
-from wattprobe.sinks.files import OutputFile
+from wattprobe.sinks import Context, Fatal, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit.delivery import Delivery
+from wattprobe.sinks.kit.files import OutputFile
 
 NAME = "powerapi"
 HELP = "write PowerAPI HWPC and Power reports: JSON lines, a CSV directory, or a PowerAPI socket"

@@ -20,11 +20,12 @@ from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError
 from wattprobe.options import non_negative, port
 from wattprobe.settings import option
-from wattprobe.sinks import Context, Sink, options
-from wattprobe.sinks.promoptions import SeriesSettings
+from wattprobe.sinks import Context, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.prometheus.series import SeriesSettings
 
 if TYPE_CHECKING:
-    from wattprobe.sinks.metrics_http import MetricsServer
+    from wattprobe.sinks.prometheus.server import MetricsServer
 
 NAME = "prometheus"
 HELP = "serve metrics for Prometheus to scrape (pull)"
@@ -76,7 +77,7 @@ class PrometheusSink:
     pull = True
 
     def __init__(self, settings: Settings, fresh: Callable[[float], Frame | None] | None = None) -> None:
-        from wattprobe.sinks.promfamilies import FrameCollector
+        from wattprobe.sinks.prometheus.families import FrameCollector
 
         self.settings = settings
         self.latest: Frame | None = None
@@ -116,7 +117,7 @@ class PrometheusSink:
 
 def open_endpoint(settings: Settings) -> MetricsServer:
     """Check the files the options name, and listen: a user error shows here, before a scrape."""
-    from wattprobe.sinks.metrics_http import listen, read_credentials, tls_context
+    from wattprobe.sinks.prometheus.server import listen, read_credentials, tls_context
 
     tls = tls_context(settings.tls_cert, settings.tls_key)
     credentials = read_credentials(settings.basic_auth_file)

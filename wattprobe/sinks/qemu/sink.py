@@ -34,8 +34,10 @@ from wattprobe.core.model import Frame
 from wattprobe.errors import WattprobeError
 from wattprobe.options import non_negative
 from wattprobe.settings import option
-from wattprobe.sinks import Context, Sink, nofollow, options
-from wattprobe.sinks.nofollow import Planted
+from wattprobe.sinks import Context, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.qemu import nofollow
+from wattprobe.sinks.qemu.nofollow import Planted
 
 NAME = "qemu"
 HELP = "write each QEMU/KVM guest's share of host energy as a powercap tree the guest can read"

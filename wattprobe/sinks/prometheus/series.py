@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from wattprobe.options import count
 from wattprobe.settings import option
-from wattprobe.sinks import options
+from wattprobe.sinks.kit import options
 
 NAMINGS = ("native", "scaphandre")
 DEFAULT_TOP = 20
