@@ -21,9 +21,9 @@ from tests.support.net import http_get
 from tests.support.paths import DEPLOY
 from tests.support.powercap_tree import PowercapTree
 from tests.support.prometheus import DASHBOARD, dashboard_expressions, exporter
-from wattprobe import settings
 from wattprobe.cli import build_parser
 from wattprobe.commands.agent import load
+from wattprobe.config import settings
 from wattprobe.sources import SourceSettings
 
 CHART = DEPLOY / "helm" / "wattprobe"

@@ -32,8 +32,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from wattprobe import settings
 from wattprobe.carbon import CarbonSettings
+from wattprobe.config import settings
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.meter import Meter, Tally
 from wattprobe.result import Result

@@ -19,8 +19,8 @@ from tests.support import agents
 from tests.support.net import http_get
 from tests.support.paths import DEPLOY
 from tests.support.waiting import wait_for
-from wattprobe import settings
 from wattprobe.cli import build_parser
+from wattprobe.config import settings
 from wattprobe.core.model import AgentStats, Frame
 from wattprobe.core.sampler import Sampler
 from wattprobe.sinks.prometheus import sink as prometheus

@@ -24,11 +24,12 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from wattprobe import settings, sinks
+from wattprobe import sinks
 from wattprobe.commands import wiring
+from wattprobe.config import settings
+from wattprobe.config.settings import option
+from wattprobe.config.values import positive, seconds
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.options import positive, seconds
-from wattprobe.settings import option
 from wattprobe.sources import SourceSettings
 
 NAME = "agent"

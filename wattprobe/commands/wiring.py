@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from wattprobe import settings
+from wattprobe.config import settings
 from wattprobe.core.redaction import Redactor
 from wattprobe.core.sampler import Sampler
 from wattprobe.errors import WattprobeError

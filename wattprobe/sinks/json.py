@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import count, regex
 from wattprobe.core.model import Consumer, Frame
 from wattprobe.errors import WattprobeError
-from wattprobe.options import count, regex
-from wattprobe.settings import option
 from wattprobe.sinks import Context, Fatal, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.catalogue import MICRO

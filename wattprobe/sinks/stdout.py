@@ -7,9 +7,9 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import count, regex
 from wattprobe.core.model import Frame
-from wattprobe.options import count, regex
-from wattprobe.settings import option
 from wattprobe.sinks import Context, Fatal, Retry, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.selection import select_consumers

@@ -19,10 +19,10 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import count, port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.options import count, port
-from wattprobe.settings import option
 from wattprobe.sinks import Context, Retry, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.delivery import Delivery, Rejected

@@ -8,10 +8,10 @@ import os
 import re
 from dataclasses import dataclass
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import non_negative, positive, regex
 from wattprobe.core.model import Sensor
 from wattprobe.errors import SensorUnavailable, UsageError
-from wattprobe.options import non_negative, positive, regex
-from wattprobe.settings import option
 from wattprobe.sources.estimate import CPU_PROFILES
 from wattprobe.sources.topology import SYSFS_CPU_ROOT
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import count, positive, regex, seconds
 from wattprobe.errors import UsageError
-from wattprobe.options import count, positive, regex, seconds
-from wattprobe.settings import option
 
 
 def step(default: float, *flags: str, what: str = "measurements") -> Any:

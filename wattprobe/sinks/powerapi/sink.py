@@ -12,10 +12,10 @@ import logging
 import socket
 from dataclasses import dataclass
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import count
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.options import count
-from wattprobe.settings import option
 from wattprobe.sinks import Context, Fatal, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.delivery import Delivery

@@ -18,10 +18,10 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError
-from wattprobe.options import port
-from wattprobe.settings import option
 from wattprobe.sinks import Context, Retry, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.delivery import Delivery, Rejected

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from wattprobe.options import count
-from wattprobe.settings import option
+from wattprobe.config.settings import option
+from wattprobe.config.values import count
 from wattprobe.sinks.kit import options
 
 NAMINGS = ("native", "scaphandre")

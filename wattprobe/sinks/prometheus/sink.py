@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import non_negative, port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError
-from wattprobe.options import non_negative, port
-from wattprobe.settings import option
 from wattprobe.sinks import Context, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.prometheus.series import SeriesSettings

@@ -30,10 +30,10 @@ import stat
 import time
 from dataclasses import dataclass, field
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import non_negative
 from wattprobe.core.model import Frame
 from wattprobe.errors import WattprobeError
-from wattprobe.options import non_negative
-from wattprobe.settings import option
 from wattprobe.sinks import Context, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.qemu import nofollow

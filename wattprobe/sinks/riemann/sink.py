@@ -16,10 +16,10 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.options import port
-from wattprobe.settings import option
 from wattprobe.sinks import Context, Retry, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.delivery import Delivery, Rejected
