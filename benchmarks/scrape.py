@@ -40,8 +40,8 @@ from benchmarks.swarm import raise_limits
 from tests.support import agents
 from tests.support.powercap_tree import PowercapTree
 from tests.support.procfs import FakeProc
-from wattprobe.commands.wiring import open_sampler
 from wattprobe.core.model import Frame
+from wattprobe.pipeline.wiring import open_sampler
 from wattprobe.sources import SourceSettings
 
 # What Prometheus 2.x sends with every scrape.

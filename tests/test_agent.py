@@ -21,7 +21,7 @@ from tests.support.waiting import wait_for
 from wattprobe.commands.agent import load
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.runner import Runner
+from wattprobe.pipeline.runner import Runner
 from wattprobe.sinks import Fatal, Retry
 
 

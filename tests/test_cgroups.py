@@ -150,8 +150,8 @@ def test_a_real_cgroup_is_measured_by_its_counter_exited_processes_included(tmp_
 
 def test_the_cgroupfs_root_is_a_global_option(tmp_path, powercap):
     from wattprobe.cli import build_parser
-    from wattprobe.commands.wiring import open_sampler
     from wattprobe.config import settings
+    from wattprobe.pipeline.wiring import open_sampler
     from wattprobe.sources import SourceSettings
 
     (tmp_path / "cg").mkdir()

@@ -134,7 +134,7 @@ class Measurement:
         self._active = True
         self._reset()
         self.result, self.error = None, None
-        from wattprobe.commands.wiring import open_sampler
+        from wattprobe.pipeline.wiring import open_sampler
 
         started = time.thread_time()
         try:

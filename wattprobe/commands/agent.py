@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from wattprobe import sinks
-from wattprobe.commands import wiring
 from wattprobe.config import settings
 from wattprobe.config.settings import option
 from wattprobe.config.values import positive, seconds
 from wattprobe.errors import UsageError, WattprobeError
+from wattprobe.pipeline import wiring
 from wattprobe.sources import SourceSettings
 
 NAME = "agent"

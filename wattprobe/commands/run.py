@@ -24,13 +24,13 @@ import time
 from dataclasses import dataclass
 
 from wattprobe.carbon import CarbonSettings
-from wattprobe.commands import wiring
 from wattprobe.commands.child import Child, become_subreaper
 from wattprobe.config import settings
 from wattprobe.config.settings import option
 from wattprobe.config.values import positive
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.meter import Meter
+from wattprobe.pipeline import wiring
 from wattprobe.result import Result
 from wattprobe.sources import SourceSettings
 from wattprobe.sources.owncgroup import CgroupUnavailable, OwnCgroup

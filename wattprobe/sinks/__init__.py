@@ -2,7 +2,7 @@
 
 A sink module declares its NAME and HELP, its `Settings` (options, see `wattprobe.config.settings`), its
 `Cadence` (the step and timeout flags of its Scaphandre-shaped command) and `create(settings,
-context)`, which returns a `Sink`. The runner (`wattprobe.runner`) drives the sampler and every sink; a sink has no
+context)`, which returns a `Sink`. The runner (`wattprobe.pipeline.runner`) drives the sampler and every sink; a sink has no
 loop, retry or option parsing of its own. Sinks never read /proc or /sys, and never import a source or
 the sampler.
 """

@@ -12,7 +12,7 @@ from wattprobe.config import settings
 from wattprobe.core.redaction import Redactor
 from wattprobe.core.sampler import Sampler
 from wattprobe.errors import WattprobeError
-from wattprobe.runner import Runner
+from wattprobe.pipeline.runner import Runner
 from wattprobe.sinks import Context, Sink
 from wattprobe.sources import SourceSettings, open_sensor
 from wattprobe.sources.host import HostReader
