@@ -19,8 +19,8 @@ from tests.support.powercap_tree import PowercapTree
 from tests.support.processes import schedstat_ns
 from tests.support.waiting import wait_for
 from wattprobe.core.model import DomainPower, Frame, SocketPower
-from wattprobe.core.vms import folder_name
 from wattprobe.sinks.qemu.sink import MAX_ENERGY_RANGE_UJ, VmTrees
+from wattprobe.sources.identity.vms import folder_name
 from wattprobe.sources.powercap import PowercapSensor
 
 

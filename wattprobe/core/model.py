@@ -140,11 +140,11 @@ class ProcessInfo:
     pid: int
     comm: str
     exe: str  # path of the executable, "" when unreadable (kernel thread, other user's process)
-    cmdline: str  # argv joined by spaces (secrets redacted: see core.redaction)
+    cmdline: str  # argv joined by spaces (secrets redacted: see sources.identity.redaction)
     cgroup: str  # cgroup path relative to the cgroup root
     container: Container | None
     argv: tuple[str, ...] = ()  # the NUL-separated entries of /proc/PID/cmdline, each kept whole
-    vm: str | None = None  # the VM a QEMU/KVM process runs (core.vms): its name as given
+    vm: str | None = None  # the VM a QEMU/KVM process runs (sources.identity.vms): its name as given
     vm_folder: str | None = None  # and a folder name of its own for that VM
 
     @property

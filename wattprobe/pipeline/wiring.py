@@ -9,13 +9,13 @@ from types import ModuleType
 from typing import Any
 
 from wattprobe.config import settings
-from wattprobe.core.redaction import Redactor
 from wattprobe.core.sampler import Sampler
 from wattprobe.errors import WattprobeError
 from wattprobe.pipeline.runner import Runner
 from wattprobe.sinks import Context, Sink
 from wattprobe.sources import SourceSettings, open_sensor
 from wattprobe.sources.host import HostReader
+from wattprobe.sources.identity.redaction import Redactor
 from wattprobe.sources.procfs import ProcfsReader, raise_fd_limit, read_machine_cpu
 from wattprobe.sources.topology import first_cpus
 

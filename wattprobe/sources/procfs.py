@@ -30,10 +30,10 @@ import re
 import resource
 
 from wattprobe.core.model import Container, DiskIo, MachineCpu, ProcessInfo, container_cgroup
-from wattprobe.core.redaction import Redactor
-from wattprobe.core.vms import find_guest
 from wattprobe.sources.cgroupfs import CgroupReader, cgroup_paths
-from wattprobe.sources.homes import Home, Homes
+from wattprobe.sources.identity.redaction import Redactor
+from wattprobe.sources.identity.vms import find_guest
+from wattprobe.sources.quiet_cgroups import Home, Homes
 
 TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -544,7 +544,7 @@ class ProcfsReader:
         except (OSError, ValueError, IndexError):
             return False
 
-    # -- quiet cgroups (see sources/homes.py) ------------------------------------------------------
+    # -- quiet cgroups (see sources/quiet_cgroups.py) ---------------------------------------------
     def _find_home(self, task: _Task) -> None:
         """Join the cgroup whose counter covers the process, once, where it has one."""
         task.homed = True
