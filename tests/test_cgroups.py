@@ -17,7 +17,8 @@ from tests.support.procfs import write_process, write_stat, write_times
 from tests.support.waiting import wait_for
 from wattprobe.core.model import Frame, container_cgroup
 from wattprobe.sources.cgroupfs import CgroupReader
-from wattprobe.sources.procfs import ProcfsReader, parse_cgroup
+from wattprobe.sources.identity.containers import parse_cgroup
+from wattprobe.sources.procfs import ProcfsReader
 
 MS = 1_000_000
 
