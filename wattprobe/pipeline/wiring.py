@@ -10,14 +10,9 @@ from typing import Any
 
 from wattprobe.config import settings
 from wattprobe.core.sampler import Sampler
-from wattprobe.errors import WattprobeError
 from wattprobe.pipeline.runner import Runner
 from wattprobe.sinks import Context, Sink
-from wattprobe.sources import SourceSettings, open_sensor
-from wattprobe.sources.host import HostReader
-from wattprobe.sources.identity.redaction import Redactor
-from wattprobe.sources.procfs import ProcfsReader, raise_fd_limit, read_machine_cpu
-from wattprobe.sources.topology import first_cpus
+from wattprobe.sources import SourceSettings, open_sources
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,19 +28,8 @@ def open_sampler(sources: SourceSettings, secrets: Iterable[str] = ()) -> Sample
 
     `secrets` (the outputs' own secret options) are redacted from every command line it reads.
     """
-    try:
-        read_machine_cpu(sources.procfs_root)
-    except (OSError, ValueError) as error:
-        raise WattprobeError(
-            f"cannot read {sources.procfs_root}/stat ({getattr(error, 'strerror', None) or error}): point "
-            "--procfs-root at the procfs mount (default /proc)"
-        ) from None
-    raise_fd_limit()
-    sensor = open_sensor(sources)
-    redactor = Redactor(not sources.no_redaction, sources.redact_pattern, frozenset(secrets))
-    procfs = ProcfsReader(sources.procfs_root, cgroupfs_root=sources.cgroupfs_root, redactor=redactor)
-    host = HostReader(sources.procfs_root)
-    return Sampler(sensor, procfs, socket_cpus=first_cpus(sources.sysfs_cpu_root), host=host)
+    opened = open_sources(sources, secrets)
+    return Sampler(opened.sensor, opened.procfs, socket_cpus=opened.socket_cpus, host=opened.host)
 
 
 def run(
