@@ -13,6 +13,7 @@ from wattprobe.core.sampler import Sampler
 from wattprobe.pipeline.runner import Runner
 from wattprobe.sinks import Context, Sink
 from wattprobe.sources import SourceSettings, open_sources
+from wattprobe.sources.procfs import ProcfsReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class Output:
     settings: Any
 
 
-def open_sampler(sources: SourceSettings, secrets: Iterable[str] = ()) -> Sampler:
+def open_sampler(sources: SourceSettings, secrets: Iterable[str] = ()) -> Sampler[ProcfsReader]:
     """The sampler the source settings describe; WattprobeError with the fix when a source cannot work.
 
     `secrets` (the outputs' own secret options) are redacted from every command line it reads.
