@@ -13,7 +13,7 @@ import pytest
 
 import wattprobe
 from tests.support.run import REPO, WATTS, vm_tree
-from wattprobe.carbon import COUNTRIES
+from wattprobe.commandenergy.carbon import COUNTRIES
 from wattprobe.sources.procfs import TICK_NS
 
 
