@@ -59,9 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load(args.config, settings.from_namespace(SourceSettings, args))
-    pull_only = all(getattr(o.module, "PULL", False) for o in config.outputs)
-    step = None if pull_only else config.agent.step
-    return wiring.run(config.sources, config.outputs, step_s=step, timeout_s=config.agent.timeout)
+    return wiring.run(
+        config.sources, config.outputs, step_s=config.agent.step, timeout_s=config.agent.timeout
+    )
 
 
 def load(path: str, sources: SourceSettings | None = None) -> Config:

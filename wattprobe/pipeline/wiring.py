@@ -11,7 +11,7 @@ from typing import Any
 from wattprobe.config import settings
 from wattprobe.core.sampler import Sampler
 from wattprobe.pipeline.runner import Runner
-from wattprobe.sinks import Context, Sink
+from wattprobe.sinks import Context, Sink, pulled
 from wattprobe.sources import SourceSettings, open_sources
 from wattprobe.sources.procfs import ProcfsReader
 
@@ -37,11 +37,12 @@ def run(
     sources: SourceSettings, outputs: list[Output], *, step_s: float | None, timeout_s: float | None
 ) -> int:
     """Measure with one sampler and write to every output until the timeout, a signal, or no output is
-    left. The sensor is opened before any output, so a sensor that cannot work touches no file."""
+    left. The sensor is opened before any output, so a sensor that cannot work touches no file. When
+    every output is pulled, requests set the pace and `step_s` is not used."""
     sampler = open_sampler(sources, {s for o in outputs for s in settings.secrets(o.settings)})
     sinks: list[Sink] = []
     try:
-        pull_only = all(getattr(o.module, "PULL", False) for o in outputs)
+        pull_only = all(pulled(o.module) for o in outputs)
         context = Context(hostname=socket.gethostname(), fresh=sampler.frame if pull_only else None)
         for output in outputs:
             sinks.append(output.module.create(output.settings, context))

@@ -62,7 +62,6 @@ class JsonSink:
     """One document per Frame, in one JSON array."""
 
     name = NAME
-    pull = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

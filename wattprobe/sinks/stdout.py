@@ -56,7 +56,6 @@ class StdoutSink:
     """Scaphandre's plain text per Frame, or a live table on a terminal."""
 
     name = NAME
-    pull = False
 
     def __init__(self, settings: Settings, out: TextIO | None = None) -> None:
         self.settings = settings

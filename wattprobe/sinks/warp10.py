@@ -88,7 +88,6 @@ class Warp10Sink:
     """GTS lines made on the tick; POSTed off the tick, in order, kept while the server is away."""
 
     name = NAME
-    pull = False
 
     def __init__(self, client: Warp10Client, settings: Settings, hostname: str) -> None:
         self.client = client

@@ -95,7 +95,6 @@ class PowerApiSink:
     """Each Frame's reports to a JSON-lines file, a CSV directory and a PowerAPI socket, as asked."""
 
     name = NAME
-    pull = False
 
     def __init__(self, settings: Settings) -> None:
         from wattprobe.sinks.powerapi.csvdir import CsvDirectory

@@ -75,7 +75,6 @@ class PushSink:
     """Renders each Frame on the tick; the latest body is PUT off the tick (an unsent older one is replaced)."""
 
     name = NAME
-    pull = False
 
     def __init__(self, settings: Settings, hostname: str) -> None:
         from wattprobe.sinks.prometheus.families import FrameCollector

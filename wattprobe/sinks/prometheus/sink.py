@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Cadence(options.Cadence):
-    step: float | None = None  # no option: scrapes set the pace
+    step: float | None = None  # no option: scrapes set the pace (PULL)
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,6 @@ class PrometheusSink:
     the last measurement is younger than --min-interval; else it serves the last Frame written."""
 
     name = NAME
-    pull = True
 
     def __init__(self, settings: Settings, fresh: Callable[[float], Frame | None] | None = None) -> None:
         from wattprobe.sinks.prometheus.families import FrameCollector

@@ -79,7 +79,6 @@ def create(settings: Settings, context: Context) -> Sink:
 
 class QemuSink:
     name = NAME
-    pull = False
 
     def __init__(self, trees: VmTrees) -> None:
         self.trees = trees

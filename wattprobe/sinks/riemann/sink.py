@@ -78,7 +78,6 @@ class RiemannSink:
     dispatch that could not be sent are dropped when a newer one comes: Riemann is a live stream."""
 
     name = NAME
-    pull = False
 
     def __init__(self, settings: Settings, hostname: str) -> None:
         self.settings = settings
