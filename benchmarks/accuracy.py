@@ -43,12 +43,11 @@ import uuid
 from pathlib import Path
 
 from benchmarks.common import Budget, Result, median, percentile
-from tests import attributed
-from tests.attributed import SAMPLERS, thread_errors, two_samplers
-from tests.powercap_tree import PowercapTree
-from tests.support import agents
+from tests.support import agents, attributed
+from tests.support.attributed import SAMPLERS, thread_errors, two_samplers
+from tests.support.powercap_tree import PowercapTree
 from tests.support.waiting import holds_within, wait_for
-from tests.workloads import (
+from tests.support.workloads import (
     BusyChildren,
     build_threaded,
     compiler,

@@ -34,8 +34,8 @@ from benchmarks.common import (
 )
 from benchmarks.floor import cpu_time, stat_floor
 from benchmarks.swarm import Swarm, own_cgroup
-from tests.powercap_tree import PowercapTree
 from tests.support import agents
+from tests.support.powercap_tree import PowercapTree
 
 MB = 1e6
 

@@ -150,7 +150,7 @@ def count_processes() -> int:
 
 def has_prometheus() -> bool:
     """Whether this tree has the Prometheus exporter (older trees measured without it)."""
-    return importlib.util.find_spec("wattprobe.sinks.prometheus") is not None
+    return importlib.util.find_spec("wattprobe.sinks.prometheus.sink") is not None
 
 
 def scratch_dir() -> str | None:

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import Result
-from tests.faults import torn_tree_run
+from tests.support.faults import torn_tree_run
 from tests.support.processes import burners
 
 

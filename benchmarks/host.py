@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import Budget, Result, fmt
-from tests.powercap_tree import PowercapTree
+from tests.support.powercap_tree import PowercapTree
 from wattprobe.core.counters import CounterGuard, first_reading
 from wattprobe.sources.powercap import PowercapSensor
 

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from benchmarks.common import TICK_S, Result, count_processes, cpu_seconds, ms, scratch_dir
 from benchmarks.swarm import Swarm
-from tests.powercap_tree import PowercapTree
 from tests.support import agents
 from tests.support.net import free_port
+from tests.support.powercap_tree import PowercapTree
 from tests.support.waiting import wait_for
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"

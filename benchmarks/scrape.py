@@ -37,11 +37,11 @@ from prometheus_client.registry import Collector
 
 from benchmarks.common import Budget, Result, has_prometheus, median, ms, scratch_dir
 from benchmarks.swarm import raise_limits
-from tests.powercap_tree import PowercapTree
 from tests.support import agents
+from tests.support.powercap_tree import PowercapTree
 from tests.support.procfs import FakeProc
-from wattprobe.commands.wiring import open_sampler
 from wattprobe.core.model import Frame
+from wattprobe.pipeline.wiring import open_sampler
 from wattprobe.sources import SourceSettings
 
 # What Prometheus 2.x sends with every scrape.
@@ -73,9 +73,9 @@ class _Families(Collector):
 
 def reference_registry(frame: Frame, naming: str, top: int) -> CollectorRegistry:
     """The samples the exporter writes for `frame`, in plain prometheus_client metric families."""
-    from wattprobe.sinks import catalogue
-    from wattprobe.sinks.promfamilies import labels_of, selected_consumers
-    from wattprobe.sinks.promoptions import SeriesSettings
+    from wattprobe.sinks.kit import catalogue
+    from wattprobe.sinks.prometheus.families import labels_of, selected_consumers
+    from wattprobe.sinks.prometheus.series import SeriesSettings
 
     opts = SeriesSettings(naming=naming, max_top_consumers=top)
     found: dict[catalogue.Family, list[catalogue.Sample]] = {f: [] for f in catalogue.families(naming)}
@@ -114,8 +114,8 @@ def _timed(fn, *args) -> float:
 def measure(
     n: int, naming: str, rounds: int, tmp: Path, min_interval_s: float = 2.0, renders: int = 3
 ) -> dict[str, float]:
-    from wattprobe.sinks.promfamilies import FrameCollector
-    from wattprobe.sinks.promoptions import SeriesSettings
+    from wattprobe.sinks.prometheus.families import FrameCollector
+    from wattprobe.sinks.prometheus.series import SeriesSettings
 
     proc = FakeProc(tmp / f"proc-{naming}-{n}", n)
     tree = PowercapTree(tmp / f"powercap-{naming}-{n}")
@@ -191,7 +191,7 @@ def bench(
     result = Result("scrape", "Prometheus scrape with many process series", __doc__.split("\n", 2)[2])
     if not has_prometheus():
         result.notes.append(
-            "Not measured: this tree has no Prometheus exporter (wattprobe/sinks/prometheus.py)."
+            "Not measured: this tree has no Prometheus exporter (wattprobe/sinks/prometheus/)."
         )
         return result
     raise_limits(2 * max(sizes) + 1024)

@@ -1,4 +1,4 @@
-"""Many cheap processes for benchmarks: idle ones and churning ones (busy ones: tests/workloads.py).
+"""Many cheap processes for benchmarks: idle ones and churning ones (busy ones: tests/support/workloads.py).
 
 Every child is forked by one small helper interpreter, started in its own session. The children
 block reading a pipe whose only write end this process holds, so they all exit when the swarm is

@@ -21,7 +21,7 @@ from pathlib import Path
 from benchmarks.common import Budget, Result, median, ms, percentile
 from benchmarks.floor import PROC, open_read_floor, pread_floor, stat_floor, tick_files, wall_time
 from benchmarks.swarm import Swarm, own_cgroup
-from tests.powercap_tree import PowercapTree
+from tests.support.powercap_tree import PowercapTree
 from wattprobe.core.sampler import Sampler
 from wattprobe.sources.powercap import PowercapSensor
 from wattprobe.sources.procfs import ProcfsReader

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from tests.powercap_tree import MAX_UJ, PowercapTree
+from tests.support.powercap_tree import MAX_UJ, PowercapTree
 
 
 @pytest.fixture

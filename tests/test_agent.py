@@ -12,17 +12,17 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.fake_qemu import fake_qemu
-from tests.powercap_tree import PowercapTree
-from tests.prometheus_support import scrape
 from tests.support import agents
+from tests.support.fake_qemu import fake_qemu
 from tests.support.net import free_port
 from tests.support.paths import REPO
+from tests.support.powercap_tree import PowercapTree
+from tests.support.prometheus import scrape
 from tests.support.waiting import wait_for
 from wattprobe.commands.agent import load
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.runner import Runner
+from wattprobe.pipeline.runner import Runner
 from wattprobe.sinks import Fatal, Retry
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.frames import frame_between, process, snapshot
-from tests.workloads import BusyChildren
+from tests.support.workloads import BusyChildren
 from wattprobe.core.attribution import Carry
 from wattprobe.core.sampler import Sampler
 from wattprobe.sources.powercap import PowercapSensor

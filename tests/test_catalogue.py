@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from tests.prometheus_support import all_samples, registry
 from tests.support import frames
+from tests.support.prometheus import all_samples, registry
 from wattprobe.core.model import Disk, DiskIo, DomainPower, Frame, HostFacts, MachineCpu, SocketPower
-from wattprobe.sinks import catalogue
 from wattprobe.sinks.json import Settings as JsonSettings
 from wattprobe.sinks.json import document
-from wattprobe.sinks.points import frame_points
-from wattprobe.sinks.promoptions import SeriesSettings
-from wattprobe.sinks.riemann import event
+from wattprobe.sinks.kit import catalogue
+from wattprobe.sinks.kit.points import frame_points
+from wattprobe.sinks.prometheus.series import SeriesSettings
+from wattprobe.sinks.riemann.sink import event
 from wattprobe.sinks.warp10 import gts_line
 
 # Scaphandre 1.0's families (src/exporters/mod.rs and src/sensors/mod.rs), less the MMIO counters

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.powercap_tree import PowercapTree
 from tests.support.cgroups import new_cgroup, usage_ns
+from tests.support.powercap_tree import PowercapTree
 from tests.support.procfs import CONTAINER_ID as ID
 from tests.support.procfs import DOCKER_CGROUP as DOCKER
 from tests.support.procfs import write_process, write_stat, write_times
 from tests.support.waiting import wait_for
 from wattprobe.core.model import Frame, container_cgroup
 from wattprobe.sources.cgroupfs import CgroupReader
-from wattprobe.sources.procfs import ProcfsReader, parse_cgroup
+from wattprobe.sources.identity.containers import parse_cgroup
+from wattprobe.sources.procfs import ProcfsReader
 
 MS = 1_000_000
 
@@ -149,9 +150,9 @@ def test_a_real_cgroup_is_measured_by_its_counter_exited_processes_included(tmp_
 
 
 def test_the_cgroupfs_root_is_a_global_option(tmp_path, powercap):
-    from wattprobe import settings
     from wattprobe.cli import build_parser
-    from wattprobe.commands.wiring import open_sampler
+    from wattprobe.config import settings
+    from wattprobe.pipeline.wiring import open_sampler
     from wattprobe.sources import SourceSettings
 
     (tmp_path / "cg").mkdir()

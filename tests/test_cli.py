@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from tests.powercap_tree import PowercapTree
 from tests.support import agents
+from tests.support.powercap_tree import PowercapTree
 from tests.support.waiting import wait_for
 from wattprobe import __version__
 

@@ -12,8 +12,8 @@ import logging
 
 import pytest
 
-from tests.faults import torn_tree_run
-from tests.powercap_tree import PowercapTree
+from tests.support.faults import torn_tree_run
+from tests.support.powercap_tree import PowercapTree
 from tests.support.processes import burners
 from wattprobe.core.counters import (
     DEFAULT_MAX_W,

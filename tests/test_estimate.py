@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.powercap_tree import FakeClock
+from tests.support.powercap_tree import FakeClock
 from tests.support.procfs import write_stat
 from wattprobe.core.counters import energy_deltas, host_energy
 from wattprobe.sources.estimate import CPU_PROFILES, EstimateSensor, teads_fraction

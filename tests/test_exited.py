@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from tests.attributed import attributed_while
-from tests.powercap_tree import PowercapTree
+from tests.support.attributed import attributed_while
+from tests.support.powercap_tree import PowercapTree
 from tests.support.processes import schedstat_ns, stat_fields
 from tests.support.waiting import wait_for
-from tests.workloads import compiler, make_project, make_rounds, shell_loop
+from tests.support.workloads import compiler, make_project, make_rounds, shell_loop
 from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid
 
 # A parent that starts a child burning `seconds` of CPU, waits for it (asleep in wait4), prints the

@@ -8,12 +8,12 @@ import uuid
 
 import pytest
 
-from tests.prometheus_support import family_names, registry, samples
 from tests.support import agents
 from tests.support.frames import frame_between, process, snapshot
+from tests.support.prometheus import family_names, registry, samples
 from tests.support.waiting import wait_for
-from tests.workloads import shell_loop
-from wattprobe.sinks.promoptions import SeriesSettings
+from tests.support.workloads import shell_loop
+from wattprobe.sinks.prometheus.series import SeriesSettings
 
 S = 1_000_000_000
 

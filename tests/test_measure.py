@@ -12,8 +12,8 @@ import time
 import pytest
 
 import wattprobe
-from tests.run_support import REPO, WATTS, vm_tree
-from wattprobe.carbon import COUNTRIES
+from tests.support.run import REPO, WATTS, vm_tree
+from wattprobe.commandenergy.carbon import COUNTRIES
 from wattprobe.sources.procfs import TICK_NS
 
 

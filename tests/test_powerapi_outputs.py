@@ -14,13 +14,13 @@ import pytest
 from powerapi.database import CsvDB, SocketDB
 from powerapi.report import HWPCReport, PowerReport
 
-from tests.powerapi_helpers import TreeSampler, naive_utc, utc
-from tests.powercap_tree import PowercapTree
 from tests.support import agents
 from tests.support.net import free_port
+from tests.support.powerapi import TreeSampler, naive_utc, utc
+from tests.support.powercap_tree import PowercapTree
 from tests.support.waiting import wait_for
 from wattprobe import cli
-from wattprobe.sinks.delivery import Delivery
+from wattprobe.sinks.kit.delivery import Delivery
 from wattprobe.sinks.powerapi.csvdir import CsvDirectory
 from wattprobe.sinks.powerapi.reports import hwpc_reports, power_reports, rapl_joules
 from wattprobe.sinks.powerapi.tcp import SocketSender

@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 from powerapi.report import HWPCReport, PowerReport
 
-from tests.powerapi_helpers import TreeSampler, json_roundtrip, make_frame, naive_utc, utc
-from tests.powercap_tree import PowercapTree
+from tests.support.powerapi import TreeSampler, json_roundtrip, make_frame, naive_utc, utc
+from tests.support.powercap_tree import PowercapTree
 from wattprobe.sinks.powerapi.reports import hwpc_reports, iso_utc, power_reports, rapl_joules
 from wattprobe.sources.topology import first_cpus
 

@@ -8,7 +8,7 @@ import pytest
 from powerapi.report import HWPCReport, PowerReport
 from powerapi.report.report import BadInputData
 
-from tests.powerapi_helpers import make_frame, utc
+from tests.support.powerapi import make_frame, utc
 from wattprobe import cli
 from wattprobe.commands.powerapi_validate import check_line, load_validators
 from wattprobe.sinks.powerapi.reports import hwpc_reports, iso_utc, power_reports

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.powercap_tree import MAX_UJ, PowercapTree, default_watts
+from tests.support.powercap_tree import MAX_UJ, PowercapTree, default_watts
 from wattprobe.core.counters import energy_deltas, host_energy
 from wattprobe.errors import SensorReadError, WattprobeError
 from wattprobe.sources.powercap import PowercapSensor

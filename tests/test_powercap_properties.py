@@ -20,7 +20,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.powercap_tree import FakeClock
+from tests.support.powercap_tree import FakeClock
 from tests.support.procfs import rewrite
 from wattprobe.core.counters import SLACK_S, CounterGuard
 from wattprobe.errors import SensorReadError, SensorUnavailable

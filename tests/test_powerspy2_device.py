@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.powerspy2_helpers import emulator
+from tests.support.powerspy2 import emulator
 from wattprobe.sources.powerspy2.device import DeviceError, PowerSpy2
 from wattprobe.sources.powerspy2.emulator import EXAMPLE_PACKET
 

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from tests.powerspy2_helpers import emulator, gmt_rows, wattprobe
 from tests.support import agents
 from tests.support.paths import REPO
+from tests.support.powerspy2 import emulator, gmt_rows, wattprobe
 from tests.support.waiting import wait_for
 from wattprobe.sources.powerspy2.emulator import PowerSpy2Emulator
 

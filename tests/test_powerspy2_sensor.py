@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.powerspy2_helpers import emulator, wattprobe
+from tests.support.powerspy2 import emulator, wattprobe
 from tests.support.waiting import wait_for
 from wattprobe.core.model import EnergyReading
 from wattprobe.errors import SensorReadError, WattprobeError

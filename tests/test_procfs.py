@@ -12,8 +12,9 @@ import pytest
 from tests.support.procfs import CONTAINER_ID as ID
 from tests.support.procfs import write_process, write_stat
 from tests.support.waiting import wait_for
-from tests.workloads import BusyChildren
-from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid, parse_cgroup, read_machine_cpu
+from tests.support.workloads import BusyChildren
+from wattprobe.sources.identity.containers import parse_cgroup
+from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid, read_machine_cpu
 
 POD = "0f6c3c7e-1a2b-4c3d-8e9f-0a1b2c3d4e5f"
 

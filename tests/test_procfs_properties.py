@@ -24,22 +24,22 @@ from hypothesis import strategies as st
 
 from tests.support.procfs import rewrite, write_process, write_stat, write_times
 from wattprobe.core.model import Container, MachineCpu
-from wattprobe.core.redaction import Redactor
-from wattprobe.core.vms import find_guest, folder_name
 from wattprobe.errors import SensorUnavailable
 from wattprobe.sources import SourceSettings
 from wattprobe.sources.cgroupfs import CgroupReader, cgroup_paths
 from wattprobe.sources.estimate import EstimateSensor
-from wattprobe.sources.homes import Homes
 from wattprobe.sources.host import HostReader
+from wattprobe.sources.identity.containers import parse_cgroup
+from wattprobe.sources.identity.redaction import Redactor
+from wattprobe.sources.identity.vms import find_guest, folder_name
 from wattprobe.sources.procfs import (
     PAGE_SIZE,
     TICK_NS,
     ProcfsReader,
-    parse_cgroup,
     read_machine_cpu,
     task_key,
 )
+from wattprobe.sources.quiet_cgroups import Homes
 from wattprobe.sources.topology import first_cpus
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,7 +1,7 @@
 """The deployment kit in deploy/: files parse, agree with each other and with a real scrape.
 
 No container engine or Kubernetes runs here: compose and chart are checked by reading them, the
-chart's templates rendered by tests/helm_render.py, every command line checked by wattprobe's own parser.
+chart's templates rendered by tests/support/helm.py, every command line checked by wattprobe's own parser.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helm_render import render
-from tests.powercap_tree import PowercapTree
-from tests.prometheus_support import DASHBOARD, dashboard_expressions, exporter
+from tests.support.helm import render
 from tests.support.net import http_get
 from tests.support.paths import DEPLOY
-from wattprobe import settings
+from tests.support.powercap_tree import PowercapTree
+from tests.support.prometheus import DASHBOARD, dashboard_expressions, exporter
 from wattprobe.cli import build_parser
 from wattprobe.commands.agent import load
+from wattprobe.config import settings
 from wattprobe.sources import SourceSettings
 
 CHART = DEPLOY / "helm" / "wattprobe"

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
-from tests.powercap_tree import PowercapTree
-from tests.prometheus_support import binary, exporter, one, parse, scrape, serving
 from tests.support import agents
 from tests.support.net import http_get, taken_port
+from tests.support.powercap_tree import PowercapTree
 from tests.support.processes import child
+from tests.support.prometheus import binary, exporter, one, parse, scrape, serving
 from tests.support.waiting import wait_for
 
 PROMETHEUS_ACCEPT = (

@@ -11,13 +11,13 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.prometheus_support import AGENT_STATS, family_names, registry, sample_names, samples
 from tests.support import frames
+from tests.support.prometheus import AGENT_STATS, family_names, registry, sample_names, samples
 from wattprobe.core.model import Consumer, Container, DomainPower, Frame, Group, ProcessInfo, SocketPower
-from wattprobe.core.vms import with_guest
-from wattprobe.sinks.catalogue import cmdline_label
-from wattprobe.sinks.promfamilies import FrameCollector, selected_consumers
-from wattprobe.sinks.promoptions import SeriesSettings
+from wattprobe.sinks.kit.catalogue import cmdline_label
+from wattprobe.sinks.prometheus.families import FrameCollector, selected_consumers
+from wattprobe.sinks.prometheus.series import SeriesSettings
+from wattprobe.sources.identity.vms import with_guest
 
 POD = "0a1b2c3d-0000-1111-2222-333344445555"
 CONTAINER = Container("c" * 64, "containerd", "kubernetes", POD)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.powercap_tree import PowercapTree
-from tests.prometheus_support import binary
 from tests.support import agents
 from tests.support.net import free_port, http_get
+from tests.support.powercap_tree import PowercapTree
+from tests.support.prometheus import binary
 from tests.support.waiting import wait_for
-from wattprobe.sinks.push import group_url
+from wattprobe.sinks.prometheus.push import group_url
 
 FAMILIES = (
     "wattprobe_host_power_watts",

@@ -11,10 +11,10 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from tests.powercap_tree import PowercapTree, real_time_sampler
-from tests.prometheus_support import binary, dashboard_expressions, exporter, serving
 from tests.support import agents, processes
 from tests.support.net import free_port, http_get
+from tests.support.powercap_tree import PowercapTree, real_time_sampler
+from tests.support.prometheus import binary, dashboard_expressions, exporter, serving
 from tests.support.waiting import wait_for
 
 HOST_WATTS = 60.0

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_qemu import fake_qemu
-from tests.powercap_tree import PowercapTree
 from tests.support import agents, frames
+from tests.support.fake_qemu import fake_qemu
+from tests.support.powercap_tree import PowercapTree
 from tests.support.processes import schedstat_ns
 from tests.support.waiting import wait_for
 from wattprobe.core.model import DomainPower, Frame, SocketPower
-from wattprobe.core.vms import folder_name
-from wattprobe.sinks.qemu import MAX_ENERGY_RANGE_UJ, VmTrees
+from wattprobe.sinks.qemu.sink import MAX_ENERGY_RANGE_UJ, VmTrees
+from wattprobe.sources.identity.vms import folder_name
 from wattprobe.sources.powercap import PowercapSensor
 
 
@@ -208,7 +208,7 @@ def test_a_planted_link_at_any_level_writes_nothing_outside(
     running = [(10, qemu("vm1"), 10.0), (20, qemu("vm2"), 20.0)]
     trees.update(frame(running))
     plant(root / "vm1", where, kind, outside, tmp_path)
-    caplog.set_level(logging.DEBUG, logger="wattprobe.sinks.qemu")
+    caplog.set_level(logging.DEBUG, logger="wattprobe.sinks.qemu.sink")
     for _ in range(4):
         trees.update(frame(running))
     assert tree_of(outside) == before  # nothing created, overwritten or removed there

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from wattprobe.core.redaction import MASK, Redactor
+from wattprobe.sources.identity.redaction import MASK, Redactor
 from wattprobe.sources.procfs import ProcfsReader, key_pid
 
 

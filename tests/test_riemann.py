@@ -17,13 +17,13 @@ from types import ModuleType
 
 import pytest
 
-from tests.fake_qemu import fake_qemu
-from tests.powercap_tree import PowercapTree
 from tests.support import agents
+from tests.support.fake_qemu import fake_qemu
 from tests.support.paths import REPO
-from wattprobe.sinks import riemann_proto
+from tests.support.powercap_tree import PowercapTree
+from wattprobe.sinks.riemann import proto as riemann_proto
 
-PROTO = REPO / "wattprobe" / "sinks" / "riemann.proto"
+PROTO = REPO / "wattprobe" / "sinks" / "riemann" / "riemann.proto"
 
 
 @pytest.fixture(scope="module")

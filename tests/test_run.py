@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.run_support import REPO, WATTS, can_make_cgroups, vm_tree, wattprobe_run
-from wattprobe.carbon import COUNTRIES, WORLD_G_PER_KWH
+from tests.support.run import REPO, WATTS, can_make_cgroups, vm_tree, wattprobe_run
+from wattprobe.commandenergy.carbon import COUNTRIES, WORLD_G_PER_KWH
 
 # Burns `own` s of CPU itself and `child` s in each of `children` short-lived children, prints a line,
 # writes its and its children's CPU time (s) to argv[1], and exits 3.

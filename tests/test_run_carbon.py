@@ -6,7 +6,14 @@ import argparse
 
 import pytest
 
-from wattprobe.carbon import COUNTRIES, SOURCE, WORLD_G_PER_KWH, CarbonSettings, Intensity, country
+from wattprobe.commandenergy.carbon import (
+    COUNTRIES,
+    SOURCE,
+    WORLD_G_PER_KWH,
+    CarbonSettings,
+    Intensity,
+    country,
+)
 from wattprobe.errors import UsageError
 
 

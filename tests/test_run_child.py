@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from tests.run_support import vm_tree
 from tests.support import agents
 from tests.support.processes import stat_fields
+from tests.support.run import vm_tree
 from tests.support.waiting import wait_for
 
 # Traps the signals numbered in argv[1:], says "ready", and once it got them all (or after 20 s) prints

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.powercap_tree import PowercapTree
+from tests.support.powercap_tree import PowercapTree
 from wattprobe.sources.cgroupfs import CgroupReader
 from wattprobe.sources.procfs import ProcfsReader, key_pid
 

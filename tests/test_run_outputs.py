@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.run_support import vm_tree, wattprobe_run
 from tests.support import agents
+from tests.support.run import vm_tree, wattprobe_run
 
 NULL, FULL = (1, 3), (1, 7)
 

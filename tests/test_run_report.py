@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.run_support import REPO, WATTS, vm_tree, wattprobe_run
-from wattprobe.report import COMMAND_COLOR, HOST_COLOR
+from tests.support.run import REPO, WATTS, vm_tree, wattprobe_run
+from wattprobe.commandenergy.report import COMMAND_COLOR, HOST_COLOR
 
 BURN = "import time\nend = time.process_time() + 1.0\nwhile time.process_time() < end: pass"
 # Flags that let Debian's chromium run headless as root in a sandbox, with no network of its own.

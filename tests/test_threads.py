@@ -6,8 +6,8 @@ import statistics
 
 import pytest
 
-from tests.attributed import thread_errors
-from tests.workloads import build_threaded, compiler
+from tests.support.attributed import thread_errors
+from tests.support.workloads import build_threaded, compiler
 
 ONE = ("schedstat",)  # the agent's own reader only: the benchmark compares it with stat ticks
 pytestmark = pytest.mark.skipif(compiler() is None, reason="no C compiler on this machine")

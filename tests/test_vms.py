@@ -1,4 +1,4 @@
-"""QEMU guest detection and naming (wattprobe.core.vms), from argv as /proc gives it."""
+"""QEMU guest detection and naming (wattprobe.sources.identity.vms), from argv as /proc gives it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from tests.fake_qemu import fake_qemu
+from tests.support.fake_qemu import fake_qemu
 from wattprobe.core.model import ProcessInfo
-from wattprobe.core.vms import find_guest, folder_name, is_qemu, vm_name, with_guest
+from wattprobe.sources.identity.vms import find_guest, folder_name, is_qemu, vm_name, with_guest
 from wattprobe.sources.procfs import ProcfsReader, key_pid
 
 QEMU = "/usr/bin/qemu-system-x86_64"

@@ -13,11 +13,11 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.fake_qemu import fake_qemu
-from tests.powercap_tree import PowercapTree
 from tests.support import agents
+from tests.support.fake_qemu import fake_qemu
+from tests.support.powercap_tree import PowercapTree
 from tests.support.waiting import wait_for
-from wattprobe.sinks.points import Point
+from wattprobe.sinks.kit.points import Point
 from wattprobe.sinks.warp10 import gts_line
 
 TOKEN = "wr1te-T0ken.with+odd/chars=="

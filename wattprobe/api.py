@@ -32,11 +32,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from wattprobe import settings
-from wattprobe.carbon import CarbonSettings
+from wattprobe.commandenergy.carbon import CarbonSettings
+from wattprobe.commandenergy.meter import Meter, Tally
+from wattprobe.commandenergy.result import Result
+from wattprobe.config import settings
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.meter import Meter, Tally
-from wattprobe.result import Result
 from wattprobe.sources import SourceSettings
 
 log = logging.getLogger("wattprobe.measure")
@@ -134,7 +134,7 @@ class Measurement:
         self._active = True
         self._reset()
         self.result, self.error = None, None
-        from wattprobe.commands.wiring import open_sampler
+        from wattprobe.pipeline.wiring import open_sampler
 
         started = time.thread_time()
         try:

@@ -14,8 +14,9 @@ import signal
 import sys
 from typing import NoReturn
 
-from wattprobe import __version__, settings, sinks
+from wattprobe import __version__, sinks
 from wattprobe.commands import exporter
+from wattprobe.config import settings
 from wattprobe.errors import WattprobeError
 from wattprobe.sources import SourceSettings
 

@@ -25,7 +25,7 @@ from wattprobe.core.model import (
     Snapshot,
     SocketPower,
 )
-from wattprobe.core.vms import with_guest
+from wattprobe.sources.identity.vms import with_guest
 
 TIMESTAMP = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 S = 1_000_000_000  # ns

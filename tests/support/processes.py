@@ -1,6 +1,6 @@
 """Real processes for /proc to show: spinning on a CPU (so that they have power) or waiting, with argv
 chosen (a marker to find them by, or an argv[0] such as a QEMU guest's). Workloads whose own CPU time is
-known are in tests/workloads.py."""
+known are in tests/support/workloads.py."""
 
 from __future__ import annotations
 

@@ -24,12 +24,14 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from wattprobe import settings, sinks
-from wattprobe.commands import places, wiring
+from wattprobe import sinks
+from wattprobe.commands import places
+from wattprobe.config import settings
+from wattprobe.config.settings import option
+from wattprobe.config.values import positive
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.options import positive
-from wattprobe.settings import option
-from wattprobe.sinks import options
+from wattprobe.pipeline import wiring
+from wattprobe.sinks.kit import options
 from wattprobe.sources import SourceSettings
 
 NAME = "agent"
@@ -62,9 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load(args.config, settings.from_namespace(SourceSettings, args))
-    pull_only = all(getattr(o.module, "PULL", False) for o in config.outputs)
-    step = None if pull_only else config.agent.step
-    return wiring.run(config.sources, config.outputs, step_s=step, timeout_s=config.agent.timeout)
+    return wiring.run(
+        config.sources, config.outputs, step_s=config.agent.step, timeout_s=config.agent.timeout
+    )
 
 
 def load(path: str, sources: SourceSettings | None = None) -> Config:

@@ -6,8 +6,8 @@ import argparse
 import functools
 from types import ModuleType
 
-from wattprobe import settings
-from wattprobe.commands import wiring
+from wattprobe.config import settings
+from wattprobe.pipeline import wiring
 from wattprobe.sources import SourceSettings
 
 

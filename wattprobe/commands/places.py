@@ -15,8 +15,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from wattprobe.commands.wiring import Output
 from wattprobe.errors import UsageError
+from wattprobe.pipeline.wiring import Output
 
 STDOUT = "standard output"
 WILDCARDS = ("", "::", "0.0.0.0")  # addresses that listen on every address (:: on IPv4 too)

@@ -18,7 +18,7 @@ import logging
 import signal
 import sys
 
-from wattprobe.options import positive
+from wattprobe.config.values import positive
 from wattprobe.sources.powerspy2.gaps import Gap, gap
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import itertools
 import sys
 import time
 
-from wattprobe.options import non_negative, positive
+from wattprobe.config.values import non_negative, positive
 
 NAME = "powerspy2-emulator"
 HELP = "serve an emulated PowerSpy2 on a pseudo-terminal, with optional faults (to try without a meter)"

@@ -22,16 +22,16 @@ import sys
 import time
 from dataclasses import dataclass
 
-from wattprobe import settings
-from wattprobe.carbon import CarbonSettings
-from wattprobe.commands import wiring
+from wattprobe.commandenergy.carbon import CarbonSettings
+from wattprobe.commandenergy.meter import Meter
+from wattprobe.commandenergy.result import Result
 from wattprobe.commands.child import Child, become_subreaper
+from wattprobe.config import settings
+from wattprobe.config.settings import option
+from wattprobe.config.values import positive
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.meter import Meter
-from wattprobe.options import positive
-from wattprobe.result import Result
-from wattprobe.settings import option
-from wattprobe.sinks.files import write_problem, write_whole
+from wattprobe.pipeline import wiring
+from wattprobe.sinks.kit.files import write_problem, write_whole
 from wattprobe.sources import SourceSettings
 from wattprobe.sources.owncgroup import CgroupUnavailable, OwnCgroup
 
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             _check_writable(path)
     if options.report is not None:
-        from wattprobe import report
+        from wattprobe.commandenergy import report
 
         report.check_available()
     with Child(argv) as child:  # signals blocked before any thread of the sensor's starts
@@ -163,7 +163,7 @@ def _own_cpu_seconds() -> float:
 def _publish(result: Result, options: RunSettings) -> int:
     """The summary on stderr, the files asked for; the command's exit status (1 if it succeeded
     and a file could not be written)."""
-    from wattprobe import report
+    from wattprobe.commandenergy import report
 
     report.print_summary(result)
     status = result.exit_code if result.exit_code is not None else 1

@@ -140,11 +140,11 @@ class ProcessInfo:
     pid: int
     comm: str
     exe: str  # path of the executable, "" when unreadable (kernel thread, other user's process)
-    cmdline: str  # argv joined by spaces (secrets redacted: see core.redaction)
+    cmdline: str  # argv joined by spaces (secrets redacted: see sources.identity.redaction)
     cgroup: str  # cgroup path relative to the cgroup root
     container: Container | None
     argv: tuple[str, ...] = ()  # the NUL-separated entries of /proc/PID/cmdline, each kept whole
-    vm: str | None = None  # the VM a QEMU/KVM process runs (core.vms): its name as given
+    vm: str | None = None  # the VM a QEMU/KVM process runs (sources.identity.vms): its name as given
     vm_folder: str | None = None  # and a folder name of its own for that VM
 
     @property
@@ -250,3 +250,49 @@ class Frame:
     socket_cpus: tuple[tuple[int, int], ...] = ()  # (socket id, its first logical cpu), where known
     # host power the cgroups do not explain: sum(cgroups) + this = host (None: not computed)
     unattributed_cgroup_watts: float | None = None
+
+
+class ProcessReader(Protocol):
+    """CPU time of the machine, its processes and cgroups, once per scan: what the sampler calls on the
+    procfs reader (`sources.procfs.ProcfsReader`). Core owns the contract; sources implement it."""
+
+    root: str  # the procfs mount, for messages
+
+    def scan(self) -> tuple[MachineCpu, dict[int, int]]:
+        """Machine CPU time and the cumulative CPU ns of every live process, by task key."""
+        ...
+
+    def exited(self) -> dict[int, int]:
+        """Cumulative ns of exited descendants at the last scan, by task key."""
+        ...
+
+    def cgroup_ns(self) -> dict[str, int]:
+        """Cumulative CPU ns of the tracked cgroups at the last scan, by cgroup path."""
+        ...
+
+    def process(self, key: int) -> tuple[ProcessInfo, int, int, DiskIo | None] | None:
+        """Facts, RSS and virtual size (bytes) and disk I/O of a process seen at the last scan."""
+        ...
+
+    def descendants(self, pid: int) -> set[int]:
+        """The pids of the live processes below `pid` at the last scan."""
+        ...
+
+    def own_memory(self) -> tuple[int, int]:
+        """The agent's own resident and virtual size, in bytes."""
+        ...
+
+    @property
+    def tracked(self) -> int:
+        """Processes tracked at the last scan."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class HostFactsReader(Protocol):
+    """The host's load, memory, frequencies and disks, read with each Frame (`sources.host.HostReader`)."""
+
+    def read(self) -> HostFacts | None: ...
+
+    def close(self) -> None: ...

@@ -1,4 +1,8 @@
-"""The sampler owns the sensor and the procfs reader, makes snapshots and frames, keeps the last one."""
+"""The sampler owns the sensor and the procfs reader, makes snapshots and frames, keeps the last one.
+
+It calls its readers through the protocols of core.model (Sensor, ProcessReader, HostFactsReader), so
+core imports no source; it is generic in its process reader so that a caller keeps the reader's type.
+"""
 
 from __future__ import annotations
 
@@ -11,32 +15,38 @@ import resource
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
 from wattprobe.core.attribution import Carry, EnergyTotals, attribute, consumer_keys
 from wattprobe.core.counters import CounterGuard, host_energy
-from wattprobe.core.model import AgentStats, EnergyReading, Frame, Sensor, Snapshot
+from wattprobe.core.model import (
+    AgentStats,
+    EnergyReading,
+    Frame,
+    HostFactsReader,
+    ProcessReader,
+    Sensor,
+    Snapshot,
+)
 
-if TYPE_CHECKING:
-    from wattprobe.sources.host import HostReader
-    from wattprobe.sources.procfs import ProcfsReader
+Reader = TypeVar("Reader", bound=ProcessReader)
 
 log = logging.getLogger(__name__)
 
 
-class Sampler:
+class Sampler(Generic[Reader]):
     """Ticks: snapshot now, compare with the previous snapshot, publish an immutable Frame."""
 
     def __init__(
         self,
         sensor: Sensor,
-        procfs: ProcfsReader,
+        procfs: Reader,
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], int] = time.monotonic_ns,
         wall: Callable[[], float] = time.time,
         socket_cpus: dict[int, int] | None = None,
-        host: HostReader | None = None,
+        host: HostFactsReader | None = None,
     ) -> None:
         """`clock` (monotonic ns) times the snapshots and the staleness of `frame()`, `wall` (Unix s)
         stamps them: a test on a synthetic tree and /proc passes fake ones and sleeps for nothing."""

@@ -1,10 +1,12 @@
 """Sinks: the last stage of the pipeline. Each renders immutable Frames somewhere people look.
 
-A sink module declares its NAME and HELP, its `Settings` (options, see `wattprobe.settings`), its
+A sink is a module, or a folder whose sink.py is that module (with the helpers it alone uses beside
+it); what several sinks use is in kit/. The module declares its NAME and HELP, PULL = True if it
+measures when asked (see `pulled`), its `Settings` (options, see `wattprobe.config.settings`), its
 `Cadence` (the step and timeout flags of its Scaphandre-shaped command) and `create(settings,
-context)`, which returns a `Sink`. The runner (`wattprobe.runner`) drives the sampler and every sink; a sink has no
-loop, retry or option parsing of its own. Sinks never read /proc or /sys, and never import a source or
-the sampler.
+context)`, which returns a `Sink`; one line in SINKS registers it. The runner
+(`wattprobe.pipeline.runner`) drives the sampler and every sink; a sink has no loop, retry or option
+parsing of its own. Sinks never read /proc or /sys, and never import a source or the sampler.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ SINKS = {
     "stdout": "wattprobe.sinks.stdout",
     "json": "wattprobe.sinks.json",
     "powerapi": "wattprobe.sinks.powerapi.sink",
-    "prometheus": "wattprobe.sinks.prometheus",
-    "prometheus-push": "wattprobe.sinks.push",
-    "riemann": "wattprobe.sinks.riemann",
+    "prometheus": "wattprobe.sinks.prometheus.sink",
+    "prometheus-push": "wattprobe.sinks.prometheus.push",
+    "riemann": "wattprobe.sinks.riemann.sink",
     "warp10": "wattprobe.sinks.warp10",
-    "qemu": "wattprobe.sinks.qemu",
+    "qemu": "wattprobe.sinks.qemu.sink",
 }
 ALIASES = {"warpten": "warp10"}  # Scaphandre 1.0's spelling
 
@@ -36,7 +38,6 @@ class Sink(Protocol):
     sink cannot go on); any other exception is taken as Retry. close() flushes and lets go."""
 
     name: str
-    pull: bool  # True: serves requests (prometheus) and needs no step of its own
 
     def write(self, frame: Frame) -> None: ...
 
@@ -63,6 +64,12 @@ class Context:
     # For pull sinks: a Frame at most `min_interval` seconds old, measured on request (None: serve the
     # Frames the runner writes, because other sinks set the pace).
     fresh: Callable[[float], Frame | None] | None = None
+
+
+def pulled(module: ModuleType) -> bool:
+    """Whether the sink measures when asked (its module says PULL = True: prometheus), so that an agent
+    whose every output is pulled needs no step of its own. The one place "pull" is read."""
+    return bool(getattr(module, "PULL", False))
 
 
 def module(name: str) -> ModuleType:

@@ -13,14 +13,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import count, regex
 from wattprobe.core.model import Consumer, Frame
 from wattprobe.errors import WattprobeError
-from wattprobe.options import count, regex
-from wattprobe.settings import option
-from wattprobe.sinks import Context, Fatal, Sink, options
-from wattprobe.sinks.catalogue import MICRO
-from wattprobe.sinks.files import OutputFile
-from wattprobe.sinks.selection import select_consumers
+from wattprobe.sinks import Context, Fatal, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit.catalogue import MICRO
+from wattprobe.sinks.kit.files import OutputFile
+from wattprobe.sinks.kit.selection import select_consumers
 
 NAME = "json"
 HELP = "write one JSON document per step to a file or stdout"
@@ -61,7 +62,6 @@ class JsonSink:
     """One document per Frame, in one JSON array."""
 
     name = NAME
-    pull = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -7,11 +7,12 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import count, regex
 from wattprobe.core.model import Frame
-from wattprobe.options import count, regex
-from wattprobe.settings import option
-from wattprobe.sinks import Context, Fatal, Retry, Sink, options
-from wattprobe.sinks.selection import select_consumers
+from wattprobe.sinks import Context, Fatal, Retry, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit.selection import select_consumers
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -55,7 +56,6 @@ class StdoutSink:
     """Scaphandre's plain text per Frame, or a live table on a terminal."""
 
     name = NAME
-    pull = False
 
     def __init__(self, settings: Settings, out: TextIO | None = None) -> None:
         self.settings = settings

@@ -19,14 +19,15 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import count, port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.options import count, port
-from wattprobe.settings import option
-from wattprobe.sinks import Context, Retry, Sink, options
-from wattprobe.sinks.delivery import Delivery, Rejected
-from wattprobe.sinks.net import netloc
-from wattprobe.sinks.points import Point, frame_points
+from wattprobe.sinks import Context, Retry, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit.delivery import Delivery, Rejected
+from wattprobe.sinks.kit.net import netloc
+from wattprobe.sinks.kit.points import Point, frame_points
 
 NAME = "warp10"
 HELP = "send power to a Warp 10 platform (GTS over HTTP)"
@@ -87,7 +88,6 @@ class Warp10Sink:
     """GTS lines made on the tick; POSTed off the tick, in order, kept while the server is away."""
 
     name = NAME
-    pull = False
 
     def __init__(self, client: Warp10Client, settings: Settings, hostname: str) -> None:
         self.client = client

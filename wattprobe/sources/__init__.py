@@ -1,19 +1,26 @@
-"""Sources: the only code that reads /proc, /sys and devices. Which sensor gives host energy, and how
-the sources are set (the global options, or the `[sensor]` table of an agent's configuration)."""
+"""Sources: the only code that reads /proc, /sys and devices. Which sensor gives host energy, how the
+sources are set (the global options, or the `[sensor]` table of an agent's configuration), and
+`open_sources()`, the one place they are opened."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import non_negative, positive, regex
 from wattprobe.core.model import Sensor
-from wattprobe.errors import SensorUnavailable, UsageError
-from wattprobe.options import non_negative, positive, regex
-from wattprobe.settings import option
+from wattprobe.errors import SensorUnavailable, UsageError, WattprobeError
 from wattprobe.sources.estimate import CPU_PROFILES
 from wattprobe.sources.topology import SYSFS_CPU_ROOT
+
+if TYPE_CHECKING:
+    from wattprobe.sources.host import HostReader
+    from wattprobe.sources.procfs import ProcfsReader
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,9 @@ class SourceSettings:
         "/sys/fs/cgroup",
         metavar="PATH",
         help="cgroup filesystem whose CPU counters give cgroup and container figures (default /sys/fs/cgroup)",
+    )
+    sysfs_root: str = option(
+        "/sys", metavar="PATH", help="sysfs mount, for the host's CPU frequencies and disks (default /sys)"
     )
     sysfs_cpu_root: str = option(
         SYSFS_CPU_ROOT,
@@ -143,3 +153,38 @@ def open_sensor(settings: SourceSettings) -> Sensor:
             why.fix,
         )
         return sensor
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """The readers a sampler takes: host energy, CPU times, the host's facts, each socket's first cpu."""
+
+    sensor: Sensor
+    procfs: ProcfsReader
+    host: HostReader
+    socket_cpus: dict[int, int]
+
+
+def open_sources(settings: SourceSettings, secrets: Iterable[str] = ()) -> Sources:
+    """Every source the settings describe; WattprobeError with the fix when one cannot work.
+
+    `secrets` (the outputs' own secret options) are redacted from every command line procfs reads.
+    """
+    from wattprobe.sources.host import HostReader
+    from wattprobe.sources.identity.redaction import Redactor
+    from wattprobe.sources.procfs import ProcfsReader, raise_fd_limit, read_machine_cpu
+    from wattprobe.sources.topology import first_cpus
+
+    try:
+        read_machine_cpu(settings.procfs_root)
+    except (OSError, ValueError) as error:
+        raise WattprobeError(
+            f"cannot read {settings.procfs_root}/stat ({getattr(error, 'strerror', None) or error}): point "
+            "--procfs-root at the procfs mount (default /proc)"
+        ) from None
+    raise_fd_limit()
+    sensor = open_sensor(settings)
+    redactor = Redactor(not settings.no_redaction, settings.redact_pattern, frozenset(secrets))
+    procfs = ProcfsReader(settings.procfs_root, cgroupfs_root=settings.cgroupfs_root, redactor=redactor)
+    host = HostReader(settings.procfs_root, settings.sysfs_root)
+    return Sources(sensor, procfs, host, first_cpus(settings.sysfs_cpu_root))

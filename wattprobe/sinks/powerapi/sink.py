@@ -12,13 +12,14 @@ import logging
 import socket
 from dataclasses import dataclass
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import count
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.options import count
-from wattprobe.settings import option
-from wattprobe.sinks import Context, Fatal, Sink, options
-from wattprobe.sinks.delivery import Delivery
-from wattprobe.sinks.files import OutputFile
+from wattprobe.sinks import Context, Fatal, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit.delivery import Delivery
+from wattprobe.sinks.kit.files import OutputFile
 
 NAME = "powerapi"
 HELP = "write PowerAPI HWPC and Power reports: JSON lines, a CSV directory, or a PowerAPI socket"
@@ -94,7 +95,6 @@ class PowerApiSink:
     """Each Frame's reports to a JSON-lines file, a CSV directory and a PowerAPI socket, as asked."""
 
     name = NAME
-    pull = False
 
     def __init__(self, settings: Settings) -> None:
         from wattprobe.sinks.powerapi.csvdir import CsvDirectory

@@ -1,11 +1,11 @@
-"""PowerAPI's socket input: one JSON report per line over TCP, sent off the tick by `sinks.delivery`."""
+"""PowerAPI's socket input: one JSON report per line over TCP, sent off the tick by `sinks.kit.delivery`."""
 
 from __future__ import annotations
 
 import socket
 
 from wattprobe.sinks import Retry
-from wattprobe.sinks.net import netloc
+from wattprobe.sinks.kit.net import netloc
 
 
 class SocketSender:

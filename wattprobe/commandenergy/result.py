@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wattprobe import __version__
-from wattprobe.carbon import Intensity
-from wattprobe.meter import Tally
+from wattprobe.commandenergy.carbon import Intensity
+from wattprobe.commandenergy.meter import Tally
 
 
 @dataclass(frozen=True, slots=True)

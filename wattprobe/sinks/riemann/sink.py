@@ -16,14 +16,15 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.options import port
-from wattprobe.settings import option
-from wattprobe.sinks import Context, Retry, Sink, options
-from wattprobe.sinks.delivery import Delivery, Rejected
-from wattprobe.sinks.net import netloc
-from wattprobe.sinks.points import Point, frame_points
+from wattprobe.sinks import Context, Retry, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit.delivery import Delivery, Rejected
+from wattprobe.sinks.kit.net import netloc
+from wattprobe.sinks.kit.points import Point, frame_points
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -77,7 +78,6 @@ class RiemannSink:
     dispatch that could not be sent are dropped when a newer one comes: Riemann is a live stream."""
 
     name = NAME
-    pull = False
 
     def __init__(self, settings: Settings, hostname: str) -> None:
         self.settings = settings
@@ -126,7 +126,7 @@ def _why(error: Exception) -> str:
 
 def event(point: Point, host: str, timestamp: float, ttl: float) -> Message:
     """One Riemann Event; a process's service carries its pid and exe, as Scaphandre names them."""
-    from wattprobe.sinks.riemann_proto import Attribute, Event
+    from wattprobe.sinks.riemann.proto import Attribute, Event
 
     labels = dict(point.labels)
     service = point.name
@@ -164,7 +164,7 @@ class RiemannClient:
         server restarted) is reopened at once, once."""
         from google.protobuf.message import DecodeError
 
-        from wattprobe.sinks.riemann_proto import Msg
+        from wattprobe.sinks.riemann.proto import Msg
 
         payload = Msg(events=events).SerializeToString()
         while True:

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.powercap_tree import PowercapTree
-from tests.workloads import ThreadedLoads, children_cpu_ns, started_by
+from tests.support.powercap_tree import PowercapTree
+from tests.support.workloads import ThreadedLoads, children_cpu_ns, started_by
 from wattprobe.core.model import Frame
 from wattprobe.core.sampler import Sampler
 from wattprobe.sources.powercap import PowercapSensor

@@ -6,8 +6,9 @@ and the sink gets the next Frame; a sink that raises Fatal is closed and left ou
 on, at its first write as at any later one. The agent stops at the timeout (after one step at least),
 on SIGINT/SIGTERM, or when no sink is left.
 
-When every sink is a pull sink (prometheus), there is no step: requests measure on demand (through
-the sampler's rate-limited `frame()`), and the runner only takes the baseline and a first Frame.
+Without a step (the wiring gives none when every sink is pulled: `sinks.pulled`), requests measure on
+demand (through the sampler's rate-limited `frame()`), and the runner only takes the baseline and a
+first Frame.
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if step_s is None and not all(sink.pull for sink in sinks):
-            raise ValueError("sinks that are not pulled need a step")
         self.sampler = sampler
         self.live = list(sinks)
         self.step_s = step_s

@@ -18,7 +18,7 @@ A process's CPU time has two parts, both cumulative and in ns:
 - its exited descendants': the kernel adds a reaped child's whole time (its own and its reaped
   descendants') to the parent's cutime+cstime. The increase of those, less what was already
   counted for the children that vanished (their last-seen cumulative time), is the parent's; see
-  `_settle` for how a scan lines the two up.
+  lineage.py for how a scan lines the two up.
 """
 
 from __future__ import annotations
@@ -26,28 +26,23 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import resource
 
-from wattprobe.core.model import Container, DiskIo, MachineCpu, ProcessInfo, container_cgroup
-from wattprobe.core.redaction import Redactor
-from wattprobe.core.vms import find_guest
-from wattprobe.sources.cgroupfs import CgroupReader, cgroup_paths
-from wattprobe.sources.homes import Home, Homes
+from wattprobe.core.model import MachineCpu, ProcessInfo
+from wattprobe.sources.cgroupfs import CgroupReader
+from wattprobe.sources.identity.redaction import Redactor
+from wattprobe.sources.procfs.facts import Facts
+from wattprobe.sources.procfs.files import _NO_FD, TICK_NS, _read_file
+from wattprobe.sources.procfs.lineage import Lineage
+from wattprobe.sources.quiet_cgroups import Home, Homes
 
-TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _PID_BITS = 22  # pid_max is at most 2**22
-_NO_FD = -1
-_NO_IO = -2  # /proc/PID/io could not be opened (another user's process, no task I/O accounting)
 # Descriptors the reader leaves to the rest of the agent (sockets, sensor files, reads by path).
 FD_RESERVE = 256
 # How far `stat` may run ahead of the schedstat sum before we trust it: its utime and stime are
 # each rounded down to a tick, so it trails the true time by less than two. More means threads
 # that we never saw ran and died.
 _TICK_SLACK_NS = 3 * TICK_NS
-# Rounds of "a parent's children's time moved: did one of its known children vanish?" per scan.
-_SETTLE_ROUNDS = 4
 
 
 def raise_fd_limit() -> None:
@@ -191,7 +186,7 @@ def _run_ns(data: bytes) -> int:
     return int(data[: data.index(b" ")])
 
 
-class ProcfsReader:
+class ProcfsReader(Lineage, Facts):
     """Scans a procfs tree; `root` and `cgroupfs_root` are parameters so tests can point them elsewhere.
 
     `schedstat=False` forces `stat` clock ticks for every process, as agents that only read
@@ -434,111 +429,6 @@ class ProcfsReader:
                 self._close(fd)
         task.tids = None
 
-    # -- exited descendants -----------------------------------------------------------------
-    def _credit(self, task: _Task, cticks: int) -> None:
-        """Its reaped children's time grew: credit what is not owed for children we counted already."""
-        if task.credit_scan != self._scan:
-            task.credit_scan, task.scan_exited = self._scan, task.exited_ns
-        gain = (cticks - task.cticks) * TICK_NS - task.owed
-        if gain >= 0:
-            task.exited_ns += gain
-            task.owed = 0
-        else:  # cutime and cstime are rounded down to ticks: carried, given back when they catch up
-            task.owed = -gain
-        task.cticks = cticks
-        self._publish(task)
-        self._reaped.append(task)
-
-    def _owe(self, task: _Task, ns: int) -> None:
-        """A child counted up to `ns` was reaped into `task`: take it back from this scan's credit,
-        if any (the reap may be in it), and owe the rest against the next increase of its cticks."""
-        back = min(ns, task.exited_ns - task.scan_exited) if task.credit_scan == self._scan else 0
-        task.exited_ns -= back
-        task.owed += ns - back
-        self._publish(task)
-
-    def _publish(self, task: _Task) -> None:
-        task.cpu_ns = task.own_ns + task.exited_ns
-        if task.exited_ns:
-            self._exited[task.key] = task.exited_ns
-        else:
-            self._exited.pop(task.key, None)
-
-    def _settle(self, gone: list[_Task]) -> None:
-        """Line up vanished children with the cticks of the parents that reaped them.
-
-        A reaped child's counted time is owed by its reaper: its recorded parent, or, if that
-        vanished too in this scan, that one's reaper (a parent that reaped it and was reaped in
-        turn). The parent's cticks may show the reap in this scan's read or only in a later one:
-        `_owe` takes back from this scan's credit and owes the rest, and the reaper is read again
-        after the child was found gone, so its last read in the scan includes the reap. A parent
-        whose cticks moved may have reaped a child we read alive earlier in the scan: its known
-        children are checked. Children of a vanished process were reparented (to init or the
-        nearest subreaper): their stat is read again for their new parent.
-        """
-        handled: set[int] = set()
-        orphans: list[_Task] = []
-        recheck: dict[int, _Task] = {}
-
-        def vanish(task: _Task) -> None:
-            if task.key in handled:
-                return
-            handled.add(task.key)
-            gone.append(task)
-            reaper = self._reaper(task, handled)
-            if reaper is not None:
-                self._owe(reaper, task.accounted())
-                recheck[reaper.key] = reaper
-            orphans.extend(self._kids.get(task.pid, {}).values())
-
-        found, gone[:] = list(gone), []
-        for task in found:
-            vanish(task)
-        for _ in range(_SETTLE_ROUNDS):
-            parents, self._reaped = self._reaped, []
-            for parent in parents:
-                if parent.key in handled:
-                    continue
-                for kid in list(self._kids.get(parent.pid, {}).values()):
-                    if kid.key not in handled and kid.start >= parent.start and not self._alive(kid):
-                        vanish(kid)
-            if not recheck:
-                break
-            again, recheck = list(recheck.values()), {}
-            for reaper in again:
-                if reaper.key not in handled and not self._refresh(reaper, -1):
-                    vanish(reaper)
-        self._reaped = []
-        for kid in orphans:
-            if kid.key not in handled and not self._refresh(kid, -1):
-                vanish(kid)  # reaped by its new parent, or by the old one's: see _reaper
-        for task in gone:
-            if self._tasks.get(str(task.pid)) is task:
-                del self._tasks[str(task.pid)]
-            self._forget(task)
-
-    def _reaper(self, task: _Task, handled: set[int]) -> _Task | None:
-        """The live process whose cticks got `task`'s time: its parent, or the nearest live ancestor
-        through parents that vanished in the same scan; None when it is not one we track."""
-        ppid, start = task.ppid, task.start
-        for _ in range(64):
-            parent = self._tasks.get(str(ppid))
-            if parent is None or parent.start > start:  # untracked, or a newer process on that pid
-                return None
-            if parent.key not in handled:
-                return parent
-            ppid, start = parent.ppid, parent.start
-        return None
-
-    def _adopt(self, task: _Task, ppid: int) -> None:
-        old = self._kids.get(task.ppid)
-        if old is not None:
-            old.pop(task.key, None)
-            if not old:
-                del self._kids[task.ppid]
-        task.ppid = ppid
-        self._kids.setdefault(ppid, {})[task.key] = task
-
     def _alive(self, task: _Task) -> bool:
         """Not yet reaped (a zombie is alive: its parent has not collected it)."""
         try:
@@ -549,7 +439,7 @@ class ProcfsReader:
         except (OSError, ValueError, IndexError):
             return False
 
-    # -- quiet cgroups (see sources/homes.py) ------------------------------------------------------
+    # -- quiet cgroups (see sources/quiet_cgroups.py) ---------------------------------------------
     def _find_home(self, task: _Task) -> None:
         """Join the cgroup whose counter covers the process, once, where it has one."""
         task.homed = True
@@ -624,95 +514,6 @@ class ProcfsReader:
         task.stat_fd = task.sched_fd = task.io_fd = _NO_FD
         self._drop_info(task)
 
-    # -- per consumer, off the hot path ---------------------------------------------------------
-    def process(self, key: int) -> tuple[ProcessInfo, int, int, DiskIo | None] | None:
-        """Static facts, RSS and virtual size (bytes) and disk I/O of a live process seen at the last
-        scan (its /proc/PID/io is read here, so only for the processes a Frame lists)."""
-        task = self._by_key.get(key)
-        if task is None:
-            return None
-        if task.info is None:
-            task.info, task.cgroups = self._read_info(task)
-            self.cgroups.track(task.cgroups)
-        return task.info, task.rss * PAGE_SIZE, task.vsize, self._disk_io(task)
-
-    def _disk_io(self, task: _Task) -> DiskIo | None:
-        """Bytes read and written through the storage layer; None where /proc/PID/io is not ours to read
-        (tried once per process and exec: an agent without privileges is refused every other user's)."""
-        if task.io_fd == _NO_IO:
-            return None
-        try:
-            if task.io_fd == _NO_FD:
-                try:
-                    task.io_fd = self._open(f"{self.root}/{task.pid}/io")
-                except OSError:
-                    task.io_fd = _NO_IO
-                    return None
-            data = self._read(task.io_fd, task.pid, "io")
-            fields = dict(line.split(b": ") for line in data.split(b"\n") if b": " in line)
-            now = int(fields[b"read_bytes"]), int(fields[b"write_bytes"])
-        except (OSError, ValueError, KeyError):
-            return None
-        before, task.io = task.io or now, now
-        return DiskIo(now[0], now[1], now[0] - before[0], now[1] - before[1])
-
-    def own_memory(self) -> tuple[int, int]:
-        """The agent's own resident and virtual size in bytes (the real /proc: it is this process)."""
-        try:
-            with open("/proc/self/statm", "rb") as f:
-                size, resident = f.read().split()[:2]
-        except (OSError, ValueError):
-            return 0, 0
-        return int(resident) * PAGE_SIZE, int(size) * PAGE_SIZE
-
-    def _drop_info(self, task: _Task) -> None:
-        self.cgroups.untrack(task.cgroups)
-        task.info, task.cgroups = None, ()
-        if task.io_fd == _NO_IO:  # an exec may have changed whose process it is: try /proc/PID/io again
-            task.io_fd = _NO_FD
-
-    def _read_info(self, task: _Task) -> tuple[ProcessInfo, tuple[str, ...]]:
-        base = f"{self.root}/{task.pid}"
-        try:
-            exe = os.readlink(f"{base}/exe")
-        except OSError:
-            exe = ""  # kernel thread, or another user's process without privileges
-        counters: tuple[str, ...] = ()
-        try:
-            raw = _read_file(f"{base}/cmdline").rstrip(b"\0")
-            argv = tuple(a.decode(errors="replace") for a in raw.split(b"\0")) if raw else ()
-            text = _read_file(f"{base}/cgroup").decode(errors="replace")
-            cgroup, container = parse_cgroup(text)
-            counters = self.cgroups.counters_for(text, cgroup, container_cgroup(cgroup, container))
-        except OSError:
-            argv, cgroup, container = (), "/", None
-        comm = task.comm.decode(errors="replace")
-        guest = find_guest(argv, exe, task.pid)  # from the argv as given, before any redaction
-        argv = self.redactor.argv(argv)
-        info = ProcessInfo(
-            task.pid,
-            comm,
-            exe,
-            " ".join(argv),
-            cgroup,
-            container,
-            argv,
-            vm=guest.name if guest else None,
-            vm_folder=guest.folder if guest else None,
-        )
-        return info, counters
-
-    def descendants(self, pid: int) -> set[int]:
-        """The pids of the live processes below `pid` (its children, theirs, ...) at the last scan."""
-        found: set[int] = set()
-        stack = [pid]
-        while stack:
-            for task in self._kids.get(stack.pop(), {}).values():
-                if task.pid not in found:
-                    found.add(task.pid)
-                    stack.append(task.pid)
-        return found
-
     @property
     def tracked(self) -> int:
         """Processes tracked at the last scan."""
@@ -726,62 +527,3 @@ class ProcfsReader:
         self._kids = {}
         self.homes.close()
         self.cgroups.close()
-
-
-def _read_file(path: str) -> bytes:
-    with open(path, "rb", buffering=0) as f:
-        return f.read()
-
-
-# -- cgroups and containers ----------------------------------------------------------------------
-# Controllers whose path names the process's cgroup, in order of preference (v2 unified first).
-_CGROUP_PREFERENCE = ("", "cpu", "cpuacct", "name=systemd")
-_CONTAINER_ID = re.compile(
-    r"(?:^|/)(?:(docker|cri-containerd|crio|libpod|nerdctl)-)?([0-9a-f]{64})(?:\.scope)?(?:/|$)"
-)
-_POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
-_RUNTIME_BY_PREFIX = {
-    "docker": "docker",
-    "cri-containerd": "containerd",
-    "crio": "cri-o",
-    "libpod": "podman",
-    "nerdctl": "containerd",
-}
-
-
-def parse_cgroup(text: str) -> tuple[str, Container | None]:
-    """The cgroup path of a process and the container it runs in, from /proc/<pid>/cgroup.
-
-    Works for cgroup v1 (`N:controllers:/path`), v2 (`0::/path`) and hybrids; recognises docker,
-    containerd (CRI and nerdctl), CRI-O and podman ids, with the cgroupfs or the systemd driver,
-    under Kubernetes (kubepods, k3s) or not.
-    """
-    paths = cgroup_paths(text)
-    cgroup = next((paths[c] for c in _CGROUP_PREFERENCE if paths.get(c, "/") != "/"), None)
-    if cgroup is None:
-        cgroup = next((p for p in paths.values() if p != "/"), "/")
-    for path in (cgroup, *paths.values()):
-        container = _container(path)
-        if container is not None:
-            return cgroup, container
-    return cgroup, None
-
-
-def _container(path: str) -> Container | None:
-    match = _CONTAINER_ID.search(path)
-    if match is None:
-        return None
-    prefix, container_id = match.groups()
-    runtime = _RUNTIME_BY_PREFIX.get(prefix or "")
-    if runtime is None and ("/docker/" in path or path.startswith("/docker")):
-        runtime = "docker"
-    elif runtime is None and "libpod_parent" in path:
-        runtime = "podman"
-    pod = _POD_UID.search(path)
-    if "kubepods" in path:
-        scheduler = "kubernetes"
-    else:
-        scheduler = {"podman": "podman", "containerd": "containerd", "cri-o": "cri-o"}.get(
-            runtime or "", "docker"
-        )
-    return Container(container_id, runtime, scheduler, pod.group(1).replace("_", "-") if pod else None)

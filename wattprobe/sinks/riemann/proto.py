@@ -57,7 +57,7 @@ def parse(text: str, name: str = "riemann.proto") -> descriptor_pb2.FileDescript
 
 
 def _classes() -> dict[str, Any]:
-    proto = parse(files("wattprobe.sinks").joinpath("riemann.proto").read_text())
+    proto = parse(files("wattprobe.sinks.riemann").joinpath("riemann.proto").read_text())
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(proto.SerializeToString())
     return {

@@ -19,13 +19,13 @@ from tests.support import agents
 from tests.support.net import http_get
 from tests.support.paths import DEPLOY
 from tests.support.waiting import wait_for
-from wattprobe import settings
 from wattprobe.cli import build_parser
+from wattprobe.config import settings
 from wattprobe.core.model import AgentStats, Frame
 from wattprobe.core.sampler import Sampler
-from wattprobe.sinks import prometheus
-from wattprobe.sinks.promfamilies import FrameCollector
-from wattprobe.sinks.promoptions import SeriesSettings
+from wattprobe.sinks.prometheus import sink as prometheus
+from wattprobe.sinks.prometheus.families import FrameCollector
+from wattprobe.sinks.prometheus.series import SeriesSettings
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "wattprobe.json"
 # The agent's own figures, fixed so that their series can be asserted (a real collector reads them

@@ -1,6 +1,6 @@
 """A Frame as a flat list of named, labelled numbers: what the Riemann and Warp 10 sinks send.
 
-The catalogue's samples in Scaphandre's naming (`sinks.catalogue`), so that existing queries keep
+The catalogue's samples in Scaphandre's naming (`sinks.kit.catalogue`), so that existing queries keep
 working: µW and µJ, energy and counts as integers, power as floats; every process that used CPU in
 the window gets its series. A family Scaphandre lacks keeps its native name and unit (host power no
 process explains is `wattprobe_host_unattributed_power_watts`, in W).
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wattprobe.core.model import Frame
-from wattprobe.sinks import catalogue
-from wattprobe.sinks.catalogue import Labels
+from wattprobe.sinks.kit import catalogue
+from wattprobe.sinks.kit.catalogue import Labels
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from tests.powercap_tree import Key, PowercapTree
 from tests.support import frames
+from tests.support.powercap_tree import Key, PowercapTree
 from wattprobe.core.model import Container, DomainPower, Frame, Group, SocketPower
 
 

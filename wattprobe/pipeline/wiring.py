@@ -8,16 +8,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from wattprobe import settings
-from wattprobe.core.redaction import Redactor
+from wattprobe.config import settings
 from wattprobe.core.sampler import Sampler
-from wattprobe.errors import WattprobeError
-from wattprobe.runner import Runner
-from wattprobe.sinks import Context, Sink
-from wattprobe.sources import SourceSettings, open_sensor
-from wattprobe.sources.host import HostReader
-from wattprobe.sources.procfs import ProcfsReader, raise_fd_limit, read_machine_cpu
-from wattprobe.sources.topology import first_cpus
+from wattprobe.pipeline.runner import Runner
+from wattprobe.sinks import Context, Sink, pulled
+from wattprobe.sources import SourceSettings, open_sources
+from wattprobe.sources.procfs import ProcfsReader
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,31 +24,21 @@ class Output:
     settings: Any
 
 
-def open_sampler(sources: SourceSettings, secrets: Iterable[str] = ()) -> Sampler:
+def open_sampler(sources: SourceSettings, secrets: Iterable[str] = ()) -> Sampler[ProcfsReader]:
     """The sampler the source settings describe; WattprobeError with the fix when a source cannot work.
 
     `secrets` (the outputs' own secret options) are redacted from every command line it reads.
     """
-    try:
-        read_machine_cpu(sources.procfs_root)
-    except (OSError, ValueError) as error:
-        raise WattprobeError(
-            f"cannot read {sources.procfs_root}/stat ({getattr(error, 'strerror', None) or error}): point "
-            "--procfs-root at the procfs mount (default /proc)"
-        ) from None
-    raise_fd_limit()
-    sensor = open_sensor(sources)
-    redactor = Redactor(not sources.no_redaction, sources.redact_pattern, frozenset(secrets))
-    procfs = ProcfsReader(sources.procfs_root, cgroupfs_root=sources.cgroupfs_root, redactor=redactor)
-    host = HostReader(sources.procfs_root)
-    return Sampler(sensor, procfs, socket_cpus=first_cpus(sources.sysfs_cpu_root), host=host)
+    opened = open_sources(sources, secrets)
+    return Sampler(opened.sensor, opened.procfs, socket_cpus=opened.socket_cpus, host=opened.host)
 
 
 def run(
     sources: SourceSettings, outputs: list[Output], *, step_s: float | None, timeout_s: float | None
 ) -> int:
     """Measure with one sampler and write to every output until the timeout, a signal, or no output is
-    left. The sensor is opened before any output, so a sensor that cannot work touches no file.
+    left. The sensor is opened before any output, so a sensor that cannot work touches no file. When
+    every output is pulled, requests set the pace and `step_s` is not used.
 
     An output that cannot open (its file, directory or port) is a mistake in the configuration: the
     agent does not start, and the outputs already opened are closed. A write that fails is not: the
@@ -61,7 +47,7 @@ def run(
     sampler = open_sampler(sources, {s for o in outputs for s in settings.secrets(o.settings)})
     sinks: list[Sink] = []
     try:
-        pull_only = all(getattr(o.module, "PULL", False) for o in outputs)
+        pull_only = all(pulled(o.module) for o in outputs)
         context = Context(hostname=socket.gethostname(), fresh=sampler.frame if pull_only else None)
         for output in outputs:
             sinks.append(output.module.create(output.settings, context))

@@ -18,14 +18,15 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError
-from wattprobe.options import port
-from wattprobe.settings import option
-from wattprobe.sinks import Context, Retry, Sink, options
-from wattprobe.sinks.delivery import Delivery, Rejected
-from wattprobe.sinks.net import netloc
-from wattprobe.sinks.promoptions import SeriesSettings
+from wattprobe.sinks import Context, Retry, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit.delivery import Delivery, Rejected
+from wattprobe.sinks.kit.net import netloc
+from wattprobe.sinks.prometheus.series import SeriesSettings
 
 NAME = "prometheus-push"
 HELP = "push metrics to a Prometheus Pushgateway every step"
@@ -74,10 +75,9 @@ class PushSink:
     """Renders each Frame on the tick; the latest body is PUT off the tick (an unsent older one is replaced)."""
 
     name = NAME
-    pull = False
 
     def __init__(self, settings: Settings, hostname: str) -> None:
-        from wattprobe.sinks.promfamilies import FrameCollector
+        from wattprobe.sinks.prometheus.families import FrameCollector
 
         self.url = group_url(
             settings.scheme, settings.host, settings.port, settings.suffix, settings.job, hostname

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from tests.powercap_tree import Key, PowercapTree
 from tests.support import agents
+from tests.support.powercap_tree import Key, PowercapTree
 
 TREE_WATTS: dict[Key, float] = {
     (0, "package"): 30.0,

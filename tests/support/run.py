@@ -9,14 +9,15 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.powercap_tree import PowercapTree
 from tests.support import agents
 from tests.support.paths import REPO
+from tests.support.powercap_tree import Key, PowercapTree
 
 __all__ = ["REPO", "WATTS", "can_make_cgroups", "vm_tree", "wattprobe_run"]
 
 WATTS = 40.0
-TREE_WATTS = {(0, "package"): WATTS, (0, "core"): 25.0}  # a VM's tree: host power = the package's
+# A VM's tree: host power = the package's.
+TREE_WATTS: dict[Key, float] = {(0, "package"): WATTS, (0, "core"): 25.0}
 
 
 @contextlib.contextmanager

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import non_negative
 from wattprobe.errors import UsageError
-from wattprobe.options import non_negative
-from wattprobe.settings import option
 
 SOURCE = "Ember, yearly electricity data, 2023"
 WORLD_G_PER_KWH = 481.0

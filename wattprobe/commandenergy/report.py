@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from wattprobe import __version__
+from wattprobe.commandenergy.result import Result
 from wattprobe.errors import WattprobeError
-from wattprobe.result import Result
 
 if TYPE_CHECKING:
     from rich.console import Console

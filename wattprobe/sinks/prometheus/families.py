@@ -1,6 +1,6 @@
 """Frames as Prometheus metric families, for the pull (`prometheus`) and push (`prometheus-push`) sinks.
 
-The families, names, units and labels are the catalogue's (`sinks.catalogue`), in the naming asked.
+The families, names, units and labels are the catalogue's (`sinks.kit.catalogue`), in the naming asked.
 Every family is emitted at every scrape, empty when nothing feeds it, so the set of names is stable.
 Per-process series are bounded (top N or a regex, or none; every VM with --qemu) and their cmdline
 label is cut; aggregates always cover every process.
@@ -19,10 +19,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from wattprobe.core.model import Consumer, Frame
-from wattprobe.sinks import catalogue
-from wattprobe.sinks.catalogue import Family, Labels
-from wattprobe.sinks.promoptions import SeriesSettings
-from wattprobe.sinks.selection import select_consumers
+from wattprobe.sinks.kit import catalogue
+from wattprobe.sinks.kit.catalogue import Family, Labels
+from wattprobe.sinks.kit.selection import select_consumers
+from wattprobe.sinks.prometheus.series import SeriesSettings
 
 TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -30,12 +30,14 @@ import stat
 import time
 from dataclasses import dataclass, field
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import non_negative
 from wattprobe.core.model import Frame
 from wattprobe.errors import WattprobeError
-from wattprobe.options import non_negative
-from wattprobe.settings import option
-from wattprobe.sinks import Context, Sink, nofollow, options
-from wattprobe.sinks.nofollow import Planted
+from wattprobe.sinks import Context, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.qemu import nofollow
+from wattprobe.sinks.qemu.nofollow import Planted
 
 NAME = "qemu"
 HELP = "write each QEMU/KVM guest's share of host energy as a powercap tree the guest can read"
@@ -77,7 +79,6 @@ def create(settings: Settings, context: Context) -> Sink:
 
 class QemuSink:
     name = NAME
-    pull = False
 
     def __init__(self, trees: VmTrees) -> None:
         self.trees = trees

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from wattprobe.options import count
-from wattprobe.settings import option
-from wattprobe.sinks import options
+from wattprobe.config.settings import option
+from wattprobe.config.values import count
+from wattprobe.sinks.kit import options
 
 NAMINGS = ("native", "scaphandre")
 DEFAULT_TOP = 20

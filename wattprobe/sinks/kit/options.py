@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import count, positive, positive_or_forever, regex, seconds
 from wattprobe.errors import UsageError
-from wattprobe.options import count, positive, positive_or_forever, regex, seconds
-from wattprobe.settings import option
 
 MAX_STEP_S = 86_400.0  # a day: no measurement cadence is longer, and a sleep cannot wait for any length
 

@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 
 from wattprobe import __version__
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.sinks.net import netloc
+from wattprobe.sinks.kit.net import netloc
 
 if TYPE_CHECKING:
-    from wattprobe.sinks.promfamilies import FrameCollector
+    from wattprobe.sinks.prometheus.families import FrameCollector
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from wattprobe.config.settings import option
+from wattprobe.config.values import non_negative, port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError
-from wattprobe.options import non_negative, port
-from wattprobe.settings import option
-from wattprobe.sinks import Context, Sink, options
-from wattprobe.sinks.promoptions import SeriesSettings
+from wattprobe.sinks import Context, Sink
+from wattprobe.sinks.kit import options
+from wattprobe.sinks.prometheus.series import SeriesSettings
 
 if TYPE_CHECKING:
-    from wattprobe.sinks.metrics_http import MetricsServer
+    from wattprobe.sinks.prometheus.server import MetricsServer
 
 NAME = "prometheus"
 HELP = "serve metrics for Prometheus to scrape (pull)"
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Cadence(options.Cadence):
-    step: float | None = None  # no option: scrapes set the pace
+    step: float | None = None  # no option: scrapes set the pace (PULL)
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,9 @@ class PrometheusSink:
     the last measurement is younger than --min-interval; else it serves the last Frame written."""
 
     name = NAME
-    pull = True
 
     def __init__(self, settings: Settings, fresh: Callable[[float], Frame | None] | None = None) -> None:
-        from wattprobe.sinks.promfamilies import FrameCollector
+        from wattprobe.sinks.prometheus.families import FrameCollector
 
         self.settings = settings
         self.latest: Frame | None = None
@@ -116,7 +116,7 @@ class PrometheusSink:
 
 def open_endpoint(settings: Settings) -> MetricsServer:
     """Check the files the options name, and listen: a user error shows here, before a scrape."""
-    from wattprobe.sinks.metrics_http import listen, read_credentials, tls_context
+    from wattprobe.sinks.prometheus.server import listen, read_credentials, tls_context
 
     tls = tls_context(settings.tls_cert, settings.tls_key)
     credentials = read_credentials(settings.basic_auth_file)
