@@ -7,9 +7,10 @@ and one-line errors for what a user can get wrong (address, port, TLS and passwo
 It also holds against slow or many clients (slowloris): connections, each with its own thread, are capped
 well below the descriptors the sensor and the /proc reader need (MAX_CONNECTIONS, at most an eighth of
 the soft RLIMIT_NOFILE); a request (request line and headers, and a TLS handshake before it) must arrive
-whole within REQUEST_DEADLINE_S, however slowly its bytes trickle in; and when every slot is taken, a
-connection whose request stalls halfway (or that stays silent) is closed to make room for the new one.
-A scraper sends its request at once, so it is served, not closed, while slow clients flood the port.
+whole within REQUEST_DEADLINE_S, however slowly its bytes trickle in; and when slow clients hold every
+slot, a new connection that brings its request whole takes the slot of the slowest (closed for it), and
+one that does not is closed at once. A scraper sends its request at once: it is served while slow
+clients flood the port.
 """
 
 from __future__ import annotations
@@ -47,11 +48,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ANY_ADDRESS = "::"
-MAX_CONNECTIONS = 64  # served at once; more wait in the listen backlog (see _admit)
+MAX_CONNECTIONS = 64  # served at once (see _admit)
 REQUEST_DEADLINE_S = 5.0  # for a whole request to arrive, from its first byte (or the connection)
 IDLE_TIMEOUT_S = 30.0  # a kept-alive connection's wait for its next request
 WRITE_TIMEOUT_S = 30.0  # to send a response
-EVICT_SILENT_S = 0.5  # a connection silent this long may be closed to make room (see _evict_one)
+EVICT_SILENT_S = 0.5  # a connection silent this long may be closed to make room (see _stalled)
 ADMIT_WAIT_S = 1.0  # a new connection waits this long for a slot, then is closed
 
 
@@ -96,6 +97,10 @@ class MetricsServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:  # `::` takes IPv4 clients too
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        # A connection reaches accept() once its first bytes have come (within the request's deadline):
+        # a client that connects and stays silent costs no descriptor, and one accepted brings its request.
+        with contextlib.suppress(OSError, AttributeError):
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, int(REQUEST_DEADLINE_S))
         TCPServer.server_bind(self)  # not HTTPServer's: its reverse DNS lookup can hang start-up
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
@@ -142,13 +147,23 @@ class MetricsServer(ThreadingHTTPServer):
         return found
 
     def _admit(self, request: socket.socket) -> bool:
-        """Whether `request` may be served now: below the cap, or once a slot frees, or once the
-        connection that waited longest for its request (and has no unread bytes) is closed for it."""
+        """Whether `request` may be served: at once below the cap; else, when slow clients hold slots,
+        only if it brings its request, in the slot of the slowest (closed for it); else once a slot
+        frees, within ADMIT_WAIT_S. New slow clients are closed at once, so the backlog drains fast and
+        a scraper's connection behind them is reached."""
         now = time.monotonic()
         give_up = now + ADMIT_WAIT_S
         with self._slots:
+            full = len(self._connections) >= self.max_connections
+            if full and self._stalled(now) is not None and not _brings_request(request):
+                return False
             while len(self._connections) >= self.max_connections:
-                self._evict_one(now)
+                victim = None if any(c.evicted for c in self._connections.values()) else self._stalled(now)
+                if victim is not None:  # its slot frees when its thread sees the end
+                    victim.evicted = True
+                    # The socket's own shutdown, not SSLSocket's: its thread, blocked reading, sees the end.
+                    with contextlib.suppress(OSError):
+                        socket.socket.shutdown(victim.sock, socket.SHUT_RDWR)
                 if now >= give_up:
                     return False
                 self._slots.wait(0.05)
@@ -156,24 +171,33 @@ class MetricsServer(ThreadingHTTPServer):
             self._connections[request] = _Connection(request, now + REQUEST_DEADLINE_S, now)
         return True
 
-    def _evict_one(self, now: float) -> None:
-        """Close a connection that waits for the rest of a request its client stopped sending (its
-        thread read all there was), else one silent for EVICT_SILENT_S: one at a time, as its slot frees
-        only when its thread sees the end. A scraper's request arrives whole, so it is never the one."""
-        if any(c.evicted for c in self._connections.values()):
-            return
+    def _stalled(self, now: float) -> _Connection | None:
+        """The connection whose client stopped sending its request halfway (its thread read all there
+        was), else the one silent longest, for EVICT_SILENT_S at least; None when every one is being
+        served or its request is on its way. A scraper's request arrives whole: it is never the one."""
         waiting = [
             c
             for c in self._connections.values()
-            if c.waiting_since is not None and (c.started or now - c.waiting_since >= EVICT_SILENT_S)
+            if not c.evicted
+            and c.waiting_since is not None
+            and (c.started or now - c.waiting_since >= EVICT_SILENT_S)
         ]
         for c in sorted(waiting, key=lambda c: (not c.started, c.waiting_since or 0.0)):
             if _unread(c.sock) == 0:  # bytes there unread: a client served late, not a slow one
-                c.evicted = True
-                # The socket's own shutdown, not SSLSocket's: its thread, blocked reading, sees the end.
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(c.sock, socket.SHUT_RDWR)
-                return
+                return c
+        return None
+
+
+def _brings_request(sock: socket.socket) -> bool:
+    """Whether the head of a request waits unread on `sock` (with TLS, which cannot be read here: any
+    bytes)."""
+    try:
+        data = socket.socket.recv(sock, 4096, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    if isinstance(sock, ssl.SSLSocket):
+        return bool(data)
+    return len(data) == 4096 or b"\n\r\n" in data or b"\n\n" in data
 
 
 def _unread(sock: socket.socket) -> int:
@@ -292,6 +316,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile.close()  # read through the deadline instead
         self.rfile = io.BufferedReader(_RequestReader(self.connection, self.record))
 
+    @property
+    def request_version(self) -> str:
+        return self._request_version
+
+    @request_version.setter
+    def request_version(self, version: str) -> None:
+        # HTTP/0.9 (a request line without a version, or too bad to read one from, or that says 0.9) is
+        # answered as HTTP/1.0: with a status line and headers, never as a bare body.
+        self._request_version = "HTTP/1.0" if version == "HTTP/0.9" else version
+
     def handle_one_request(self) -> None:
         record = self.record
         if not record.first:  # kept alive: waits for its next request
@@ -320,7 +354,11 @@ class _Handler(BaseHTTPRequestHandler):
                 [("WWW-Authenticate", 'Basic realm="wattprobe", charset="UTF-8"')],
             )  # fmt: skip
             return
-        path = urlsplit(self.path).path
+        try:
+            path = urlsplit(self.path).path
+        except ValueError:  # e.g. `//[x/metrics`: a host part that is not one
+            self._send(400, b"400 bad request target\n", "text/plain; charset=utf-8", send_body)
+            return
         if path == self.server.metrics_path:
             self._metrics(send_body)
         elif path == "/":
