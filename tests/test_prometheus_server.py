@@ -1,11 +1,17 @@
 """The exporter as a server: a real Prometheus scrapes it every second and its query API gives the tree's
-power back; a burst of concurrent scrapers is served without drops or retransmit delays."""
+power back; a burst of concurrent scrapers is served without drops or retransmit delays; slow clients
+(slowloris) neither take a thread each, nor keep their connection, nor starve scrapes or the sensor."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import resource
+import select
+import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -14,8 +20,9 @@ from pathlib import Path
 from tests.support import agents, processes
 from tests.support.net import free_port, http_get
 from tests.support.powercap_tree import PowercapTree, real_time_sampler
-from tests.support.prometheus import binary, dashboard_expressions, exporter, serving
+from tests.support.prometheus import binary, dashboard_expressions, exporter, one, scrape, serving
 from tests.support.waiting import wait_for
+from wattprobe.sinks.prometheus.server import MAX_CONNECTIONS, REQUEST_DEADLINE_S
 
 HOST_WATTS = 60.0
 MARKER = "wattprobe-prometheus-test-busy-child"
@@ -181,3 +188,149 @@ def test_a_burst_of_concurrent_scrapers_is_served_without_drops(powercap: Powerc
     assert all(b"\nwattprobe_host_power_watts " in body for body in last_bodies)
     p99 = statistics.quantiles(latencies, n=100)[98]
     assert p99 < 1.0, f"p99 {p99:.2f} s, p50 {statistics.median(latencies):.3f} s"
+
+
+REQUEST = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slowloris\r\n" + b"X-a: b\r\n" * 100
+
+
+class SlowClients:
+    """`n` connections to 127.0.0.1:`port`, each sending the next byte of a request every `interval_s`
+    (slowloris); with `reconnect`, a connection the server closes is opened again at once."""
+
+    def __init__(self, port: int, n: int, interval_s: float = 0.5, reconnect: bool = False) -> None:
+        self.port, self.interval_s, self.reconnect = port, interval_s, reconnect
+        self.live: dict[socket.socket, int] = {}  # -> bytes sent
+        self.opened = 0
+        self.closed_after: list[float] = []  # seconds from its opening to the server closing it
+        self._opened_at: dict[socket.socket, float] = {}
+        self._stop = threading.Event()
+        for _ in range(n):
+            self._open()
+        self._thread = threading.Thread(target=self._trickle, daemon=True)
+
+    def _open(self) -> None:
+        sock = socket.socket()
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.connect(("127.0.0.1", self.port))
+        self.live[sock] = 0
+        self._opened_at[sock] = time.monotonic()
+        self.opened += 1
+
+    def _closed(self, sock: socket.socket) -> None:
+        self.closed_after.append(time.monotonic() - self._opened_at.pop(sock))
+        del self.live[sock]
+        sock.close()
+        if self.reconnect and not self._stop.is_set():
+            self._open()
+
+    def _trickle(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            for sock, sent in list(self.live.items()):
+                readable, _, _ = select.select([sock], [], [], 0)
+                try:
+                    if readable and not sock.recv(65536):  # an answer (408), then the end
+                        raise ConnectionResetError
+                    sock.send(REQUEST[sent % len(REQUEST) : sent % len(REQUEST) + 1])
+                    self.live[sock] = sent + 1
+                except BlockingIOError:  # still connecting
+                    continue
+                except OSError:
+                    self._closed(sock)
+
+    def __enter__(self) -> SlowClients:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for sock in self.live:
+            sock.close()
+
+
+def threads_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+def descriptors_of(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def timed_scrape(url: str) -> tuple[float, float]:
+    """How long a scrape took, and the host's energy counter it gave."""
+    began = time.perf_counter()
+    found = scrape(url)
+    return time.perf_counter() - began, one(found, "wattprobe_host_energy_joules_total")
+
+
+SLOW = 300
+
+
+def test_slow_clients_take_no_thread_each_and_are_closed_at_the_deadline(powercap: PowercapTree):
+    """300 connections trickle a request a byte every 0.5 s. The agent keeps its threads (one per
+    connection before: 300 more), a scrape beside them answers at once, and each slow connection is
+    closed once its request is late (it kept its thread 30 s per byte before: for ever)."""
+    with powercap.running(period_s=0.01), exporter(powercap.root) as agent:
+        port = urllib.parse.urlsplit(agent.url).port
+        assert port is not None
+        before = threads_of(agent.process.pid)
+        with SlowClients(port, SLOW) as slow:
+            time.sleep(1.5)  # every one connected, a few bytes sent
+            threads = threads_of(agent.process.pid)
+            took, _ = timed_scrape(agent.url)
+            wait_for(
+                lambda: not slow.live, REQUEST_DEADLINE_S + 10, "the server to close every slow connection"
+            )
+            took_after, _ = timed_scrape(agent.url)
+    assert threads <= before + MAX_CONNECTIONS + 2, (before, threads)
+    assert took < 2.0 and took_after < 2.0, (took, took_after)
+    assert len(slow.closed_after) == SLOW
+    # Within the deadline of its accept(); the last ones may have waited in the listen backlog while
+    # the slots of those before them were freed.
+    assert max(slow.closed_after) <= REQUEST_DEADLINE_S + 5.0, sorted(slow.closed_after)[-5:]
+
+
+# Runs `python -m wattprobe ...` with RLIMIT_NOFILE lowered to ARGV[1], soft and hard (it cannot raise it).
+LIMITED = (
+    "import os, resource, sys; n = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+)
+FILE_LIMIT = 256
+
+
+def test_a_flood_of_connections_leaves_the_sensor_its_descriptors(powercap: PowercapTree):
+    """Under a descriptor limit of 256, 600 slow connections (each reopened once closed) are attempted:
+    the agent keeps measuring and answering scrapes, and its descriptors stay below the limit. Before,
+    it accepted connections until none was left: its scrapes and sensor reads failed (EMFILE)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2000 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2000, hard))  # this test's own client sockets
+    argv = [
+        sys.executable,
+        "-c",
+        LIMITED,
+        str(FILE_LIMIT),
+        *agents.on_tree(powercap.root, "prometheus", "-a", "127.0.0.1", "-p", "0"),
+    ]
+    try:
+        with powercap.running(period_s=0.01), agents.serving(argv) as agent:
+            port = urllib.parse.urlsplit(agent.url).port
+            assert port is not None
+            _, energy_before = timed_scrape(agent.url)
+            with SlowClients(port, 600, reconnect=True) as slow:
+                time.sleep(2.0)
+                fds = descriptors_of(agent.process.pid)
+                took, energy_during = timed_scrape(agent.url)
+                time.sleep(1.0)
+                took_later, energy_later = timed_scrape(agent.url)
+                attempted = slow.opened
+            log = agent.log
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert attempted >= 600
+    assert fds <= FILE_LIMIT - 128, fds
+    assert took < 2.0 and took_later < 2.0, (took, took_later)
+    assert energy_before < energy_during < energy_later
+    assert not [line for line in log if "Too many open files" in line or "Traceback" in line], log

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from wattprobe import __version__
 from wattprobe.commandenergy.result import Result
+from wattprobe.core.printable import printable
 from wattprobe.errors import WattprobeError
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def summary_rows(result: Result) -> list[tuple[str, str]]:
 
 
 def print_summary(result: Result, console: Console | None = None) -> None:
-    """The summary as a table, on stderr."""
+    """The summary as a table, on stderr; what came from outside shown `printable`, never as markup."""
     from rich import box
     from rich.console import Console
     from rich.markup import escape
@@ -89,7 +90,7 @@ def print_summary(result: Result, console: Console | None = None) -> None:
 
     console = console or Console(stderr=True, highlight=False, soft_wrap=False)
     table = Table(
-        title=f"wattprobe run: {escape(_command(result))}",
+        title=f"wattprobe run: {escape(printable(_command(result)))}",
         title_justify="left",
         show_header=False,
         box=box.SIMPLE,
@@ -97,7 +98,7 @@ def print_summary(result: Result, console: Console | None = None) -> None:
     table.add_column(style="bold")
     table.add_column()
     for what, value in summary_rows(result):
-        table.add_row(what, escape(value))
+        table.add_row(what, escape(printable(value)))
     console.print(table)
     if result.tally.top:
         top = Table(title="top processes of the command by energy", title_justify="left", box=box.SIMPLE)
@@ -108,7 +109,7 @@ def print_summary(result: Result, console: Console | None = None) -> None:
                 joules(p.energy_j),
                 f"{p.cpu_seconds:.2f}",
                 str(p.pid or ""),
-                escape(one_line(p.cmdline or p.exe)),
+                escape(printable(one_line(p.cmdline or p.exe))),
             )
         console.print(top)
 

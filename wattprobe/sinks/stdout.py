@@ -1,4 +1,8 @@
-"""`wattprobe stdout`: host, sockets and top consumers every step; a live table on a terminal."""
+"""`wattprobe stdout`: host, sockets and top consumers every step; a live table on a terminal.
+
+Every name read from outside (process, container, powercap zone) goes through `printable`, and into a
+table as a rich Text, never as markup: a process cannot write escape sequences or markup to the terminal.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 from wattprobe.config.settings import option
 from wattprobe.config.values import count, regex
 from wattprobe.core.model import Frame
+from wattprobe.core.printable import printable
 from wattprobe.sinks import Context, Fatal, Retry, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.selection import select_consumers
@@ -97,7 +102,7 @@ def render_text(frame: Frame, settings: Settings) -> str:
     ]
     domain_names = sorted({d.name for s in frame.sockets for d in s.domains})
     if frame.sockets:
-        lines.append("\tpackage\t" + "\t".join(domain_names))
+        lines.append("\tpackage\t" + "\t".join(printable(n) for n in domain_names))
     for socket in frame.sockets:
         by_name = {d.name: d.watts for d in socket.domains}
         cells = "\t".join(_watts(by_name[n]) if n in by_name else "-" for n in domain_names)
@@ -107,12 +112,12 @@ def render_text(frame: Frame, settings: Settings) -> str:
         "Consumers matching the filter" if settings.regex_filter else f"Top {settings.processes} consumers"
     )
     lines += [f"{title}:", "Power\t\tPID\tExe"]
-    lines += [f'{_watts(c.watts)}\t{c.info.pid}\t"{c.info.exe or c.info.comm}"' for c in consumers]
+    lines += [f'{_watts(c.watts)}\t{c.info.pid}\t"{printable(c.info.exe or c.info.comm)}"' for c in consumers]
     lines.append(f"Unattributed (idle CPUs, exited processes, kernel):\t{_watts(frame.unattributed_watts)}")
     if settings.containers:
         lines += ["Containers:", "Power\t\tRuntime\tId"]
         lines += [
-            f"{_watts(g.watts)}\t{g.container.runtime or '-'}\t{g.key[:12]}"
+            f"{_watts(g.watts)}\t{printable(g.container.runtime or '-')}\t{printable(g.key[:12])}"
             for g in frame.containers[: settings.processes]
             if g.container is not None
         ]
@@ -123,24 +128,29 @@ def render_text(frame: Frame, settings: Settings) -> str:
 def live_table(frame: Frame, settings: Settings) -> RenderableType:
     """The same as rich tables, for a terminal."""
     from rich.console import Group
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
     estimated = " [yellow](estimated)[/]" if frame.estimated else ""
     head = Text.from_markup(
-        f"[bold]Host {_watts(frame.host_watts)}[/]{estimated}  from {frame.host_source}, "
+        f"[bold]Host {_watts(frame.host_watts)}[/]{estimated}  from {escape(printable(frame.host_source))}, "
         f"CPU load {frame.cpu_load:.0%} of {frame.n_cpus} CPUs, "
         f"unattributed {_watts(frame.unattributed_watts)}"
     )
     sockets = Table("Socket", "Package", "Domains", box=None, title="Sockets", title_justify="left")
     for socket in frame.sockets:
-        domains = "  ".join(f"{d.name} {_watts(d.watts)}" for d in socket.domains)
+        domains = Text("  ".join(f"{printable(d.name)} {_watts(d.watts)}" for d in socket.domains))
         sockets.add_row(str(socket.id), _watts(socket.watts), domains)
     title = "Matching processes" if settings.regex_filter else f"Top {settings.processes} consumers"
     processes = Table("Power", "CPU", "PID", "Exe", "Cmdline", box=None, title=title, title_justify="left")
     for c in select_consumers(frame, settings.processes, settings.regex_filter):
         processes.add_row(
-            _watts(c.watts), f"{c.cpu_share:.1%}", str(c.info.pid), c.info.name, c.info.cmdline[:60]
+            _watts(c.watts),
+            f"{c.cpu_share:.1%}",
+            str(c.info.pid),
+            Text(printable(c.info.name)),
+            Text(printable(c.info.cmdline[:60])),
         )
     parts: list[RenderableType] = [head, sockets, processes]
     if settings.containers:
@@ -148,8 +158,7 @@ def live_table(frame: Frame, settings: Settings) -> RenderableType:
             "Power", "Runtime", "Container", box=None, title="Containers", title_justify="left"
         )
         for g in frame.containers[: settings.processes]:
-            containers.add_row(
-                _watts(g.watts), g.container.runtime or "-" if g.container else "-", g.key[:12]
-            )
+            runtime = g.container.runtime or "-" if g.container else "-"
+            containers.add_row(_watts(g.watts), Text(printable(runtime)), Text(printable(g.key[:12])))
         parts.append(containers)
     return Group(*parts)

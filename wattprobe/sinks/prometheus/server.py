@@ -3,19 +3,36 @@
 The exposition (text format 0.0.4 or OpenMetrics, by the scraper's Accept header) is prometheus_client's;
 this module adds the listening socket (IPv6 `::` with an IPv4 fallback), optional TLS and basic auth,
 and one-line errors for what a user can get wrong (address, port, TLS and password files).
+
+It also holds against slow or many clients (slowloris): connections, each with its own thread, are capped
+well below the descriptors the sensor and the /proc reader need (MAX_CONNECTIONS, at most an eighth of
+the soft RLIMIT_NOFILE); a request (request line and headers, and a TLS handshake before it) must arrive
+whole within REQUEST_DEADLINE_S, however slowly its bytes trickle in; and when slow clients hold every
+slot, a new connection that brings its request whole takes the slot of the slowest (closed for it), and
+one that does not is closed at once. A scraper sends its request at once: it is served while slow
+clients flood the port.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import errno
+import fcntl
 import gzip
 import hmac
 import html
+import io
 import logging
+import resource
 import socket
 import ssl
+import struct
+import termios
+import threading
+import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import TYPE_CHECKING
@@ -31,6 +48,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ANY_ADDRESS = "::"
+MAX_CONNECTIONS = 64  # served at once (see _admit)
+REQUEST_DEADLINE_S = 5.0  # for a whole request to arrive, from its first byte (or the connection)
+IDLE_TIMEOUT_S = 30.0  # a kept-alive connection's wait for its next request
+WRITE_TIMEOUT_S = 30.0  # to send a response
+EVICT_SILENT_S = 0.5  # a connection silent this long may be closed to make room (see _stalled)
+ADMIT_WAIT_S = 1.0  # a new connection waits this long for a slot, then is closed
+
+
+@dataclass(eq=False)
+class _Connection:
+    """A connection being served: whether, and since when, it waits for a request."""
+
+    sock: socket.socket
+    deadline: float  # when the request it waits for must have arrived
+    waiting_since: float | None  # None once its request's headers are in, and while it is served
+    started: bool = False  # the request it waits for has begun to arrive
+    evicted: bool = False
+    first: bool = True  # no request served yet
+
+
+def connection_cap() -> int:
+    """MAX_CONNECTIONS, or fewer when the descriptor limit is low: an eighth of it at most."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return MAX_CONNECTIONS if soft == resource.RLIM_INFINITY else max(1, min(MAX_CONNECTIONS, soft // 8))
 
 
 class MetricsServer(ThreadingHTTPServer):
@@ -48,11 +89,18 @@ class MetricsServer(ThreadingHTTPServer):
 
     def __init__(self, family: socket.AddressFamily, address: tuple) -> None:
         self.address_family = family
+        self.max_connections = connection_cap()
+        self._connections: dict[socket.socket, _Connection] = {}
+        self._slots = threading.Condition()  # guards _connections; notified when one ends
         super().__init__(address, _Handler, bind_and_activate=False)
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:  # `::` takes IPv4 clients too
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        # A connection reaches accept() once its first bytes have come (within the request's deadline):
+        # a client that connects and stays silent costs no descriptor, and one accepted brings its request.
+        with contextlib.suppress(OSError, AttributeError):
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, int(REQUEST_DEADLINE_S))
         TCPServer.server_bind(self)  # not HTTPServer's: its reverse DNS lookup can hang start-up
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
 
@@ -66,6 +114,98 @@ class MetricsServer(ThreadingHTTPServer):
 
     def handle_error(self, request: object, client_address: tuple) -> None:
         log.debug("connection from %s failed", client_address[0], exc_info=True)
+
+    def get_request(self) -> tuple[socket.socket, tuple]:
+        try:
+            return super().get_request()
+        except OSError as error:  # out of descriptors: wait, rather than spin on a listener that is ready
+            if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                time.sleep(0.1)
+            raise
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        if not self._admit(request):
+            log.debug(
+                "connection from %s closed: %d connections already", client_address[0], len(self._connections)
+            )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        with self._slots:  # forgotten before it is closed: an eviction cannot reach a reused descriptor
+            if self._connections.pop(request, None) is not None:
+                self._slots.notify()
+        super().shutdown_request(request)
+
+    def connection(self, request: socket.socket) -> _Connection:
+        """The record of an admitted connection (a fresh one for a request that bypassed _admit)."""
+        found = self._connections.get(request)
+        if found is None:
+            now = time.monotonic()
+            found = _Connection(request, now + REQUEST_DEADLINE_S, now)
+        return found
+
+    def _admit(self, request: socket.socket) -> bool:
+        """Whether `request` may be served: at once below the cap; else, when slow clients hold slots,
+        only if it brings its request, in the slot of the slowest (closed for it); else once a slot
+        frees, within ADMIT_WAIT_S. New slow clients are closed at once, so the backlog drains fast and
+        a scraper's connection behind them is reached."""
+        now = time.monotonic()
+        give_up = now + ADMIT_WAIT_S
+        with self._slots:
+            full = len(self._connections) >= self.max_connections
+            if full and self._stalled(now) is not None and not _brings_request(request):
+                return False
+            while len(self._connections) >= self.max_connections:
+                victim = None if any(c.evicted for c in self._connections.values()) else self._stalled(now)
+                if victim is not None:  # its slot frees when its thread sees the end
+                    victim.evicted = True
+                    # The socket's own shutdown, not SSLSocket's: its thread, blocked reading, sees the end.
+                    with contextlib.suppress(OSError):
+                        socket.socket.shutdown(victim.sock, socket.SHUT_RDWR)
+                if now >= give_up:
+                    return False
+                self._slots.wait(0.05)
+                now = time.monotonic()
+            self._connections[request] = _Connection(request, now + REQUEST_DEADLINE_S, now)
+        return True
+
+    def _stalled(self, now: float) -> _Connection | None:
+        """The connection whose client stopped sending its request halfway (its thread read all there
+        was), else the one silent longest, for EVICT_SILENT_S at least; None when every one is being
+        served or its request is on its way. A scraper's request arrives whole: it is never the one."""
+        waiting = [
+            c
+            for c in self._connections.values()
+            if not c.evicted
+            and c.waiting_since is not None
+            and (c.started or now - c.waiting_since >= EVICT_SILENT_S)
+        ]
+        for c in sorted(waiting, key=lambda c: (not c.started, c.waiting_since or 0.0)):
+            if _unread(c.sock) == 0:  # bytes there unread: a client served late, not a slow one
+                return c
+        return None
+
+
+def _brings_request(sock: socket.socket) -> bool:
+    """Whether the head of a request waits unread on `sock` (with TLS, which cannot be read here: any
+    bytes)."""
+    try:
+        data = socket.socket.recv(sock, 4096, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    if isinstance(sock, ssl.SSLSocket):
+        return bool(data)
+    return len(data) == 4096 or b"\n\r\n" in data or b"\n\n" in data
+
+
+def _unread(sock: socket.socket) -> int:
+    """Bytes received on `sock` that its thread has not read yet."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 def listen(address: str, port: int) -> MetricsServer:
@@ -165,12 +305,41 @@ class _Handler(BaseHTTPRequestHandler):
     server: MetricsServer
     server_version = f"wattprobe/{__version__}"
     protocol_version = "HTTP/1.1"  # keep-alive: a scraper reuses its connection
-    timeout = 30  # seconds a silent connection (or TLS handshake) may hold its thread
+    timeout = None  # set per read from the request's deadline, then WRITE_TIMEOUT_S to answer
 
     def setup(self) -> None:
         super().setup()
-        if isinstance(self.connection, ssl.SSLSocket):
+        self.record = self.server.connection(self.request)
+        if isinstance(self.connection, ssl.SSLSocket):  # within the first request's deadline
+            self.connection.settimeout(max(self.record.deadline - time.monotonic(), 0.001))
             self.connection.do_handshake()
+        self.rfile.close()  # read through the deadline instead
+        self.rfile = io.BufferedReader(_RequestReader(self.connection, self.record))
+
+    @property
+    def request_version(self) -> str:
+        return self._request_version
+
+    @request_version.setter
+    def request_version(self, version: str) -> None:
+        # HTTP/0.9 (a request line without a version, or too bad to read one from, or that says 0.9) is
+        # answered as HTTP/1.0: with a status line and headers, never as a bare body.
+        self._request_version = "HTTP/1.0" if version == "HTTP/0.9" else version
+
+    def handle_one_request(self) -> None:
+        record = self.record
+        if not record.first:  # kept alive: waits for its next request
+            record.waiting_since = now = time.monotonic()
+            record.deadline = now + IDLE_TIMEOUT_S
+            record.started = False
+        record.first = False
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers
+        self.record.waiting_since = None
+        self.connection.settimeout(WRITE_TIMEOUT_S)
+        return parsed
 
     def do_GET(self) -> None:
         self._respond(send_body=True)
@@ -185,7 +354,11 @@ class _Handler(BaseHTTPRequestHandler):
                 [("WWW-Authenticate", 'Basic realm="wattprobe", charset="UTF-8"')],
             )  # fmt: skip
             return
-        path = urlsplit(self.path).path
+        try:
+            path = urlsplit(self.path).path
+        except ValueError:  # e.g. `//[x/metrics`: a host part that is not one
+            self._send(400, b"400 bad request target\n", "text/plain; charset=utf-8", send_body)
+            return
         if path == self.server.metrics_path:
             self._metrics(send_body)
         elif path == "/":
@@ -236,6 +409,35 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+
+class _RequestReader(io.RawIOBase):
+    """Reads a connection within its request's deadline: each read waits only for the time left, so a
+    client sending a byte at a time cannot stretch it. The first byte of a request kept alive starts its
+    REQUEST_DEADLINE_S; the end of its headers ends its wait (it can no longer be closed for room)."""
+
+    def __init__(self, sock: socket.socket, record: _Connection) -> None:
+        self.sock = sock
+        self.record = record
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        record = self.record
+        left = record.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self.sock.settimeout(left)
+        n = self.sock.recv_into(buffer)
+        if n:
+            if not record.started:
+                record.started = True
+                record.deadline = min(record.deadline, time.monotonic() + REQUEST_DEADLINE_S)
+            data = buffer[:n].tobytes()
+            if b"\n\r\n" in data or b"\n\n" in data:  # the headers are in: no longer waiting
+                record.waiting_since = None
+        return n
 
 
 def _accepts_gzip(header: str) -> bool:
