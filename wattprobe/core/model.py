@@ -6,6 +6,7 @@ difference of two snapshots (see `attribution`). Every Frame is immutable and sh
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -120,6 +121,31 @@ class Container:
     runtime: str | None  # docker, containerd, cri-o, podman; None when the path does not say
     scheduler: str  # kubernetes, docker, podman, containerd
     pod_uid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A container as its owners name it: the engine (its name, image, labels) and Kubernetes (the pod,
+    its namespace, the container's name in the pod). None: not known, or not known yet (names are
+    resolved off the tick; a container is shown by its id until then)."""
+
+    name: str | None = None  # the container's name: Kubernetes' name in its pod, else the engine's
+    image: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # the engine's labels, sorted by key
+    pod_name: str | None = None
+    pod_namespace: str | None = None
+    pod_uid: str | None = None
+
+
+class NameResolver(Protocol):
+    """Names containers by id without ever blocking a tick: what it does not know yet it looks up in
+    the background (a container engine's API, the Kubernetes API) and knows from a later tick on."""
+
+    def names(self, containers: Iterable[Container]) -> Mapping[str, Workload]:
+        """The names known now of these containers, by container id (unknown ones left out)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def container_cgroup(cgroup: str, container: Container | None) -> str | None:
@@ -250,6 +276,9 @@ class Frame:
     socket_cpus: tuple[tuple[int, int], ...] = ()  # (socket id, its first logical cpu), where known
     # host power the cgroups do not explain: sum(cgroups) + this = host (None: not computed)
     unattributed_cgroup_watts: float | None = None
+    # the names of the containers in this Frame, by container id (those known when it was made)
+    workloads: Mapping[str, Workload] = field(default_factory=dict)
+    node_name: str | None = None  # the Kubernetes node (or host) the agent runs on, where known
 
 
 class ProcessReader(Protocol):
