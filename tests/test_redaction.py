@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.procfs import write_process, write_stat
 from wattprobe.core.redaction import MASK, Redactor, secret_name
 from wattprobe.sources.procfs import ProcfsReader, key_pid
 
@@ -67,6 +68,28 @@ def test_a_real_process_is_read_redacted():
             process.stdin.close()
     assert secret not in info.cmdline and secret not in " ".join(info.argv)
     assert info.argv[-3:] == ("--password", MASK, f"API_TOKEN={MASK}")
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "argv"),
+    [
+        # setproctitle and daemons that write their title over argv: one string, padded with NULs...
+        (b"worker --password pw\0\0\0\0", ("worker --password <redacted>",)),
+        # ... or with spaces, NULs replaced (and whatever followed: here, the environment)
+        (b"nginx: worker process PGPASSWORD=pw HOME=/  ", ("nginx: worker process PGPASSWORD=<redacted>",)),
+        (b"postgres: bob db 127.0.0.1(5432) idle", ("postgres: bob db 127.0.0.1(5432) idle",)),
+    ],
+)
+def test_a_retitled_command_line_from_procfs(tmp_path, cmdline, argv):
+    write_stat(tmp_path)
+    write_process(tmp_path, 42, cmdline=cmdline, ticks=(10, 5), starttime=100)
+    reader = ProcfsReader(str(tmp_path))
+    try:
+        _, tasks = reader.scan()
+        info = reader.process(next(iter(tasks)))[0]
+    finally:
+        reader.close()
+    assert info.argv == argv and info.cmdline == " ".join(argv)
 
 
 # Each secret shape an attacker's look at the outputs found (and those a user expects): the secret is
