@@ -143,8 +143,14 @@ class _Scan:
     def _words(self, arg: str) -> str:
         """An argument with spaces: from where its first secret starts, the rest is hidden."""
         cuts: list[int] = []
-        if _maybe_secret(arg):
-            cuts += (m.end() for m in (_PAIR.search(arg), _OPTION.search(arg), _BEARER.search(arg)) if m)
+        lowered = arg.lower()
+        if any(word in lowered for word in _SECRET_WORDS):  # each expression only where it can match
+            matches = (
+                _PAIR.search(arg) if "=" in arg or ":" in arg else None,
+                _OPTION.search(arg) if "-" in arg else None,
+                _BEARER.search(arg) if "bearer" in lowered else None,
+            )
+            cuts += (m.end() for m in matches if m)
         if "-u" in arg or "-U" in arg:
             cuts += (m.end() for m in [_USER.search(arg)] if m)
         if "://" in arg:
