@@ -312,7 +312,7 @@ def _long_arguments(result: Result, n: int, arg_bytes: int, big_bytes: int, repe
     result.numbers |= {f"short_args_{k}": v for k, v in short.items()}
     result.budgets += [
         Budget(f"first tick, {n:,} long arguments / short ones", long["first"] / short["first"], 1.5, "×"),
-        Budget(f"redacting a {arg_bytes:,} B argument", long["redaction"] * 1e6, 100, "µs"),
+        Budget(f"redacting a {arg_bytes:,} B argument", long["redaction"] * 1e6, 200, "µs"),
         Budget(f"redacting a {big_bytes:,} B argument", long["redaction_big"] * 1e3, 50, "ms"),
     ]
     result.notes.append(

@@ -48,12 +48,12 @@ _SECRET_NAME = re.compile(_SECRET, re.IGNORECASE)
 # `NAME=` or `NAME:` with a secret NAME; tried only where a name starts, each name scanned once.
 _PAIR = re.compile(rf"(?<!{_NAME})(?>{_NAME}*?{_SECRET}){_NAME}*+[=:]", re.IGNORECASE)
 # A word that is a secret option without its value: `--password`, `-token`.
-_OPTION = re.compile(rf"(?<!\S)-(?>[^\s=:]*?{_SECRET})[^\s=:]*+(?!\S)", re.IGNORECASE)
-_BEARER = re.compile(r"(?<!\S)bearer\s", re.IGNORECASE)
-_USER = re.compile(r"(?<!\S)(?:(?:--user|--proxy-user|-[uU])(?:=|\s++)|-[uU])(?=\S*?[:%])")
+# (Those below start with a literal, found by a fast scan; a lookbehind then checks that a word starts.)
+_OPTION = re.compile(rf"-(?<!\S-)(?>[^\s=:]*?{_SECRET})[^\s=:]*+(?!\S)", re.IGNORECASE)
+_BEARER = re.compile(r"bearer(?<!\Sbearer)\s", re.IGNORECASE)
+_USER = re.compile(r"-(?<!\S-)(?:(?:-user|-proxy-user|[uU])(?:=|\s++)|[uU])(?=\S*?[:%])")
 _URL_USERINFO = re.compile(r"://(?:[^\s/:@]*+:)?(?=[^\s/@]*+@)")  # ends where the hidden part starts
 _VALUE_START = re.compile(r"\S")
-_SPACE = re.compile(r"\s")
 _USER_OPTIONS = frozenset({"-u", "-U", "--user", "--proxy-user"})
 _MAX_URLS = 16  # in one argument; the rest of one with more is hidden
 # The short option that takes a password, per tool (its value attached or next).
@@ -70,11 +70,17 @@ _TOOLS = {
 _TOOL_FLAGS = {tool: flag for flag, tools in _TOOLS.items() for tool in tools.split()}
 # A tool's name as a word (or a path's last part) in an argument with spaces, per flag.
 _TOOL_WORDS = {
-    flag: re.compile(rf"(?<![^\s/])(?:{'|'.join(map(re.escape, tools.split()))})(?!\S)")
+    flag: [re.compile(rf"{re.escape(tool)}(?<![^\s/]{re.escape(tool)})(?!\S)") for tool in tools.split()]
     for flag, tools in _TOOLS.items()
 }
-_TOOL_HINTS = ("mysql", "mariadb", "mongo", "sshpass", "7z", "-cli", "ldap", "zip", "sqlcmd")
-_FLAG_VALUES = {flag: re.compile(rf"(?<!\S){flag}\s*+") for flag in _TOOLS}
+# What each group's names contain: a fast test before its expression.
+_TOOL_HINTS = {
+    "-p": ("mysql", "mariadb", "mongo", "sshpass", "7z"),
+    "-a": ("-cli",),
+    "-w": ("ldap",),
+    "-P": ("zip", "sqlcmd"),
+}
+_FLAG_VALUES = {flag: re.compile(rf"{flag}(?<!\S{flag})\s*+") for flag in _TOOLS}
 _NONE, _VALUE, _USERPASS = 0, 1, 2  # what the next argument is: nothing special, a secret, USER:PASSWORD
 
 
@@ -130,7 +136,7 @@ class _Scan:
             return MASK
         if _VALUE_START.search(arg) is None:
             return arg
-        if _SPACE.search(arg) is None:
+        if arg.split(None, 1) == [arg]:  # one word (faster than a regular expression's scan)
             word, cut = self.word(arg)
             if cut is None:
                 return word
@@ -156,11 +162,12 @@ class _Scan:
         if "://" in arg:
             cuts += (m.end() for m in [_URL_USERINFO.search(arg)] if m)
         starts = dict.fromkeys(self.tool_flags, 0)
-        if any(hint in arg for hint in _TOOL_HINTS):
-            for flag, tool in _TOOL_WORDS.items():
-                if flag not in starts and (found := tool.search(arg)):
-                    starts[flag] = found.end()
-            self.tool_flags = frozenset(starts)
+        for flag, tools in _TOOL_WORDS.items():
+            if flag not in starts and any(hint in arg for hint in _TOOL_HINTS[flag]):
+                ends = [found.end() for tool in tools if (found := tool.search(arg))]
+                if ends:
+                    starts[flag] = min(ends)
+        self.tool_flags = frozenset(starts)
         cuts += (m.end() for flag, at in starts.items() if (m := _FLAG_VALUES[flag].search(arg, at)))
         value = _VALUE_START.search(arg, min(cuts)) if cuts else None
         self._after(arg)
