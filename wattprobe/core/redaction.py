@@ -47,8 +47,8 @@ _NAME = r"[\w.\-\"']"  # a name's characters (an option's, a variable's, a heade
 _SECRET_NAME = re.compile(_SECRET, re.IGNORECASE)
 # `NAME=` or `NAME:` with a secret NAME; tried only where a name starts, each name scanned once.
 _PAIR = re.compile(rf"(?<!{_NAME})(?>{_NAME}*?{_SECRET}){_NAME}*+[=:]", re.IGNORECASE)
-# A word that is a secret option without its value: `--password`, `-token`.
-# (Those below start with a literal, found by a fast scan; a lookbehind then checks that a word starts.)
+# The next four start with a literal, found by a fast scan; a lookbehind then checks that a word
+# starts there. A secret option without its value (`--password`, `-token`); `bearer`; a -u/--user.
 _OPTION = re.compile(rf"-(?<!\S-)(?>[^\s=:]*?{_SECRET})[^\s=:]*+(?!\S)", re.IGNORECASE)
 _BEARER = re.compile(r"bearer(?<!\Sbearer)\s", re.IGNORECASE)
 _USER = re.compile(r"-(?<!\S-)(?:(?:-user|-proxy-user|[uU])(?:=|\s++)|[uU])(?=\S*?[:%])")
@@ -80,7 +80,7 @@ _TOOL_HINTS = {
     "-w": ("ldap",),
     "-P": ("zip", "sqlcmd"),
 }
-_FLAG_VALUES = {flag: re.compile(rf"{flag}(?<!\S{flag})\s*+") for flag in _TOOLS}
+_FLAG_VALUES = {flag: re.compile(rf"{flag}(?<!\S{flag})\s*+") for flag in _TOOLS}  # ends at the value
 _NONE, _VALUE, _USERPASS = 0, 1, 2  # what the next argument is: nothing special, a secret, USER:PASSWORD
 
 
