@@ -47,7 +47,7 @@ _NAME = r"[\w.\-\"']"  # a name's characters (an option's, a variable's, a heade
 _SECRET_NAME = re.compile(_SECRET, re.IGNORECASE)
 # `NAME=` or `NAME:` with a secret NAME; tried only where a name starts, each name scanned once.
 _PAIR = re.compile(rf"(?<!{_NAME})(?>{_NAME}*?{_SECRET}){_NAME}*+[=:]", re.IGNORECASE)
-# The next four start with a literal, found by a fast scan; a lookbehind then checks that a word
+# The next three start with a literal, found by a fast scan; a lookbehind then checks that a word
 # starts there. A secret option without its value (`--password`, `-token`); `bearer`; a -u/--user.
 _OPTION = re.compile(rf"-(?<!\S-)(?>[^\s=:]*?{_SECRET})[^\s=:]*+(?!\S)", re.IGNORECASE)
 _BEARER = re.compile(r"bearer(?<!\Sbearer)\s", re.IGNORECASE)
