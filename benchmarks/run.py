@@ -29,7 +29,7 @@ from tests.support.paths import REPO
 
 # name: (function, full-length arguments, --quick arguments)
 BENCHMARKS: dict[str, tuple[Callable[..., Result], dict, dict]] = {
-    "tick": (tick.bench, {}, {"repeats": 10, "psutil_repeats": 3}),
+    "tick": (tick.bench, {}, {"repeats": 10, "psutil_repeats": 3, "long_repeats": 2}),
     "scrape": (scrape.bench, {}, {"rounds": 2, "min_interval_s": 1.0}),
     "steady": (agent.bench_steady, {}, {"seconds": 15, "big_seconds": 8}),
     "soak": (agent.bench_soak, {}, {"seconds": 30}),

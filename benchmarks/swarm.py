@@ -3,7 +3,9 @@
 Every child is forked by one small helper interpreter, started in its own session. The children
 block reading a pipe whose only write end this process holds, so they all exit when the swarm is
 closed or when this process dies, whatever kills it: nothing is left behind. A swarm can live in a
-cgroup of its own (`own_cgroup()`), as the processes of a service or a container do.
+cgroup of its own (`own_cgroup()`), as the processes of a service or a container do. Its processes
+can carry a long argument (the children show the helper's command line, which /proc reads from their
+memory), and wake now and then, so that they run in every window and an agent reads their facts.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from pathlib import Path
 
 from tests.support.cgroups import new_cgroup
 
-# The helper: move into the cgroup given (if any), fork `n` children that wait for EOF on fd 0, print
-# their pids, then (churn mode) fork one more and kill the oldest churned child `rate` times a second,
-# until stdin closes.
+# The helper: move into the cgroup given (if any), fork `n` children that wait for EOF on fd 0 (waking
+# every `wake` seconds, if given), print their pids, then (churn mode) fork one more and kill the oldest
+# churned child `rate` times a second, until stdin closes. Arguments after the fifth are ignored.
 _HELPER = r"""
 import os, select, signal, sys, time
 n, rate, keep, procs = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+wake = float(sys.argv[5])
 if procs:
     with open(procs, "w") as f:
         f.write(str(os.getpid()))
@@ -34,7 +37,8 @@ def child():
     if pid == 0:
         try:
             os.close(1)
-            os.read(0, 1)
+            while not select.select([0], [], [], wake or None)[0]:
+                pass
         finally:
             os._exit(0)
     return pid
@@ -86,18 +90,45 @@ def own_cgroup() -> Iterator[Path | None]:
         yield None if made is None else Path(made.directory)
 
 
+# What a long argument is made of: a long word (a blob: base64, a path list; the shape that made
+# redaction quadratic) and words, options, a URL, pairs (none secret), as an inline script has.
+ARG_UNIT = "A" * 4000 + " --opt=a:b https://host/p?q=1 echo $x; "
+MAX_ARG = 131_071  # the longest argument the kernel takes (MAX_ARG_STRLEN, 32 pages), less its NUL
+
+
+def long_argument(size: int) -> str:
+    """An argument of `size` characters (at most MAX_ARG)."""
+    return (ARG_UNIT * (size // len(ARG_UNIT) + 1))[:size]
+
+
 class Swarm:
     """`n` idle processes; with `churn_per_s`, also processes born and SIGKILLed at that rate; with
-    `cgroup` (a directory from `own_cgroup()`), all of them in that cgroup."""
+    `cgroup` (a directory from `own_cgroup()`), all of them in that cgroup; with `arg_bytes`, each with
+    an argument that long (see `long_argument`); with `wake_s`, each wakes that often."""
 
     def __init__(
-        self, n: int, *, churn_per_s: float = 0.0, churn_alive: int = 100, cgroup: Path | None = None
+        self,
+        n: int,
+        *,
+        churn_per_s: float = 0.0,
+        churn_alive: int = 100,
+        cgroup: Path | None = None,
+        arg_bytes: int = 0,
+        wake_s: float = 0.0,
     ) -> None:
         raise_limits(n + churn_alive)
         read_end, self._write_end = os.pipe()
         procs = str(cgroup / "cgroup.procs") if cgroup is not None else ""
+        argument = [long_argument(arg_bytes)] if arg_bytes else []
         self.helper = subprocess.Popen(
-            [sys.executable, "-S", "-c", _HELPER, str(n), str(churn_per_s), str(churn_alive), procs],
+            [
+                sys.executable,
+                "-S",
+                "-c",
+                _HELPER,
+                *(str(n), str(churn_per_s), str(churn_alive), procs, str(wake_s)),
+                *argument,
+            ],
             stdin=read_end,
             stdout=subprocess.PIPE,
             start_new_session=True,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hypothesis import settings
 
 from tests.support.powercap_tree import MAX_UJ, PowercapTree
+from tests.support.riemann import compile_pb2
 
 
 @pytest.fixture
@@ -22,3 +24,9 @@ def powercap(tmp_path: Path) -> PowercapTree:
 settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def pb2(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """riemann.proto compiled by protoc: a Riemann server's decoder, independent of wattprobe's."""
+    return compile_pb2(tmp_path_factory.mktemp("pb2"))

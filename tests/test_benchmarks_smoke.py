@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from benchmarks import accuracy, agent, host, peers, run, scrape, tick
-from benchmarks.swarm import Swarm
-from tests.support.processes import stat_fields
+from benchmarks.swarm import MAX_ARG, Swarm, long_argument
+from tests.support.processes import schedstat_ns, stat_fields
 from tests.support.waiting import wait_for
 
 
@@ -40,7 +40,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_tick_against_the_floor_and_psutil():
-    result = tick.bench(sizes=(30,), repeats=2, psutil_repeats=1, own_cgroup_size=20)
+    result = tick.bench(sizes=(30,), repeats=2, psutil_repeats=1, own_cgroup_size=20, long_arguments=None)
     assert_reported(result, "tick_30", "floor_30", "stat_floor_30", "pread_floor_30", "psutil_30")
     assert result.numbers["processes_30"] >= 30
     assert result.numbers["frames_30"] == 2  # every timed tick made a Frame
@@ -49,6 +49,34 @@ def test_tick_against_the_floor_and_psutil():
         assert result.numbers["frames_20_cgroup"] == 2
     else:
         assert "No cgroup could be made" in result.markdown()
+
+
+def test_tick_with_long_arguments():
+    result = tick.bench(
+        sizes=(10,),
+        repeats=1,
+        psutil_repeats=1,
+        own_cgroup_size=None,
+        long_arguments=(20, 4096, MAX_ARG),
+        long_repeats=1,
+    )
+    for kind in ("long_args", "short_args"):
+        assert_reported(
+            result, *(f"{kind}_{n}" for n in ("first", "next", "facts", "facts_big", "redaction"))
+        )
+        assert result.numbers[f"{kind}_frames"] == 2  # the first Frame and the next, each timed
+    assert "redacting a 131,071 B argument" in result.markdown()
+
+
+def test_swarm_processes_carry_a_long_argument_and_wake():
+    with Swarm(3, arg_bytes=MAX_ARG, wake_s=0.05) as swarm:
+        for pid in swarm.pids:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                assert f.read().split(b"\0")[-2] == long_argument(MAX_ARG).encode()
+        before = [schedstat_ns(pid) for pid in swarm.pids]
+        wait_for(
+            lambda: all(schedstat_ns(p) > b for p, b in zip(swarm.pids, before, strict=True)), 5, "wakes"
+        )
 
 
 def test_host_sampling_rate():

@@ -18,13 +18,9 @@ from tests.support import agents
 from tests.support.net import http_get, taken_port
 from tests.support.powercap_tree import PowercapTree
 from tests.support.processes import child
-from tests.support.prometheus import binary, exporter, one, parse, scrape, serving
+from tests.support.prometheus import PROMETHEUS_ACCEPT, binary, exporter, one, parse, scrape, serving
 from tests.support.waiting import wait_for
 
-PROMETHEUS_ACCEPT = (
-    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
-    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
-)
 HOST_WATTS = 60.0  # psys of the default synthetic tree
 
 

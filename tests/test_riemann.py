@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import importlib.util
 import ipaddress
 import socket
 import ssl
-import struct
 import subprocess
-import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -19,24 +15,9 @@ import pytest
 
 from tests.support import agents
 from tests.support.fake_qemu import fake_qemu
-from tests.support.paths import REPO
 from tests.support.powercap_tree import PowercapTree
+from tests.support.riemann import PROTO, RiemannServer
 from wattprobe.sinks.riemann import proto as riemann_proto
-
-PROTO = REPO / "wattprobe" / "sinks" / "riemann" / "riemann.proto"
-
-
-@pytest.fixture(scope="module")
-def pb2(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    """riemann.proto compiled by protoc: the server's decoder, independent of wattprobe's."""
-    from grpc_tools import protoc
-
-    out = tmp_path_factory.mktemp("pb2")
-    assert protoc.main(["protoc", f"-I{PROTO.parent}", f"--python_out={out}", str(PROTO)]) == 0
-    spec = importlib.util.spec_from_file_location("riemann_pb2", out / "riemann_pb2.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_runtime_descriptor_matches_protoc(pb2: ModuleType) -> None:
@@ -52,73 +33,6 @@ def test_proto_reader_refuses_what_it_does_not_understand() -> None:
         riemann_proto.parse('syntax = "proto2";\nmessage A { map<string, string> m = 1; }')
     with pytest.raises(ValueError, match="unknown type"):
         riemann_proto.parse("message A { optional Missing m = 1; }")
-
-
-class RiemannServer:
-    """A Riemann TCP (or TLS) server: reads length-framed Msgs, keeps their events, answers ok."""
-
-    def __init__(self, pb2: ModuleType, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
-        self.pb2, self.tls = pb2, tls
-        self.events: list = []
-        self.peer_certs: list[dict] = []
-        self.changed = threading.Condition()
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", port))
-        self.listener.listen()
-        self.port = self.listener.getsockname()[1]
-        self.connections: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            if self.tls is not None:
-                conn = self.tls.wrap_socket(conn, server_side=True)
-                self.peer_certs.append(conn.getpeercert())
-            self.connections.append(conn)
-            while True:
-                header = self._read(conn, 4)
-                msg = self.pb2.Msg.FromString(self._read(conn, struct.unpack(">I", header)[0]))
-                with self.changed:
-                    self.events += msg.events
-                    self.changed.notify_all()
-                reply = self.pb2.Msg(ok=True).SerializeToString()
-                conn.sendall(struct.pack(">I", len(reply)) + reply)
-        except (OSError, EOFError):
-            conn.close()
-
-    @staticmethod
-    def _read(conn: socket.socket, size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = conn.recv(size - len(data))
-            if not chunk:
-                raise EOFError
-            data += chunk
-        return data
-
-    def wait_for(self, service_prefix: str, count: int = 1, timeout: float = 10.0) -> list:
-        def matching() -> list:
-            return [e for e in self.events if e.service.startswith(service_prefix)]
-
-        with self.changed:
-            self.changed.wait_for(lambda: len(matching()) >= count, timeout)
-            return matching()
-
-    def stop(self) -> None:
-        """Go away: stop listening and drop every connection (shutdown wakes the blocked threads)."""
-        for sock in (self.listener, *self.connections):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
 
 
 def agent(tree: PowercapTree, *args: str) -> subprocess.Popen:

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import os
-import re
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote
 
 import pytest
 
@@ -17,83 +12,9 @@ from tests.support import agents
 from tests.support.fake_qemu import fake_qemu
 from tests.support.powercap_tree import PowercapTree
 from tests.support.waiting import wait_for
+from tests.support.warp10 import TOKEN, Ingress, environment
 from wattprobe.sinks.kit.points import Point
 from wattprobe.sinks.warp10 import gts_line
-
-TOKEN = "wr1te-T0ken.with+odd/chars=="
-
-# TS/LAT:LON/ELEV CLASS{LABELS} VALUE; we send no location: `TS// class{k=v,...} value`.
-ENCODED = r"(?:[A-Za-z0-9._~-]|%[0-9A-F]{2})+"
-GTS = re.compile(
-    rf"^(\d{{16}})// ({ENCODED})\{{((?:{ENCODED}={ENCODED})(?:,{ENCODED}={ENCODED})*)?\}} (\S+)$"
-)
-LONG = re.compile(r"^-?\d+$")
-DOUBLE = re.compile(r"^-?\d+(\.\d+)?(e[+-]?\d+)?$")
-
-
-class Ingress(ThreadingHTTPServer):
-    """Accepts POST /api/v0/update with the right token; records parsed points and every protocol error."""
-
-    daemon_threads = True
-
-    def __init__(self, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), Handler)
-        self.points: list[tuple[int, str, dict[str, str], int | float]] = []
-        self.errors: list[str] = []
-        self.requests = 0
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-
-    def count(self, name: str) -> int:
-        return sum(1 for p in self.points if p[1] == name)
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Ingress
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.server.errors.append(f"GET {self.path}")
-        self.send_error(405)
-
-    do_PUT = do_GET
-
-    def do_POST(self) -> None:
-        self.server.requests += 1
-        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-        if self.path != "/api/v0/update":
-            self.server.errors.append(f"path {self.path}")
-        if self.headers.get("X-Warp10-Token") != TOKEN:
-            self.server.errors.append(f"token {self.headers.get('X-Warp10-Token')!r}")
-            self.send_error(403)
-            return
-        for line in body.splitlines():
-            match = GTS.match(line)
-            if match is None:
-                self.server.errors.append(f"line {line!r}")
-                continue
-            ts, name, labels, value = match.groups()
-            if not (LONG.match(value) or DOUBLE.match(value)):
-                self.server.errors.append(f"value {value!r}")
-                continue
-            pairs = dict(pair.split("=") for pair in labels.split(",")) if labels else {}
-            self.server.points.append(
-                (
-                    int(ts),
-                    unquote(name),
-                    {unquote(k): unquote(v) for k, v in pairs.items()},
-                    int(value) if LONG.match(value) else float(value),
-                )
-            )
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
 
 
 def test_gts_line_encodes_class_labels_and_typed_values() -> None:
@@ -105,20 +26,6 @@ def test_gts_line_encodes_class_labels_and_typed_values() -> None:
     assert gts_line(Point("e", 42, (), ""), 1, "h").endswith("{host=h} 42")  # a long, not a string
     assert gts_line(Point("p", 3.0, (), ""), 1, "h").endswith(" 3.0")  # a decimal stays a decimal
     assert gts_line(Point("p", 1e-7, (), ""), 1, "h").endswith(" 1e-07")
-
-
-def environment(**extra: str) -> dict[str, str]:
-    """This environment without a Warp 10 token or HTTP proxies (loopback must not go through one)."""
-    drop = {
-        "SCAPH_WARP10_WRITE_TOKEN",
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-    }
-    return {k: v for k, v in os.environ.items() if k not in drop} | extra
 
 
 def agent(tree: PowercapTree, port: int, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:

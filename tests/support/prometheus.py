@@ -41,6 +41,12 @@ AGENT_STATS = AgentStats(
 )
 Found = dict[str, list[tuple[dict[str, str], float]]]  # sample name -> (labels, value) of each series
 
+# What Prometheus 2.x sends as Accept when it scrapes.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+
 
 # -- Frames through the collector, as prometheus_client collects them ----------------------------
 def registry(frame: Frame | None, series: SeriesSettings) -> CollectorRegistry:
