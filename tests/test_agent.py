@@ -387,3 +387,26 @@ def test_arrays_of_tables_and_the_command_line_sensor(tmp_path):
 def test_the_shipped_example_configuration_loads():
     config = load(str(REPO / "deploy" / "agent.toml"))
     assert {o.module.NAME for o in config.outputs} >= {"prometheus", "qemu"}
+
+
+def test_standard_output_on_a_full_device_stops_alone(tmp_path):
+    """Standard output that refuses every write (here /dev/full) stops that output, as a json file's
+    does, instead of being retried at every step; the other output goes on."""
+    good = tmp_path / "good.json"
+    config = write_config(
+        tmp_path / "agent.toml",
+        f"step = 0.3\ntimeout = 1.5\n[sensor]\nname = 'estimate'\n[outputs.stdout]\n"
+        f"[[outputs.json]]\nfile = '{good}'\n",
+    )
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            agents.command("agent", "-c", str(config)),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("cannot write standard output: No space left on device") == 1, result.stderr
+    assert "output stdout stopped" in result.stderr
+    assert len(json.loads(good.read_text())) >= 3

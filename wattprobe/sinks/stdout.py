@@ -15,7 +15,7 @@ from wattprobe.config.settings import option
 from wattprobe.config.values import count, regex
 from wattprobe.core.model import Frame
 from wattprobe.core.printable import printable
-from wattprobe.sinks import Context, Fatal, Retry, Sink
+from wattprobe.sinks import Context, Fatal, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.selection import select_consumers
 
@@ -81,8 +81,8 @@ class StdoutSink:
                 print(render_text(frame, self.settings), file=self.out, flush=True)
         except BrokenPipeError:
             raise Fatal("cannot write standard output: its reader closed it") from None
-        except OSError as error:
-            raise Retry(f"cannot write standard output: {error.strerror}") from None
+        except OSError as error:  # a full disk or an I/O error: as the json output, this output stops
+            raise Fatal(f"cannot write standard output: {error.strerror}") from None
 
     def close(self) -> None:
         if self._live is not None:
