@@ -20,7 +20,7 @@ from tests.support.powerapi import TreeSampler, naive_utc, utc
 from tests.support.powercap_tree import PowercapTree
 from tests.support.waiting import wait_for
 from wattprobe import cli
-from wattprobe.sinks.kit.delivery import Delivery
+from wattprobe.pipeline.delivery import Delivery
 from wattprobe.sinks.powerapi.csvdir import CsvDirectory
 from wattprobe.sinks.powerapi.reports import hwpc_reports, power_reports, rapl_joules
 from wattprobe.sinks.powerapi.tcp import SocketSender

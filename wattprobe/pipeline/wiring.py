@@ -10,6 +10,7 @@ from typing import Any
 
 from wattprobe.config import settings
 from wattprobe.core.sampler import Sampler
+from wattprobe.pipeline.delivery import delivered
 from wattprobe.pipeline.runner import Runner
 from wattprobe.sinks import Context, Sink, pulled
 from wattprobe.sources import SourceSettings, open_sources
@@ -50,7 +51,7 @@ def run(
         pull_only = all(pulled(o.module) for o in outputs)
         context = Context(hostname=socket.gethostname(), fresh=sampler.frame if pull_only else None)
         for output in outputs:
-            sinks.append(output.module.create(output.settings, context))
+            sinks.append(delivered(output.module.create(output.settings, context)))  # remote: off the tick
         runner = Runner(sampler, sinks, step_s=None if pull_only else step_s, timeout_s=timeout_s)
         sinks = []  # the runner closes them from here on
         return runner.run()

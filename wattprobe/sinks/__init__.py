@@ -5,8 +5,10 @@ it); what several sinks use is in kit/. The module declares its NAME and HELP, P
 measures when asked (see `pulled`), its `Settings` (options, see `wattprobe.config.settings`), its
 `Cadence` (the step and timeout flags of its Scaphandre-shaped command) and `create(settings,
 context)`, which returns a `Sink`; one line in SINKS registers it. The runner
-(`wattprobe.pipeline.runner`) drives the sampler and every sink; a sink has no loop, retry or option
-parsing of its own. Sinks never read /proc or /sys, and never import a source or the sampler.
+(`wattprobe.pipeline.runner`) drives the sampler and every sink; a sink has no loop, retry, queue or
+option parsing of its own. A sink that talks to something that can be away is a `RemoteSink`: it
+declares its `Remote` (see `remote`), and the pipeline sends what it renders off the tick. Sinks never
+read /proc or /sys, and never import a source or the sampler.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from wattprobe.core.model import Frame
 
@@ -31,6 +33,8 @@ SINKS = {
     "qemu": "wattprobe.sinks.qemu.sink",
 }
 ALIASES = {"warpten": "warp10"}  # Scaphandre 1.0's spelling
+
+T = TypeVar("T")
 
 
 class Sink(Protocol):
@@ -56,6 +60,43 @@ class Fatal(SinkError):
     """This sink cannot go on (the message says why and what to do); the others carry on."""
 
 
+class Rejected(SinkError):
+    """The far end refused these items for good (a malformed point): they are dropped, the sink goes on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """How a remote sink's items are delivered: `to` names the far end in log lines; at most
+    `capacity` items wait while it is away, the oldest dropped first (1: only the latest is worth
+    sending, as for a live stream or a value that replaces the last); `batch` items at most per send."""
+
+    to: str
+    capacity: int
+    batch: int = 1
+
+
+class RemoteSink(Protocol[T]):
+    """A sink that talks to something that can be away (a server, a socket). `render(frame)` runs on
+    the tick and must be cheap: it turns the Frame into items (and may write local files); `send(items)`
+    runs off the tick, from a bounded queue (`wattprobe.pipeline.delivery`), and raises Retry (may work
+    later: sent again, with backoff), Rejected (never will: dropped) or Fatal. `remote` says how to queue
+    them (None: nothing to send, the sink is written like any other). `write` does both at once."""
+
+    name: str
+    remote: Remote | None
+
+    def render(self, frame: Frame) -> list[T]: ...
+
+    def send(self, items: list[T]) -> None: ...
+
+    def write(self, frame: Frame) -> None:
+        self.send(self.render(frame))
+
+    def close(self) -> None:
+        """Let go of the connection, if any (after the last send); by default there is none."""
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """What a sink may need from the agent that runs it."""
@@ -70,6 +111,13 @@ def pulled(module: ModuleType) -> bool:
     """Whether the sink measures when asked (its module says PULL = True: prometheus), so that an agent
     whose every output is pulled needs no step of its own. The one place "pull" is read."""
     return bool(getattr(module, "PULL", False))
+
+
+def remote(sink: object) -> Remote | None:
+    """How to deliver what `sink` renders when it is remote (its `remote`, see `RemoteSink`), else
+    None. The one place "remote" is read."""
+    policy = getattr(sink, "remote", None)
+    return policy if isinstance(policy, Remote) else None
 
 
 def module(name: str) -> ModuleType:

@@ -3,9 +3,10 @@
 Every step, one POST to /api/v0/update with the write token in the X-Warp10-Token header and one
 GTS input line per point: `TS// class{label=value,...} VALUE`, TS in microseconds since the epoch,
 VALUE a number (integer for energy counters, decimal for power), class and labels percent-encoded
-(UTF-8) as Warp 10 decodes them. Posting leaves the tick: points that cannot be sent (server down,
-5xx, 408, 429, timeout) wait in a bounded buffer, oldest dropped first when it is full, and go out, in
-order, once the server answers; points another 4xx refused are dropped. The token is never logged.
+(UTF-8) as Warp 10 decodes them. A remote sink: posting leaves the tick (`wattprobe.pipeline.delivery`),
+points that cannot be sent (server down, 5xx, 408, 429, timeout) wait in a bounded buffer, oldest dropped
+first when it is full, and go out, in order, once the server answers; points another 4xx refused are
+dropped. The token is never logged.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from wattprobe.config.settings import option
 from wattprobe.config.values import count, port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.sinks import Context, Retry, Sink
+from wattprobe.sinks import Context, Rejected, Remote, RemoteSink, Retry, Sink
 from wattprobe.sinks.kit import options
-from wattprobe.sinks.kit.delivery import Delivery, Rejected
 from wattprobe.sinks.kit.net import netloc
 from wattprobe.sinks.kit.points import Point, frame_points
 
@@ -84,7 +84,7 @@ def create(settings: Settings, context: Context) -> Sink:
     return Warp10Sink(Warp10Client(url, settings.token), settings, context.hostname)
 
 
-class Warp10Sink:
+class Warp10Sink(RemoteSink[str]):
     """GTS lines made on the tick; POSTed off the tick, in order, kept while the server is away."""
 
     name = NAME
@@ -93,17 +93,15 @@ class Warp10Sink:
         self.client = client
         self.settings = settings
         self.hostname = hostname
-        self.delivery: Delivery[str] = Delivery(
-            f"warp10 {client.url}", client.post, capacity=settings.max_buffered_points, batch=BATCH
-        )
+        self.remote = Remote(f"warp10 {client.url}", capacity=settings.max_buffered_points, batch=BATCH)
 
-    def write(self, frame: Frame) -> None:
+    def render(self, frame: Frame) -> list[str]:
         ts_us = int(frame.timestamp * 1e6)
         points = [p for p in frame_points(frame, qemu=self.settings.qemu) if math.isfinite(p.value)]
-        self.delivery.put([gts_line(p, ts_us, self.hostname) for p in points])
+        return [gts_line(p, ts_us, self.hostname) for p in points]
 
-    def close(self) -> None:
-        self.delivery.close()
+    def send(self, lines: list[str]) -> None:
+        self.client.post(lines)
 
 
 def _encode(text: str) -> str:

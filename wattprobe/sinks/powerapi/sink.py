@@ -16,9 +16,8 @@ from wattprobe.config.settings import option
 from wattprobe.config.values import count
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.sinks import Context, Fatal, Sink
+from wattprobe.sinks import Context, Fatal, Remote, RemoteSink, Sink
 from wattprobe.sinks.kit import options
-from wattprobe.sinks.kit.delivery import Delivery
 from wattprobe.sinks.kit.files import OutputFile
 
 NAME = "powerapi"
@@ -91,8 +90,9 @@ def create(settings: Settings, context: Context) -> Sink:
     return PowerApiSink(settings)
 
 
-class PowerApiSink:
-    """Each Frame's reports to a JSON-lines file, a CSV directory and a PowerAPI socket, as asked."""
+class PowerApiSink(RemoteSink[bytes]):
+    """Each Frame's reports to a JSON-lines file and a CSV directory on the tick, and to a PowerAPI
+    socket, as asked; with a socket it is a remote sink, whose reports are sent off the tick."""
 
     name = NAME
 
@@ -105,14 +105,13 @@ class PowerApiSink:
         path = settings.file if settings.file or settings.csv or settings.socket else "-"
         self.out = None if path is None else OutputFile(None if path == "-" else path, append=True)
         self.sender = SocketSender(*settings.socket) if settings.socket else None
-        self.delivery: Delivery[bytes] | None = None
+        self.remote: Remote | None = None
         if self.sender is not None:
-            self.delivery = Delivery(
-                f"PowerAPI socket {self.sender.where}", self.sender.send, capacity=MAX_PENDING, batch=1000
-            )
+            self.remote = Remote(f"PowerAPI socket {self.sender.where}", capacity=MAX_PENDING, batch=1000)
         self._warned_no_rapl = self._warned_no_cpus = False
 
-    def write(self, frame: Frame) -> None:
+    def render(self, frame: Frame) -> list[bytes]:
+        """Write the file and the CSV directory; the lines for the socket, if any."""
         from wattprobe.sinks.powerapi.reports import hwpc_reports, iso_utc, power_reports
 
         reports = []
@@ -129,8 +128,7 @@ class PowerApiSink:
                 self._warned_no_rapl = True
         if self.settings.report != "hwpc":
             reports += power_reports(frame, self.settings.sensor_name, self.settings.processes)
-        if self.delivery is not None:
-            self.delivery.put([(json.dumps(r) + "\n").encode() for r in reports])
+        lines = [] if self.sender is None else [(json.dumps(r) + "\n").encode() for r in reports]
         if self.csv is not None:
             self.csv.write(reports)
         if self.out is not None:
@@ -140,10 +138,13 @@ class PowerApiSink:
                 self.out.write("".join(json.dumps(r) + "\n" for r in reports).encode())
             except WattprobeError as error:  # the file ends with its last complete line
                 raise Fatal(str(error)) from None
+        return lines
+
+    def send(self, lines: list[bytes]) -> None:
+        if self.sender is not None and lines:
+            self.sender.send(lines)
 
     def close(self) -> None:
-        if self.delivery is not None:
-            self.delivery.close()
         if self.sender is not None:
             self.sender.close()
         if self.out is not None:

@@ -1,4 +1,4 @@
-"""PowerAPI's socket input: one JSON report per line over TCP, sent off the tick by `sinks.kit.delivery`."""
+"""PowerAPI's socket input: one JSON report per line over TCP, sent off the tick (see `PowerApiSink`)."""
 
 from __future__ import annotations
 

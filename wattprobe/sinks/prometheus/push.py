@@ -1,9 +1,10 @@
 """`wattprobe prometheus-push`: push metrics to a Prometheus Pushgateway every step.
 
 Each step's metrics replace the group /SUFFIX/job/JOB/instance/HOSTNAME (HTTP PUT), so series of
-processes that left the top N disappear too. The PUT leaves the tick: a gateway that is down is
-retried with backoff (1 s doubling to 60 s), said once when it goes and once when it is back, always
-with the latest metrics; an answer 4xx drops that body. The agent keeps measuring meanwhile.
+processes that left the top N disappear too. A remote sink: the PUT leaves the tick
+(`wattprobe.pipeline.delivery`), a gateway that is down is retried with backoff (1 s doubling to 60 s),
+said once when it goes and once when it is back, always with the latest metrics only; an answer 4xx
+drops that body. The agent keeps measuring meanwhile.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from wattprobe.config.settings import option
 from wattprobe.config.values import port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError
-from wattprobe.sinks import Context, Retry, Sink
+from wattprobe.sinks import Context, Rejected, Remote, RemoteSink, Retry, Sink
 from wattprobe.sinks.kit import options
-from wattprobe.sinks.kit.delivery import Delivery, Rejected
 from wattprobe.sinks.kit.net import netloc
 from wattprobe.sinks.prometheus.series import SeriesSettings
 
@@ -71,7 +71,7 @@ def _segment(label: str, value: str) -> str:
     return f"{label}@base64/{base64.urlsafe_b64encode(value.encode()).decode() or '='}"
 
 
-class PushSink:
+class PushSink(RemoteSink[bytes]):
     """Renders each Frame on the tick; the latest body is PUT off the tick (an unsent older one is replaced)."""
 
     name = NAME
@@ -89,17 +89,14 @@ class PushSink:
         self._frame: Frame | None = None
         hostname_label = hostname if settings.naming == "scaphandre" else None  # as Scaphandre pushes
         self._collector = FrameCollector(lambda: self._frame, settings, hostname_label)
-        self.delivery: Delivery[bytes] = Delivery(f"push to {self.url}", self._put, capacity=1)
+        self.remote = Remote(f"push to {self.url}", capacity=1)  # a group's new body replaces the last
         print(f"wattprobe: pushing to {self.url}", file=sys.stderr, flush=True)
 
-    def write(self, frame: Frame) -> None:
+    def render(self, frame: Frame) -> list[bytes]:
         self._frame = frame
-        self.delivery.put([self._collector.exposition()[0]])
+        return [self._collector.exposition()[0]]
 
-    def close(self) -> None:
-        self.delivery.close()
-
-    def _put(self, bodies: list[bytes]) -> None:
+    def send(self, bodies: list[bytes]) -> None:
         request = urllib.request.Request(
             self.url, data=bodies[-1], method="PUT", headers={"Content-Type": CONTENT_TYPE}
         )

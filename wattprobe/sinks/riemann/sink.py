@@ -2,9 +2,9 @@
 
 Riemann's protocol over TCP (optionally mutual TLS): one protobuf Msg per dispatch holding every
 event, framed by a 4-byte big-endian length; the server's answer is read and its `ok` checked.
-Sending leaves the tick: a server that goes away is reconnected with a growing delay (1 s doubling
-to 60 s) while the agent keeps measuring, and only the latest dispatch waits to be sent (Riemann is a
-live stream and every event carries a TTL).
+A remote sink: sending leaves the tick (`wattprobe.pipeline.delivery`), a server that goes away is
+reconnected with a growing delay (1 s doubling to 60 s) while the agent keeps measuring, and only the
+latest dispatch waits to be sent (Riemann is a live stream and every event carries a TTL).
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from wattprobe.config.settings import option
 from wattprobe.config.values import port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
-from wattprobe.sinks import Context, Retry, Sink
+from wattprobe.sinks import Context, Rejected, Remote, RemoteSink, Retry, Sink
 from wattprobe.sinks.kit import options
-from wattprobe.sinks.kit.delivery import Delivery, Rejected
 from wattprobe.sinks.kit.net import netloc
 from wattprobe.sinks.kit.points import Point, frame_points
 
@@ -73,7 +72,7 @@ def create(settings: Settings, context: Context) -> Sink:
     return RiemannSink(settings, context.hostname)
 
 
-class RiemannSink:
+class RiemannSink(RemoteSink[list["Message"]]):
     """Builds each dispatch's events on the tick; the latest dispatch is sent off the tick. Events of a
     dispatch that could not be sent are dropped when a newer one comes: Riemann is a live stream."""
 
@@ -83,20 +82,17 @@ class RiemannSink:
         self.settings = settings
         self.hostname = hostname
         self.client = RiemannClient(settings.address, settings.port, tls_context(settings))
-        self.delivery: Delivery[list[Message]] = Delivery(
-            f"riemann {self.client.where}", self._send, capacity=1
-        )
+        self.remote = Remote(f"riemann {self.client.where}", capacity=1)  # a live stream: the latest only
 
-    def write(self, frame: Frame) -> None:
+    def render(self, frame: Frame) -> list[list[Message]]:
         ttl = max(60.0, 3 * (frame.window_s or 0.0))
         points = frame_points(frame, qemu=self.settings.qemu)
-        self.delivery.put([[event(p, self.hostname, frame.timestamp, ttl) for p in points]])
+        return [[event(p, self.hostname, frame.timestamp, ttl) for p in points]]
 
-    def _send(self, dispatches: list[list[Message]]) -> None:
+    def send(self, dispatches: list[list[Message]]) -> None:
         self.client.send(dispatches[-1])
 
     def close(self) -> None:
-        self.delivery.close()
         self.client.close()
 
 
