@@ -8,6 +8,7 @@ from typing import Any
 from wattprobe import __version__
 from wattprobe.commandenergy.carbon import Intensity
 from wattprobe.commandenergy.meter import Tally
+from wattprobe.commandenergy.stats import SCHEMA_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class Result:
         """The document `wattprobe run -o` writes: figures in J, W, s and g CO2e."""
         t = self.tally
         return {
+            "schema_version": SCHEMA_VERSION,
             "command": list(self.command),
             "exit_code": self.exit_code,
             "signal": self.signal,
