@@ -227,7 +227,9 @@ class SlowClients:
     def _trickle(self) -> None:
         while not self._stop.wait(self.interval_s):
             for sock, sent in list(self.live.items()):
-                readable, _, _ = select.select([sock], [], [], 0)
+                poller = select.poll()  # not select(): descriptors here may be above 1023
+                poller.register(sock, select.POLLIN)
+                readable = poller.poll(0)
                 try:
                     if readable and not sock.recv(65536):  # an answer (408), then the end
                         raise ConnectionResetError
