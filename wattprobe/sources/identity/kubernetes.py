@@ -392,6 +392,7 @@ class PodWatcher:
         except ApiError as error:
             self.outage.failed(str(error), LATER)
             return False
+        self.outage.answered()
         self.index.merge(pods)
         self._changed()
         return True

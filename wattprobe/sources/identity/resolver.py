@@ -37,12 +37,14 @@ class Resolver:
         node_name: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         retry_s: tuple[float, ...] = RETRY_S,
+        relist_s: float = RELIST_S,
     ) -> None:
         """`pods` makes the PodWatcher, given what it calls after each change."""
         self.engine = engine
         self.node_name = node_name
         self._clock = clock
         self._retry_s = retry_s
+        self._relist_s = relist_s
         self._engine_outage = Outage(engine.source) if engine is not None else None
         self._names: dict[str, Workload] = {}  # published: replaced whole, read without a lock
         self._asked: set[str] = set()  # ids handed to the thread (the tick's alone)
@@ -170,7 +172,7 @@ class Resolver:
                 self._unknown_pods.setdefault(container.pod_uid, 0)
         if not self._unknown_pods or self._clock() < self._relist_at:
             return
-        self._relist_at = self._clock() + RELIST_S
+        self._relist_at = self._clock() + self._relist_s
         if self.watcher.relist():
             for uid in list(self._unknown_pods):
                 self._unknown_pods[uid] += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
+import threading
 import time
 
 log = logging.getLogger("wattprobe.sources.identity")
@@ -63,13 +64,16 @@ class Outage:
     def __init__(self, source: str) -> None:
         self.source = source
         self.down: str | None = None  # why, while it is down
+        self._lock = threading.Lock()  # two threads may ask the same source
 
     def failed(self, why: str, consequence: str) -> None:
-        if self.down is None:
-            log.warning("%s: %s; %s", self.source, why, consequence)
-        self.down = why
+        with self._lock:
+            if self.down is None:
+                log.warning("%s: %s; %s", self.source, why, consequence)
+            self.down = why
 
     def answered(self) -> None:
-        if self.down is not None:
-            log.warning("%s answers again: names from it are back", self.source)
-        self.down = None
+        with self._lock:
+            if self.down is not None:
+                log.warning("%s answers again: names from it are back", self.source)
+            self.down = None
