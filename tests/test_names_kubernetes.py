@@ -18,6 +18,7 @@ from tests.support.cgroups import kubepods_cgroup
 from tests.support.kubeapi import TOKEN, FakeKubeApi, pod
 from tests.support.processes import child
 from tests.support.waiting import wait_for
+from wattprobe.config.settings import from_table
 from wattprobe.core.model import Container, Workload
 from wattprobe.errors import UsageError
 from wattprobe.sources import SourceSettings, open_names
@@ -242,6 +243,18 @@ def test_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert names is not None and names.watcher is not None and names.engine is None
     assert names.watcher.api.url == "https://[fd00::1]:6443" and names.node_name == "worker-3"
     assert open_names(SourceSettings(node_name="n1")).node_name == "n1"  # type: ignore[union-attr]
+    # the agent's [sensor] table takes the same keys
+    table = {
+        "kubernetes_api": "https://api.example:6443",
+        "kubernetes_ca_file": "/etc/ca.pem",
+        "node_name": "n2",
+    }
+    sensor = from_table(SourceSettings, {**table, "container_socket": "/run/x.sock"}, "agent.toml [sensor]")
+    assert (sensor.kubernetes_api, sensor.node_name, sensor.container_socket) == (
+        table["kubernetes_api"],
+        "n2",
+        "/run/x.sock",
+    )
 
 
 def test_the_agent_names_a_pods_process_in_a_real_kubepods_cgroup(api: FakeKubeApi, tmp_path: Path) -> None:
