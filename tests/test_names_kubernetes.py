@@ -242,6 +242,7 @@ def test_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     names = open_names(SourceSettings())  # in a pod: on by default
     assert names is not None and names.watcher is not None and names.engine is None
     assert names.watcher.api.url == "https://[fd00::1]:6443" and names.node_name == "worker-3"
+    names.close()  # no container was seen: nothing was started, nothing was asked
     assert open_names(SourceSettings(node_name="n1")).node_name == "n1"  # type: ignore[union-attr]
     # the agent's [sensor] table takes the same keys
     table = {

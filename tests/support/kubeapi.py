@@ -75,6 +75,11 @@ def status(code: int, reason: str) -> dict[str, Any]:
     }
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that refuses the certificate, or hangs up mid-answer: what the tests make
+
+
 @dataclass
 class FakeKubeApi:
     directory: Path
@@ -96,7 +101,7 @@ class FakeKubeApi:
         self.stopped = threading.Event()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(pki["localhost.pem"], pki["localhost.key"])
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server = _Server(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -400,7 +400,8 @@ class PodWatcher:
     def close(self) -> None:
         self._stop.set()
         self.api.interrupt()
-        self._thread.join(timeout=2.0)
+        if self._thread.ident is not None:  # started (with the first container)
+            self._thread.join(timeout=2.0)
 
     def _run(self) -> None:
         failures = 0
