@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests run for real (a Prometheus server, a Pushgateway, a browser that renders
 # wattprobe run's HTML report, and the exporters the peers benchmark runs next to wattprobe).
 APT_PACKAGES=(prometheus prometheus-pushgateway chromium prometheus-node-exporter prometheus-process-exporter)
+# A real container engine (Podman with runc, and a static busybox for its image) for containers' names.
+APT_PACKAGES+=(podman runc busybox-static)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -112,5 +112,8 @@ def test_bad_step_is_one_clear_line(tmp_path: Path):
     tree = PowercapTree(tmp_path / "powercap")
     result = agents.run(agents.on_tree(tree.root, "prometheus-push", "-s", "0"), timeout=20)
     assert result.returncode == 2
-    assert result.stderr.strip() == "wattprobe: error: the step must be above 0 seconds and at most 86400 (a day), got 0"
+    assert (
+        result.stderr.strip()
+        == "wattprobe: error: the step must be above 0 seconds and at most 86400 (a day), got 0"
+    )
     assert len(result.stderr.strip().splitlines()) == 1

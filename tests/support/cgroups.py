@@ -35,3 +35,26 @@ def usage_ns(directory: Path) -> int:
     if (directory / "cpu.stat").is_file():
         return int((directory / "cpu.stat").read_text().split()[1]) * 1000
     return int((directory / "cpuacct.usage").read_text())
+
+
+@contextlib.contextmanager
+def kubepods_cgroup(pod_uid: str, container_id: str) -> Iterator[Path | None]:
+    """A real cgroup shaped as the kubelet makes a container's, `.../kubepods-XXXX/pod<uid>/<id>`, below
+    this process's own, for the block: its directory (write a pid to its cgroup.procs to put a process
+    in it), or None where no cgroup can be made here. What still runs in it at the end is moved out."""
+    with new_cgroup("kubepods") as base:
+        if base is None:
+            yield None
+            return
+        pod = Path(base.directory) / f"pod{pod_uid}"
+        leaf = pod / container_id
+        leaf.mkdir(parents=True)
+        try:
+            yield leaf
+        finally:
+            for directory in (leaf, pod):
+                for pid in (directory / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        (Path(base.directory) / "cgroup.procs").write_text(pid)
+                with contextlib.suppress(OSError):
+                    directory.rmdir()

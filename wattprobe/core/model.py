@@ -141,6 +141,8 @@ class NameResolver(Protocol):
     """Names containers by id without ever blocking a tick: what it does not know yet it looks up in
     the background (a container engine's API, the Kubernetes API) and knows from a later tick on."""
 
+    node_name: str | None  # the Kubernetes node whose pods it names (None: no Kubernetes)
+
     def names(self, containers: Iterable[Container]) -> Mapping[str, Workload]:
         """The names known now of these containers, by container id (unknown ones left out)."""
         ...

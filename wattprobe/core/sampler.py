@@ -24,6 +24,7 @@ from wattprobe.core.model import (
     EnergyReading,
     Frame,
     HostFactsReader,
+    NameResolver,
     ProcessReader,
     Sensor,
     Snapshot,
@@ -47,12 +48,14 @@ class Sampler(Generic[Reader]):
         wall: Callable[[], float] = time.time,
         socket_cpus: dict[int, int] | None = None,
         host: HostFactsReader | None = None,
+        names: NameResolver | None = None,
     ) -> None:
         """`clock` (monotonic ns) times the snapshots and the staleness of `frame()`, `wall` (Unix s)
         stamps them: a test on a synthetic tree and /proc passes fake ones and sleeps for nothing."""
         self.sensor = sensor
         self.procfs = procfs
         self.host = host  # the host's load, memory, disks..., read with each Frame
+        self.names = names  # containers' names (dict lookups: it resolves off the tick)
         self.socket_cpus = tuple(sorted((socket_cpus or {}).items()))
         self.latest: Frame | None = None
         self.tick_seconds = 0.0  # how long the last tick took
@@ -144,6 +147,9 @@ class Sampler(Generic[Reader]):
             socket_cpus=self.socket_cpus,
             host=self.host.read() if self.host is not None else None,
         )
+        if self.names is not None:
+            workloads = self.names.names(g.container for g in frame.containers if g.container is not None)
+            frame = dataclasses.replace(frame, workloads=workloads, node_name=self.names.node_name)
         self.latest = frame
         self.tick_seconds = time.perf_counter() - started
         return frame
@@ -179,3 +185,5 @@ class Sampler(Generic[Reader]):
         self.procfs.close()
         if self.host is not None:
             self.host.close()
+        if self.names is not None:
+            self.names.close()

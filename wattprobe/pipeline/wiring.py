@@ -31,7 +31,9 @@ def open_sampler(sources: SourceSettings, secrets: Iterable[str] = ()) -> Sample
     `secrets` (the outputs' own secret options) are redacted from every command line it reads.
     """
     opened = open_sources(sources, secrets)
-    return Sampler(opened.sensor, opened.procfs, socket_cpus=opened.socket_cpus, host=opened.host)
+    return Sampler(
+        opened.sensor, opened.procfs, socket_cpus=opened.socket_cpus, host=opened.host, names=opened.names
+    )
 
 
 def run(

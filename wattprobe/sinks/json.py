@@ -120,7 +120,7 @@ def document(frame: Frame, settings: Settings) -> dict[str, Any]:
             "others_consumption": others * MICRO,
             "cpu_load": frame.cpu_load,
         },
-        "consumers": [_consumer(c, ts, settings) for c in consumers],
+        "consumers": [_consumer(c, frame, settings) for c in consumers],
         "sockets": [
             {
                 "id": s.id,
@@ -135,8 +135,10 @@ def document(frame: Frame, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _consumer(c: Consumer, ts: float, settings: Settings) -> dict[str, Any]:
+def _consumer(c: Consumer, frame: Frame, settings: Settings) -> dict[str, Any]:
+    ts = frame.timestamp
     container = c.info.container
+    workload = frame.workloads.get(container.id) if container is not None else None
     return {
         "exe": c.info.exe,
         "cmdline": c.info.cmdline,
@@ -147,10 +149,15 @@ def _consumer(c: Consumer, ts: float, settings: Settings) -> dict[str, Any]:
         "container": None
         if container is None or not settings.containers
         else {
-            "name": container.id[:12],
+            # the engine's (or the pod's) name once known, else the short id
+            "name": (workload.name if workload else None) or container.id[:12],
             "id": container.id,
             "runtime": container.runtime,
             "scheduler": container.scheduler,
+            "pod_name": workload.pod_name if workload else None,
+            "pod_namespace": workload.pod_namespace if workload else None,
+            "pod_uid": (workload.pod_uid if workload else None) or container.pod_uid,
+            "node_name": frame.node_name,
         },
         "resources_usage": None
         if not settings.resources

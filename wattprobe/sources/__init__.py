@@ -7,19 +7,22 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wattprobe.config.settings import option
 from wattprobe.config.values import non_negative, positive, regex
-from wattprobe.core.model import Sensor
+from wattprobe.core.model import NameResolver, Sensor
 from wattprobe.errors import SensorUnavailable, UsageError, WattprobeError
 from wattprobe.sources.estimate import CPU_PROFILES
+from wattprobe.sources.identity.kubernetes import CA_FILE, TOKEN_FILE, api_url
 from wattprobe.sources.topology import SYSFS_CPU_ROOT
 
 if TYPE_CHECKING:
     from wattprobe.sources.host import HostReader
+    from wattprobe.sources.identity.resolver import Resolver
     from wattprobe.sources.procfs import ProcfsReader
 
 log = logging.getLogger(__name__)
@@ -94,7 +97,35 @@ class SourceSettings:
         help="estimate: add memory power as a dram domain (Cloud Carbon Footprint uses 0.392; default 0)",
     )
 
+    container_socket: str | None = option(
+        None,
+        metavar="PATH",
+        help="the container engine's API socket (Docker's, or Podman's service), for containers' names "
+        "(default /var/run/docker.sock, then /run/podman/podman.sock: the first that exists)",
+    )
+    kubernetes_api: str | None = option(
+        None,
+        metavar="URL",
+        help="the Kubernetes API server, for pods' names (default in a pod: "
+        "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; else none)",
+    )
+    kubernetes_token_file: str = option(
+        TOKEN_FILE, metavar="PATH", help=f"the bearer token for --kubernetes-api (default {TOKEN_FILE})"
+    )
+    kubernetes_ca_file: str | None = option(
+        None,
+        metavar="PATH",
+        help=f"the CA that signed the API server's certificate (default {CA_FILE} when it exists, else "
+        "the system's CAs)",
+    )
+    node_name: str | None = option(
+        None,
+        metavar="NAME",
+        help="this node's name, whose pods are listed (default $NODE_NAME, else the hostname)",
+    )
+
     def __post_init__(self) -> None:
+        api_url(self.kubernetes_api)  # an http:// or malformed URL is refused here
         if self.vm and self.name in ("estimate", "powerspy2"):
             raise UsageError(f"--vm reads the powercap tree the host exports: drop --vm or -s {self.name}")
         low, high = self.vcpu_watts
@@ -163,6 +194,7 @@ class Sources:
     procfs: ProcfsReader
     host: HostReader
     socket_cpus: dict[int, int]
+    names: NameResolver | None = None  # containers' names, where an engine or Kubernetes can give them
 
 
 def open_sources(settings: SourceSettings, secrets: Iterable[str] = ()) -> Sources:
@@ -171,6 +203,7 @@ def open_sources(settings: SourceSettings, secrets: Iterable[str] = ()) -> Sourc
     `secrets` (the outputs' own secret options) are redacted from every command line procfs reads.
     """
     from wattprobe.sources.host import HostReader
+    from wattprobe.sources.identity.kubernetes import read_token
     from wattprobe.sources.identity.redaction import Redactor
     from wattprobe.sources.procfs import ProcfsReader, raise_fd_limit, read_machine_cpu
     from wattprobe.sources.topology import first_cpus
@@ -184,7 +217,31 @@ def open_sources(settings: SourceSettings, secrets: Iterable[str] = ()) -> Sourc
         ) from None
     raise_fd_limit()
     sensor = open_sensor(settings)
+    names = open_names(settings)
+    token = read_token(settings.kubernetes_token_file) if names is not None and names.watcher else None
+    secrets = {*secrets, token} if token else secrets
     redactor = Redactor(not settings.no_redaction, settings.redact_pattern, frozenset(secrets))
     procfs = ProcfsReader(settings.procfs_root, cgroupfs_root=settings.cgroupfs_root, redactor=redactor)
     host = HostReader(settings.procfs_root, settings.sysfs_root)
-    return Sources(sensor, procfs, host, first_cpus(settings.sysfs_cpu_root))
+    return Sources(sensor, procfs, host, first_cpus(settings.sysfs_cpu_root), names)
+
+
+def open_names(settings: SourceSettings) -> Resolver | None:
+    """The resolver of containers' names: from the engine's socket (given, else the first default one
+    that exists) and the Kubernetes API (given, else in a pod); None when there is neither, so that a
+    host without containers pays nothing. Nothing is asked before a container is seen."""
+    from wattprobe.sources.identity.engine import EngineApi, default_socket
+    from wattprobe.sources.identity.kubernetes import KubeApi, PodWatcher
+    from wattprobe.sources.identity.resolver import Resolver
+
+    socket_path = settings.container_socket or default_socket()
+    url = api_url(settings.kubernetes_api)
+    if socket_path is None and url is None:
+        return None
+    engine = EngineApi(socket_path) if socket_path else None
+    if url is None:
+        return Resolver(engine)
+    node = settings.node_name or os.environ.get("NODE_NAME") or socket.gethostname()
+    ca_file = settings.kubernetes_ca_file or (CA_FILE if os.path.exists(CA_FILE) else None)
+    api = KubeApi(url, node, settings.kubernetes_token_file, ca_file)
+    return Resolver(engine, lambda changed: PodWatcher(api, changed), node_name=node)
