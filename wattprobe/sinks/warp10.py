@@ -28,6 +28,7 @@ from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.delivery import Delivery, Rejected
 from wattprobe.sinks.kit.net import netloc
 from wattprobe.sinks.kit.points import Point, frame_points
+from wattprobe.sinks.kit.workloads import Ledger
 
 NAME = "warp10"
 HELP = "send power to a Warp 10 platform (GTS over HTTP)"
@@ -93,13 +94,18 @@ class Warp10Sink:
         self.client = client
         self.settings = settings
         self.hostname = hostname
+        self.ledger = Ledger()  # the workloads' energy counters
         self.delivery: Delivery[str] = Delivery(
             f"warp10 {client.url}", client.post, capacity=settings.max_buffered_points, batch=BATCH
         )
 
     def write(self, frame: Frame) -> None:
         ts_us = int(frame.timestamp * 1e6)
-        points = [p for p in frame_points(frame, qemu=self.settings.qemu) if math.isfinite(p.value)]
+        points = [
+            p
+            for p in frame_points(frame, qemu=self.settings.qemu, ledger=self.ledger)
+            if math.isfinite(p.value)
+        ]
         self.delivery.put([gts_line(p, ts_us, self.hostname) for p in points])
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.delivery import Delivery, Rejected
 from wattprobe.sinks.kit.net import netloc
 from wattprobe.sinks.kit.points import Point, frame_points
+from wattprobe.sinks.kit.workloads import Ledger
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -82,6 +83,7 @@ class RiemannSink:
     def __init__(self, settings: Settings, hostname: str) -> None:
         self.settings = settings
         self.hostname = hostname
+        self.ledger = Ledger()  # the workloads' energy counters
         self.client = RiemannClient(settings.address, settings.port, tls_context(settings))
         self.delivery: Delivery[list[Message]] = Delivery(
             f"riemann {self.client.where}", self._send, capacity=1
@@ -89,7 +91,7 @@ class RiemannSink:
 
     def write(self, frame: Frame) -> None:
         ttl = max(60.0, 3 * (frame.window_s or 0.0))
-        points = frame_points(frame, qemu=self.settings.qemu)
+        points = frame_points(frame, qemu=self.settings.qemu, ledger=self.ledger)
         self.delivery.put([[event(p, self.hostname, frame.timestamp, ttl) for p in points]])
 
     def _send(self, dispatches: list[list[Message]]) -> None:
