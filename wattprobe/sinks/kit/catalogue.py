@@ -551,6 +551,7 @@ def _kepler_samples(
         account = processes.get(process_key(info))
         if account is not None:
             yield Sample(K_PROCESS_SECONDS, extra(about), account.cpu_s)
+        about = {**about, "state": "running"}  # on its power and energy, not its CPU time (as Kepler)
         yield from _by_zone(K_PROCESS_WATTS, K_PROCESS_JOULES, about, c.cpu_share, account, found, extra)
     for kind, watts, joules, seconds, describe in (
         ("container", K_CONTAINER_WATTS, K_CONTAINER_JOULES, K_CONTAINER_SECONDS, _kepler_container),
