@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
+import re
 
 import pytest
 
 from tests.support import frames
 from tests.support.prometheus import all_samples, registry
-from wattprobe.core.model import Disk, DiskIo, DomainPower, Frame, HostFacts, MachineCpu, SocketPower
+from wattprobe.core.model import (
+    Container,
+    Disk,
+    DiskIo,
+    DomainPower,
+    Frame,
+    HostFacts,
+    MachineCpu,
+    SocketPower,
+    Workload,
+)
 from wattprobe.sinks.json import Settings as JsonSettings
 from wattprobe.sinks.json import document
 from wattprobe.sinks.kit import catalogue
 from wattprobe.sinks.kit.points import frame_points
+from wattprobe.sinks.prometheus.families import FrameCollector
 from wattprobe.sinks.prometheus.series import SeriesSettings
 from wattprobe.sinks.riemann.sink import event
 from wattprobe.sinks.warp10 import gts_line
@@ -168,3 +182,163 @@ def test_one_label_policy():
         cmdline = labels.process(info)["cmdline"]
         assert "\n" not in cmdline and cmdline.endswith("...") and len(cmdline) == 256 + 3
     assert catalogue.Labels("scaphandre", hostname="h1").extra({"a": "b"}) == {"a": "b", "hostname": "h1"}
+
+
+# -- workloads by name: containers, pods, namespaces ----------------------------------------------------
+POD_A, POD_B = "0b1c2d3e-0000-4000-8000-00000000000a", "0b1c2d3e-0000-4000-8000-00000000000b"
+WEB, SIDECAR, DB, LONE = ("a" * 64, "b" * 64, "c" * 64, "d" * 64)
+NAMES = {
+    WEB: Workload(
+        "web", "nginx:1", (("app.kubernetes.io/name", "web"), ("tier", "front")), "shop-0", "shop", POD_A
+    ),
+    SIDECAR: Workload("proxy", "envoy:1", (), "shop-0", "shop", POD_A),
+    DB: Workload("db", "postgres:16", (), "db-0", "data", POD_B),
+    LONE: Workload("lonely_turing", "busybox", (("com.example.owner", "ops team"),)),
+}
+
+
+def named_frame(
+    watts: dict[str, float], *, timestamp: float = frames.TIMESTAMP, window_s: float = 1.0
+) -> Frame:
+    """Processes of four containers drawing `watts` (by container id; absent: idle this window): WEB and
+    SIDECAR in pod A (namespace shop), DB in pod B (data), LONE a Docker container in no pod."""
+    pods = {WEB: POD_A, SIDECAR: POD_A, DB: POD_B}
+    consumers = []
+    for pid, cid in enumerate((WEB, SIDECAR, DB, LONE), start=100):
+        if cid in watts:
+            pod = pods.get(cid)
+            path = f"/kubepods/besteffort/pod{pod}/{cid}" if pod else f"/docker/{cid}"
+            found = Container(cid, "containerd" if pod else "docker", "kubernetes" if pod else "docker", pod)
+            info = frames.process(pid, exe=f"/usr/bin/{NAMES[cid].name}", cgroup=path, container=found)
+            consumers.append(frames.consumer(info, watts[cid]))
+    return frames.frame(
+        consumers,
+        host_watts=100.0,
+        timestamp=timestamp,
+        window_s=window_s,
+        containers=frames.containers(consumers),
+        workloads=NAMES,
+        node_name="node-7",
+    )
+
+
+def by(found: list[tuple[dict[str, str], float]], key: str) -> dict[str, float]:
+    return {labels.get(key, ""): value for labels, value in found}
+
+
+def test_native_series_name_containers_and_sum_pods_and_namespaces():
+    f = named_frame({WEB: 20.0, SIDECAR: 5.0, DB: 10.0, LONE: 8.0})
+    found = samples(f, SeriesSettings(containers=True))
+    process = {labels["pid"]: labels for labels, _ in found["wattprobe_process_power_watts"]}
+    assert {k: process["100"][k] for k in ("container_name", "pod_name", "pod_namespace")} == {
+        "container_name": "web",
+        "pod_name": "shop-0",
+        "pod_namespace": "shop",
+    }
+    assert process["103"]["container_name"] == "lonely_turing" and "pod_name" not in process["103"]
+    containers = by(found["wattprobe_container_power_watts"], "container_name")
+    assert containers == {"web": 20.0, "proxy": 5.0, "db": 10.0, "lonely_turing": 8.0}
+    pods = {
+        (lab["pod_name"], lab["pod_namespace"], lab["pod_uid"]): v
+        for lab, v in found["wattprobe_pod_power_watts"]
+    }
+    assert pods == {("shop-0", "shop", POD_A): 25.0, ("db-0", "data", POD_B): 10.0}  # no pod: in none
+    assert by(found["wattprobe_namespace_power_watts"], "namespace") == {"shop": 25.0, "data": 10.0}
+    # Energy over the one window the collector was given: power x 1 s.
+    assert by(found["wattprobe_pod_energy_joules_total"], "pod_name") == {"shop-0": 25.0, "db-0": 10.0}
+    assert by(found["wattprobe_namespace_energy_joules_total"], "namespace") == {"shop": 25.0, "data": 10.0}
+    assert by(found["wattprobe_container_energy_joules_total"], "container_name")["lonely_turing"] == 8.0
+
+
+def test_a_pod_known_by_its_cgroup_alone_is_summed_under_its_uid():
+    f = dataclasses.replace(named_frame({WEB: 20.0, DB: 10.0}), workloads={})  # names not resolved yet
+    found = samples(f, SeriesSettings(containers=True))
+    pods = {lab["pod_uid"]: (lab["pod_name"], v) for lab, v in found["wattprobe_pod_power_watts"]}
+    assert pods == {POD_A: ("", 20.0), POD_B: ("", 10.0)}
+    assert "wattprobe_namespace_power_watts" not in found  # a namespace needs the API's answer
+    (labels, _), *_ = found["wattprobe_process_power_watts"]
+    assert "container_name" not in labels and labels["container_id"] in (WEB, DB)
+
+
+def test_scaphandre_naming_has_its_container_and_kubernetes_labels_exactly():
+    f = named_frame({WEB: 20.0, LONE: 8.0})
+    found = samples(f, SeriesSettings(naming="scaphandre", containers=True))
+    process = {lab["pid"]: lab for lab, _ in found["scaph_process_power_consumption_microwatts"]}
+    assert {k: v for k, v in process["100"].items() if k.startswith(("container_", "kubernetes_"))} == {
+        "container_id": WEB,
+        "container_runtime": "containerd",
+        "container_scheduler": "kubernetes",
+        "container_names": "web",
+        "container_label_app_kubernetes_io_name": "web",
+        "container_label_tier": "front",
+        "kubernetes_pod_uid": POD_A,
+        "kubernetes_pod_name": "shop-0",
+        "kubernetes_pod_namespace": "shop",
+        "kubernetes_node_name": "node-7",
+    }
+    lone = process["103"]
+    assert (
+        lone["container_names"] == "lonely_turing" and lone["container_label_com_example_owner"] == "ops team"
+    )
+    assert not any(k.startswith("kubernetes_") for k in lone)
+    # Every label name is one Prometheus takes.
+    assert all(re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", k) for lab in process.values() for k in lab)
+    # Without --containers, as Scaphandre: no container label at all.
+    plain = samples(f, SeriesSettings(naming="scaphandre"))["scaph_process_power_consumption_microwatts"]
+    assert not any(k.startswith(("container_", "kubernetes_")) for lab, _ in plain for k in lab)
+
+
+def test_label_names_are_sanitized_and_the_first_of_two_alike_is_kept():
+    assert catalogue.label_name("app.kubernetes.io/name") == "app_kubernetes_io_name"
+    assert catalogue.label_name("a b:c-d.é") == "a_b_c_d__"
+    workload = Workload("x", labels=(("a-b", "first"), ("a.b", "second")))
+    labels = catalogue.container_labels(Container(WEB, "docker", "docker"), workload, scaph=True)
+    assert labels["container_label_a_b"] == "first"
+
+
+def energy_by_pod(collector: FrameCollector) -> dict[str, float]:
+    return {
+        s.labels["pod_name"]: s.value
+        for m in collector.collect()
+        for s in m.samples
+        if s.name == "wattprobe_pod_energy_joules_total"
+    }
+
+
+def test_pod_energy_counters_add_each_frame_once_and_never_go_back():
+    shown: list[Frame] = []
+    collector = FrameCollector(lambda: shown[-1], SeriesSettings())
+    expected = {"shop-0": 0.0, "db-0": 0.0}
+    seen = []
+    for i, watts in enumerate(({WEB: 20.0, DB: 10.0}, {WEB: 5.0}, {DB: 40.0}, {WEB: 1.0, SIDECAR: 2.0})):
+        f = named_frame(watts, timestamp=frames.TIMESTAMP + 2 * i, window_s=2.0)
+        shown.append(f)
+        collector.add(f)  # given by the runner, then scraped twice: counted once
+        first, again = energy_by_pod(collector), energy_by_pod(collector)
+        expected["shop-0"] += 2.0 * (watts.get(WEB, 0.0) + watts.get(SIDECAR, 0.0))
+        expected["db-0"] += 2.0 * watts.get(DB, 0.0)
+        assert first == again == pytest.approx(expected)  # an idle pod keeps its counter
+        seen.append(first)
+    for before, after in itertools.pairwise(seen):
+        assert all(after[k] >= before[k] for k in before)
+    # An older Frame served late (a scrape racing the runner) adds nothing.
+    shown.append(named_frame({WEB: 100.0}, timestamp=frames.TIMESTAMP))
+    assert energy_by_pod(collector) == pytest.approx(expected)
+
+
+def test_riemann_and_warp10_get_names_and_pod_energy_from_the_catalogue():
+    ledger = catalogue.ledger_for("scaphandre")
+    for i in range(3):
+        f = named_frame({WEB: 20.0, DB: 10.0}, timestamp=frames.TIMESTAMP + i)
+        points = frame_points(f, ledger=ledger)
+    pods = {
+        dict(p.labels)["pod_name"]: p.value for p in points if p.name == "wattprobe_pod_energy_joules_total"
+    }
+    assert pods == {"shop-0": 60.0, "db-0": 30.0}  # 3 windows of 1 s
+    container = next(p for p in points if p.name == "wattprobe_container_power_watts" and p.value == 20.0)
+    assert dict(container.labels)["container_name"] == "web"
+    line = gts_line(container, 1, "host-a")
+    assert "container_name=web" in line and "pod_namespace=shop" in line
+    attributes = {a.key: a.value for a in event(container, "host-a", f.timestamp, 60).attributes}
+    assert attributes["pod_name"] == "shop-0"
+    assert not any(p.name == "wattprobe_pod_energy_joules_total" for p in frame_points(f))  # no ledger

@@ -45,7 +45,7 @@ def test_config_reference_lists_every_output_and_key() -> None:
     page = docs_reference.config_page()
     assert "| `step` | number | `2` | seconds between measurements |" in page
     assert '| `output_root` | string | `"/var/lib/libvirt/scaphandre"` |' in page
-    assert '| `naming` | one of `"native"`, `"scaphandre"` | `"native"` |' in page
+    assert '| `naming` | one of `"native"`, `"scaphandre"`, `"kepler"` | `"native"` |' in page
     for table in ("[outputs.stdout]", "[outputs.qemu]", "[outputs.prometheus-push]", "[sensor]"):
         assert f"## `{table}`" in page
 

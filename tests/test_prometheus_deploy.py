@@ -198,7 +198,8 @@ def render_chart(values: dict | None = None) -> dict[str, dict]:
 
 def test_helm_chart_renders_a_daemonset_with_the_host_mounts_and_a_service():
     docs = render_chart()
-    assert set(docs) == {"DaemonSet", "Service"}  # no ServiceMonitor unless asked
+    # No ServiceMonitor unless asked; what naming pods needs (see the RBAC test).
+    assert set(docs) == {"DaemonSet", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
     daemonset, service = docs["DaemonSet"], docs["Service"]
     pod = daemonset["spec"]["template"]
     assert daemonset["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
@@ -271,3 +272,40 @@ def test_helm_chart_runs_the_agent_with_a_configuration(tmp_path):
     assert loaded.sources.procfs_root == "/host/proc"
     (prometheus,) = [o for o in loaded.outputs if o.module.NAME == "prometheus"]
     assert prometheus.settings.port == container["ports"][0]["containerPort"]
+
+
+def test_helm_chart_names_pods_with_rbac_the_node_name_and_the_engine_socket_when_asked():
+    docs = render_chart({"naming": "kepler", "containerSocket": "/var/run/docker.sock"})
+    pod = docs["DaemonSet"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    # The engine's socket: mounted from the host at its own path, and given to the agent.
+    args = container["args"]
+    assert "--container-socket=/var/run/docker.sock" in args[: args.index("prometheus")]  # a global option
+    parsed = build_parser().parse_args([a for a in args if not a.startswith("--container-socket")])
+    assert parsed.naming == "kepler"
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "engine"]
+    assert volume["hostPath"] == {"path": "/var/run/docker.sock", "type": "Socket"}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "engine"]
+    assert mount["mountPath"] == "/var/run/docker.sock"
+    # The node's name from the downward API.
+    (env,) = [e for e in container["env"] if e["name"] == "NODE_NAME"]
+    assert env["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    # RBAC: the pod's ServiceAccount may get, list and watch pods, and nothing else.
+    account, role, binding = docs["ServiceAccount"], docs["ClusterRole"], docs["ClusterRoleBinding"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "monitoring"}
+    ]
+    # Without a socket asked, none is mounted; without RBAC made, an existing account is used.
+    docs = render_chart({"rbac": {"create": False}, "serviceAccount": {"name": "energy"}})
+    assert not {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"} & set(docs)
+    pod = docs["DaemonSet"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "energy"
+    assert "engine" not in {v["name"] for v in pod["volumes"]}
+    assert not any(a.startswith("--container-socket") for a in pod["containers"][0]["args"])

@@ -7,7 +7,7 @@ and `frame_between()` go through the real attribution instead, from CPU times ch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from wattprobe.core.attribution import Carry, EnergyTotals, attribute
 from wattprobe.core.model import (
@@ -24,6 +24,7 @@ from wattprobe.core.model import (
     ProcessInfo,
     Snapshot,
     SocketPower,
+    Workload,
 )
 from wattprobe.sources.identity.vms import with_guest
 
@@ -86,6 +87,8 @@ def frame(
     agent: AgentStats | None = None,
     host: HostFacts | None = None,
     machine: MachineCpu | None = None,
+    workloads: Mapping[str, Workload] | None = None,
+    node_name: str | None = None,
 ) -> Frame:
     """A Frame of `host_watts` over `window_s` whose consumers are `consumers`, in that order."""
     if unattributed_watts is None:
@@ -109,7 +112,22 @@ def frame(
         agent=agent or AgentStats(),
         host=host,
         machine=machine,
+        workloads=dict(workloads or {}),
+        node_name=node_name,
     )
+
+
+def containers(consumers: Sequence[Consumer]) -> tuple[Group, ...]:
+    """The per-container groups of `consumers`, as attribution makes them from their processes' time."""
+    groups: dict[str, Group] = {}
+    for c in consumers:
+        found = c.info.container
+        if found is not None:
+            g = groups.get(found.id, Group(found.id, 0.0, 0.0, 0, found))
+            groups[found.id] = Group(
+                found.id, g.watts + c.watts, g.cpu_share + c.cpu_share, g.processes + 1, found
+            )
+    return tuple(sorted(groups.values(), key=lambda g: g.watts, reverse=True))
 
 
 def snapshot(

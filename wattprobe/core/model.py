@@ -85,6 +85,17 @@ class Disk:
 
 
 @dataclass(frozen=True, slots=True)
+class CpuInfo:
+    """One logical CPU as /proc/cpuinfo describes it (Kepler's kepler_node_cpu_info labels)."""
+
+    processor: int
+    vendor_id: str
+    model_name: str
+    physical_id: int
+    core_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class HostFacts:
     """What the host is doing besides drawing power, read once per measurement (Scaphandre's host set)."""
 
@@ -96,6 +107,7 @@ class HostFacts:
     swap_free_bytes: int
     cpu_mhz: float | None  # the mean current frequency of the CPUs, where the machine says
     disks: tuple[Disk, ...]
+    cpus: tuple[CpuInfo, ...] = ()  # the logical CPUs, where /proc/cpuinfo says
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from wattprobe.sinks import Context, Rejected, Remote, RemoteSink, Retry, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.net import netloc
 from wattprobe.sinks.kit.points import Point, frame_points
+from wattprobe.sinks.kit.workloads import Ledger
 
 NAME = "warp10"
 HELP = "send power to a Warp 10 platform (GTS over HTTP)"
@@ -94,10 +95,15 @@ class Warp10Sink(RemoteSink[str]):
         self.settings = settings
         self.hostname = hostname
         self.remote = Remote(f"warp10 {client.url}", capacity=settings.max_buffered_points, batch=BATCH)
+        self.ledger = Ledger()  # the workloads' energy counters
 
     def render(self, frame: Frame) -> list[str]:
         ts_us = int(frame.timestamp * 1e6)
-        points = [p for p in frame_points(frame, qemu=self.settings.qemu) if math.isfinite(p.value)]
+        points = [
+            p
+            for p in frame_points(frame, qemu=self.settings.qemu, ledger=self.ledger)
+            if math.isfinite(p.value)
+        ]
         return [gts_line(p, ts_us, self.hostname) for p in points]
 
     def send(self, lines: list[str]) -> None:

@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from wattprobe.core.model import Disk, HostFacts
+from wattprobe.core.model import CpuInfo, Disk, HostFacts
 
 # File systems that live on a disk (not tmpfs, proc, overlay, network shares...).
 DISK_FILE_SYSTEMS = frozenset(
@@ -70,6 +70,7 @@ class HostReader:
             (p for p in (f"{procfs_root}/1/mounts", f"{procfs_root}/mounts") if os.access(p, os.R_OK)), None
         )
         self._devices: dict[str, _Device] = {}
+        self.cpus = read_cpus(procfs_root)  # never changes while the host runs
 
     def read(self) -> HostFacts | None:
         """The host's facts now; None when /proc/loadavg or /proc/meminfo cannot be read (or hold what
@@ -88,6 +89,7 @@ class HostReader:
                 load_avg=load_avg,
                 cpu_mhz=self._cpu_mhz(),
                 disks=self._disks(),
+                cpus=self.cpus,
                 **memory,
             )
         except (OSError, ValueError, IndexError):
@@ -186,3 +188,42 @@ def _unescape(path: str) -> str:
     for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
         path = path.replace(code, char)
     return path
+
+
+_CPU_FIELDS = {"processor": "processor", "vendor_id": "vendor_id", "model name": "model_name",
+    "physical id": "physical_id", "core id": "core_id"}  # fmt: skip
+
+
+def read_cpus(procfs_root: str) -> tuple[CpuInfo, ...]:
+    """The logical CPUs /proc/cpuinfo lists (an x86 layout; what another layout lacks is "" or -1);
+    () when it cannot be read."""
+    try:
+        with open(f"{procfs_root}/cpuinfo", "rb") as f:
+            text = f.read(1 << 22).decode(errors="replace")
+    except OSError:
+        return ()
+    cpus = []
+    for block in text.split("\n\n"):
+        found: dict[str, str] = {}
+        for line in block.splitlines():
+            key, colon, value = line.partition(":")
+            name = _CPU_FIELDS.get(key.strip())
+            if colon and name:
+                found[name] = value.strip()
+        number = found.get("processor", "")
+        if not number.isdigit():
+            continue
+        cpus.append(
+            CpuInfo(
+                processor=int(number),
+                vendor_id=found.get("vendor_id", ""),
+                model_name=found.get("model_name", ""),
+                physical_id=_int(found.get("physical_id")),
+                core_id=_int(found.get("core_id")),
+            )
+        )
+    return tuple(cpus)
+
+
+def _int(text: str | None) -> int:
+    return int(text) if text is not None and text.isdigit() else -1

@@ -1,11 +1,19 @@
 """Every metric wattprobe exports, declared once: its names, type, unit, help and labels.
 
-Two namings:
+Three namings:
 - `native`: `wattprobe_*` in base units (watts, joules, seconds, bytes, ratios); counters end in `_total`.
   Host facts that node_exporter already exports (load, memory, disks...) are not repeated.
 - `scaphandre`: Scaphandre 1.0's names, units and labels (µW, µJ, percent, `socket_id`, `domain_id`,
-  `exe` = the command name), so its dashboards and queries work unchanged. A family Scaphandre lacks
-  (unattributed power, per-executable, cgroup and container power) keeps its native name there too.
+  `exe` = the command name, its container and Kubernetes labels), so its dashboards and queries work
+  unchanged. A family Scaphandre lacks (unattributed power, per-executable, cgroup, container, pod and
+  namespace power) keeps its native name there too.
+- `kepler`: Kepler's (0.10 and later) families and labels, alone: node, process, container, pod and VM
+  power and energy by RAPL `zone`, with its constant `node_name` label, so its dashboards work unchanged.
+  Its figures are wattprobe's (see `workloads`).
+
+Workloads' energy counters (containers, pods, namespaces, VMs, and processes in Kepler's naming) are
+their power added up over the Frames: a sink keeps a `workloads.Ledger`, adds each Frame to it once,
+and passes it to `samples()`; without one, those counters are left out.
 
 `samples()` turns a Frame into every sample once; the Prometheus, Riemann and Warp 10 sinks render
 those samples, and the JSON sink takes its units from here. Labels follow one policy (`Labels`):
@@ -19,15 +27,30 @@ counters repeat the MSR ones, which wattprobe reads once), and the internal buff
 
 from __future__ import annotations
 
+import platform
 import re
-from collections.abc import Iterable, Iterator
+import socket
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from wattprobe import __version__
-from wattprobe.core.model import Consumer, Container, Frame, ProcessInfo
+from wattprobe.core.model import Consumer, Container, Frame, ProcessInfo, Workload
+from wattprobe.sinks.kit.workloads import (
+    HOST,
+    Account,
+    Ledger,
+    Named,
+    Pod,
+    Vm,
+    Zone,
+    flows,
+    pod_of,
+    process_key,
+    zones,
+)
 
-NAMINGS = ("native", "scaphandre")
+NAMINGS = ("native", "scaphandre", "kepler")
 MICRO = 1e6  # Scaphandre's µW and µJ
 
 
@@ -42,8 +65,11 @@ class Family:
     integer: bool = False  # in Scaphandre's naming: an integer, as Scaphandre sends it (µJ, counts)
     scaph_kind: str | None = None  # where Scaphandre types it otherwise (its totals are gauges)
     in_scaph: bool = True  # without a Scaphandre name: written in its naming too, under the native one
+    kepler: str | None = None  # its name in Kepler's naming (which writes Kepler's families alone)
 
     def name(self, naming: str) -> str | None:
+        if naming == "kepler":
+            return self.kepler
         if naming != "scaphandre":
             return self.native
         return self.scaph or (self.native if self.in_scaph else None)
@@ -72,6 +98,11 @@ class Family:
 
 def _f(native: str | None, scaph: str | None, kind: str, unit: str, help: str, **more: object) -> Family:
     return Family(native, scaph, kind, unit, help, **more)  # type: ignore[arg-type]
+
+
+def _k(name: str, kind: str, unit: str, help: str) -> Family:
+    """A family of Kepler's naming alone."""
+    return Family(None, None, kind, unit, help, in_scaph=False, kepler=name)
 
 
 # -- the families, in the order they are written -------------------------------------------------------
@@ -150,6 +181,16 @@ CGROUP_POWER = _f(
 )
 CONTAINER_POWER = _f("wattprobe_container_power_watts", None, "gauge", "watts",
     "Power of all processes of one container")  # fmt: skip
+CONTAINER_ENERGY = _f("wattprobe_container_energy_joules", None, "counter", "joules",
+    "Energy of all processes of one container since the agent first saw it")  # fmt: skip
+POD_POWER = _f("wattprobe_pod_power_watts", None, "gauge", "watts",
+    "Power of all containers of one Kubernetes pod")  # fmt: skip
+POD_ENERGY = _f("wattprobe_pod_energy_joules", None, "counter", "joules",
+    "Energy of all containers of one Kubernetes pod since the agent first saw it")  # fmt: skip
+NAMESPACE_POWER = _f("wattprobe_namespace_power_watts", None, "gauge", "watts",
+    "Power of all pods of one Kubernetes namespace on this node")  # fmt: skip
+NAMESPACE_ENERGY = _f("wattprobe_namespace_energy_joules", None, "counter", "joules",
+    "Energy of all pods of one Kubernetes namespace on this node since the agent first saw them")  # fmt: skip
 BUILD = _f("wattprobe_build", None, "info", "", "The agent's version", integer=True, in_scaph=False)
 VERSION = _f(None, "scaph_self_version", "gauge", "", "Version number of wattprobe represented as a float.")
 SELF_CPU_SECONDS = _f("wattprobe_self_cpu_seconds", None, "counter", "seconds", "CPU time the agent used",
@@ -166,6 +207,47 @@ TICK_SECONDS = _f("wattprobe_self_tick_seconds", None, "gauge", "seconds",
     "Duration of the agent's last measurement", in_scaph=False)  # fmt: skip
 TRACKED = _f("wattprobe_self_processes_tracked", "scaph_self_topo_procs_nb", "gauge", "",
     "Number of processes monitored for the host.", integer=True)  # fmt: skip
+
+# Kepler's naming (its help texts); `zone`, `path`, `state` and the constant `node_name` as Kepler has them.
+K_NODE_JOULES = _k(
+    "kepler_node_cpu_joules", "counter", "joules", "Energy consumption of cpu at node level in joules"
+)
+K_NODE_WATTS = _k(
+    "kepler_node_cpu_watts", "gauge", "watts", "Power consumption of cpu at node level in watts"
+)
+K_NODE_ACTIVE_JOULES = _k("kepler_node_cpu_active_joules", "counter", "joules",
+    "Energy consumption of cpu in active state at node level in joules")  # fmt: skip
+K_NODE_ACTIVE_WATTS = _k("kepler_node_cpu_active_watts", "gauge", "watts",
+    "Power consumption of cpu in active state at node level in watts")  # fmt: skip
+K_NODE_IDLE_JOULES = _k("kepler_node_cpu_idle_joules", "counter", "joules",
+    "Energy consumption of cpu in idle state at node level in joules")  # fmt: skip
+K_NODE_IDLE_WATTS = _k("kepler_node_cpu_idle_watts", "gauge", "watts",
+    "Power consumption of cpu in idle state at node level in watts")  # fmt: skip
+K_NODE_USAGE = _k("kepler_node_cpu_usage_ratio", "gauge", "ratio",
+    "CPU usage ratio of a node (value between 0.0 and 1.0)")  # fmt: skip
+K_NODE_INFO = _k("kepler_node_cpu_info", "gauge", "", "CPU information from procfs")
+K_PROCESS_JOULES = _k("kepler_process_cpu_joules", "counter", "joules",
+    "Energy consumption of cpu at process level in joules")  # fmt: skip
+K_PROCESS_WATTS = _k("kepler_process_cpu_watts", "gauge", "watts",
+    "Power consumption of cpu at process level in watts")  # fmt: skip
+K_PROCESS_SECONDS = _k("kepler_process_cpu_seconds", "counter", "seconds",
+    "Total user and system time of cpu at process level in seconds")  # fmt: skip
+K_CONTAINER_JOULES = _k("kepler_container_cpu_joules", "counter", "joules",
+    "Energy consumption of cpu at container level in joules")  # fmt: skip
+K_CONTAINER_WATTS = _k("kepler_container_cpu_watts", "gauge", "watts",
+    "Power consumption of cpu at container level in watts")  # fmt: skip
+K_CONTAINER_SECONDS = _k("kepler_container_cpu_seconds", "counter", "seconds",
+    "Total user and system time of cpu at container level in seconds")  # fmt: skip
+K_VM_JOULES = _k(
+    "kepler_vm_cpu_joules", "counter", "joules", "Energy consumption of cpu at vm level in joules"
+)
+K_VM_WATTS = _k("kepler_vm_cpu_watts", "gauge", "watts", "Power consumption of cpu at vm level in watts")
+K_POD_JOULES = _k(
+    "kepler_pod_cpu_joules", "counter", "joules", "Energy consumption of cpu at pod level in joules"
+)
+K_POD_WATTS = _k("kepler_pod_cpu_watts", "gauge", "watts", "Power consumption of cpu at pod level in watts")
+K_BUILD = _k("kepler_build_info", "gauge", "",
+    "A metric with a constant '1' value labeled with version information")  # fmt: skip
 
 FAMILIES = tuple(v for v in list(globals().values()) if isinstance(v, Family))
 
@@ -186,7 +268,26 @@ def cmdline_label(cmdline: str, limit: int) -> str:
     return _CONTROL.sub(" ", text)
 
 
-def container_labels(container: Container | None) -> dict[str, str]:
+_NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def label_name(text: str) -> str:
+    """`text` as a Prometheus label name's tail: each character outside [a-zA-Z0-9_] becomes `_` (Scaphandre
+    replaces `-`, `.`, `:` and spaces the same way)."""
+    return _NOT_IN_NAME.sub("_", text)
+
+
+def container_labels(
+    container: Container | None,
+    workload: Workload | None = None,
+    *,
+    scaph: bool = False,
+    node: str | None = None,
+) -> dict[str, str]:
+    """A container's labels: its id, runtime and scheduler, and the names its owners give it where known;
+    natively `container_name`, `pod_name`, `pod_namespace`; in Scaphandre's naming its labels exactly
+    (`container_names`, `container_label_*`, `kubernetes_pod_name`, `kubernetes_pod_namespace`, and
+    `kubernetes_node_name` = `node` on a pod's container)."""
     if container is None:
         return {}
     labels = {
@@ -196,7 +297,32 @@ def container_labels(container: Container | None) -> dict[str, str]:
     }
     if container.pod_uid:
         labels["kubernetes_pod_uid"] = container.pod_uid
+    if workload is None:
+        return labels
+    if not scaph:
+        for key, value in (
+            ("container_name", workload.name),
+            ("pod_name", workload.pod_name),
+            ("pod_namespace", workload.pod_namespace),
+        ):
+            if value:
+                labels[key] = value
+        return labels
+    if workload.name:
+        labels["container_names"] = workload.name
+    for key, value in workload.labels:  # sorted by key: of two that read alike, the first is kept
+        labels.setdefault("container_label_" + label_name(key), value)
+    if workload.pod_name:
+        labels["kubernetes_pod_name"] = workload.pod_name
+        if workload.pod_namespace:
+            labels["kubernetes_pod_namespace"] = workload.pod_namespace
+        if node:
+            labels["kubernetes_node_name"] = node
     return labels
+
+
+def pod_labels(pod: Pod) -> dict[str, str]:
+    return {"pod_name": pod.name or "", "pod_namespace": pod.namespace or "", "pod_uid": pod.uid}
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,12 +334,21 @@ class Labels:
     qemu: bool = False  # vmname on a QEMU guest's process
     containers: bool = False  # container labels on a process
     hostname: str | None = None  # a `hostname` label on every sample (Scaphandre's pushes carry one)
+    node: str | None = None  # the node's name where a Frame has none (the host's name; None: asked here)
 
     @property
     def scaph(self) -> bool:
         return self.naming == "scaphandre"
 
-    def process(self, info: ProcessInfo) -> dict[str, str]:
+    def node_name(self, frame: Frame) -> str:
+        """The Kubernetes node (or host) the agent runs on: the Frame's, else the one given, else the
+        host's name."""
+        return frame.node_name or self.node or socket.gethostname()
+
+    def process(
+        self, info: ProcessInfo, workload: Workload | None = None, node: str | None = None
+    ) -> dict[str, str]:
+        """A process's labels; its container's (`workload`: that container's names) with --containers."""
         if self.scaph:  # Scaphandre's exe is the command name
             labels = {"pid": str(info.pid), "exe": info.comm}
         else:  # the exe key of the per-executable family, so the two join
@@ -222,7 +357,7 @@ class Labels:
         if self.qemu and info.vm:
             labels["vmname"] = info.vm
         if self.containers:
-            labels |= container_labels(info.container)
+            labels |= container_labels(info.container, workload, scaph=self.scaph, node=node)
         return labels
 
     def extra(self, labels: dict[str, str]) -> dict[str, str]:
@@ -245,9 +380,22 @@ class Sample(NamedTuple):
     value: float  # in the family's unit
 
 
-def samples(frame: Frame, consumers: Iterable[Consumer], labels: Labels) -> Iterator[Sample]:
-    """Every sample of a Frame in a naming, the per-process ones for `consumers` only."""
+def ledger_for(naming: str) -> Ledger:
+    """The ledger a sink keeps for the energy counters of workloads in `naming`."""
+    kepler = naming == "kepler"
+    return Ledger(zones=kepler, processes=kepler)
+
+
+def samples(
+    frame: Frame, consumers: Iterable[Consumer], labels: Labels, ledger: Ledger | None = None
+) -> Iterator[Sample]:
+    """Every sample of a Frame in a naming, the per-process ones for `consumers` only. `ledger` (with
+    this Frame added) gives the workloads' energy counters; without it they are left out."""
     naming = labels.naming
+    if naming == "kepler":
+        yield from _kepler_samples(frame, consumers, labels, ledger)
+        yield from agent_samples(frame, labels)
+        return
 
     def sample(family: Family, value: float, **named: str) -> Iterator[Sample]:
         if family.name(naming):
@@ -293,17 +441,35 @@ def samples(frame: Frame, consumers: Iterable[Consumer], labels: Labels) -> Iter
         yield from sample(RUNNING, frame.machine.running)
         yield from sample(BLOCKED, frame.machine.blocked)
         yield from sample(CONTEXT_SWITCHES, frame.machine.context_switches)
-    yield from _process_samples(consumers, labels)
+    node = labels.node_name(frame) if labels.containers else None
+    yield from _process_samples(consumers, labels, frame.workloads, node)
     for g in frame.exes:
         yield from sample(EXE_POWER, g.watts, exe=g.key)
     for g in frame.cgroups:
         yield from sample(CGROUP_POWER, g.watts, cgroup=g.key)
+    workloads = frame.workloads
     for g in frame.containers:
-        yield from sample(CONTAINER_POWER, g.watts, **container_labels(g.container))
+        yield from sample(CONTAINER_POWER, g.watts, **container_labels(g.container, workloads.get(g.key)))
+    now = flows(frame)
+    for flow in now["pod"].values():
+        yield from sample(POD_POWER, flow.watts, **pod_labels(flow.about))  # type: ignore[arg-type]
+    for namespace, flow in now["namespace"].items():
+        yield from sample(NAMESPACE_POWER, flow.watts, namespace=str(namespace))
+    if ledger is not None:
+        for _, account in ledger.known("container"):
+            named = cast(Named, account.about)
+            about = container_labels(named.container, named.workload)
+            yield from sample(CONTAINER_ENERGY, account.joules[HOST], **about)
+        for _, account in ledger.known("pod"):
+            yield from sample(POD_ENERGY, account.joules[HOST], **pod_labels(account.about))  # type: ignore[arg-type]
+        for namespace, account in ledger.known("namespace"):
+            yield from sample(NAMESPACE_ENERGY, account.joules[HOST], namespace=str(namespace))
     yield from agent_samples(frame, labels)
 
 
-def _process_samples(consumers: Iterable[Consumer], labels: Labels) -> Iterator[Sample]:
+def _process_samples(
+    consumers: Iterable[Consumer], labels: Labels, workloads: Mapping[str, Workload], node: str | None
+) -> Iterator[Sample]:
     """The per-process samples: the hot part of a scrape with thousands of processes listed, so the
     families of the naming are chosen once and a process's samples share one label dict."""
     naming = labels.naming
@@ -322,7 +488,9 @@ def _process_samples(consumers: Iterable[Consumer], labels: Labels) -> Iterator[
         )
     )
     for c in consumers:
-        named = labels.extra(labels.process(c.info))
+        container = c.info.container
+        workload = workloads.get(container.id) if container is not None and workloads else None
+        named = labels.extra(labels.process(c.info, workload, node))
         if power:
             yield Sample(power, named, c.watts)
         if exited and c.exited_watts > 0:
@@ -345,6 +513,119 @@ def _process_samples(consumers: Iterable[Consumer], labels: Labels) -> Iterator[
                 yield Sample(total_write, named, io.write_bytes)
 
 
+def _kepler_samples(
+    frame: Frame, consumers: Iterable[Consumer], labels: Labels, ledger: Ledger | None
+) -> Iterator[Sample]:
+    """Kepler's families: each figure by zone, a workload's = the zone's power x its CPU share."""
+    extra = labels.extra
+    node = {"node_name": labels.node_name(frame)}
+    found = zones(frame)
+    now = flows(frame)
+    known = ledger.accounts if ledger is not None else None
+    for zone in found:
+        at = extra({"zone": zone.name, "path": zone.path, **node})
+        yield Sample(K_NODE_JOULES, at, zone.joules)
+        yield Sample(K_NODE_WATTS, at, zone.watts)
+        for joules, watts, kind in (
+            (K_NODE_ACTIVE_JOULES, K_NODE_ACTIVE_WATTS, "active"),
+            (K_NODE_IDLE_JOULES, K_NODE_IDLE_WATTS, "idle"),
+        ):
+            account = known[kind].get(HOST) if known is not None else None
+            if account is not None:
+                yield Sample(joules, at, account.joules.get(zone.name, 0.0))
+            yield Sample(watts, at, zone.watts * now[kind][HOST].share)
+    yield Sample(K_NODE_USAGE, extra(dict(node)), frame.cpu_load)
+    for cpu in frame.host.cpus if frame.host is not None else ():
+        about = {
+            "processor": str(cpu.processor),
+            "vendor_id": cpu.vendor_id,
+            "model_name": cpu.model_name,
+            "physical_id": str(cpu.physical_id),
+            "core_id": str(cpu.core_id),
+        }
+        yield Sample(K_NODE_INFO, extra(about), 1)
+    processes = known["process"] if known is not None else {}
+    for c in consumers:
+        info = c.info
+        about = _kepler_process(info) | node
+        account = processes.get(process_key(info))
+        if account is not None:
+            yield Sample(K_PROCESS_SECONDS, extra(about), account.cpu_s)
+        about = {**about, "state": "running"}  # on its power and energy, not its CPU time (as Kepler)
+        yield from _by_zone(K_PROCESS_WATTS, K_PROCESS_JOULES, about, c.cpu_share, account, found, extra)
+    for kind, watts, joules, seconds, describe in (
+        ("container", K_CONTAINER_WATTS, K_CONTAINER_JOULES, K_CONTAINER_SECONDS, _kepler_container),
+        ("vm", K_VM_WATTS, K_VM_JOULES, None, _kepler_vm),
+        ("pod", K_POD_WATTS, K_POD_JOULES, None, _kepler_pod),
+    ):
+        present = now[kind]
+        accounts = known[kind] if known is not None else {}
+        for key in [*present, *(k for k in accounts if k not in present)]:
+            flow, account = present.get(key), accounts.get(key)
+            about = describe((flow or account).about) | node  # type: ignore[union-attr]
+            about["state"] = "running"
+            if seconds is not None and account is not None:
+                yield Sample(seconds, extra(about), account.cpu_s)
+            share = flow.share if flow is not None else None
+            yield from _by_zone(watts, joules, about, share, account, found, extra)
+
+
+def _by_zone(
+    watts: Family,
+    joules: Family,
+    about: dict[str, str],
+    share: float | None,
+    account: Account | None,
+    found: tuple[Zone, ...],
+    extra: Callable[[dict[str, str]], dict[str, str]],
+) -> Iterator[Sample]:
+    """A workload's power (where it ran in the Frame: `share`) and energy (where counted) in each zone."""
+    for zone in found:
+        at = extra({**about, "zone": zone.name})
+        if share is not None:
+            yield Sample(watts, at, zone.watts * share)
+        if account is not None:
+            yield Sample(joules, at, account.joules.get(zone.name, 0.0))
+
+
+_KEPLER_RUNTIMES = {"cri-o": "crio"}
+
+
+def _kepler_process(info: ProcessInfo) -> dict[str, str]:
+    container = info.container
+    kind = "vm" if info.vm_folder else "container" if container is not None else "regular"
+    return {
+        "pid": str(info.pid),
+        "comm": info.comm,
+        "exe": info.exe,
+        "type": kind,
+        "container_id": container.id if container is not None else "",
+        "vm_id": info.vm_folder or "",
+    }
+
+
+def _kepler_container(about: object) -> dict[str, str]:
+    named = cast(Named, about)
+    container, workload = named.container, named.workload
+    runtime = container.runtime if container is not None else None
+    return {
+        "container_id": container.id if container is not None else "",
+        "container_name": (workload.name if workload is not None else None) or "",
+        "runtime": _KEPLER_RUNTIMES.get(runtime or "unknown", runtime or "unknown"),
+        "pod_id": pod_of(container, workload) or "",
+    }
+
+
+def _kepler_pod(about: object) -> dict[str, str]:
+    pod: Pod = about  # type: ignore[assignment]
+    return {"pod_id": pod.uid, "pod_name": pod.name or "", "pod_namespace": pod.namespace or ""}
+
+
+def _kepler_vm(about: object) -> dict[str, str]:
+    vm: Vm = about  # type: ignore[assignment]
+    return {"vm_id": vm.id, "vm_name": vm.name, "hypervisor": "kvm"}
+
+
 def _value_source(frame: Frame) -> str:
     """Scaphandre's name for where host power comes from."""
     if frame.sensor != "powercap_rapl":
@@ -358,6 +639,7 @@ def agent_samples(frame: Frame | None, labels: Labels) -> Iterator[Sample]:
     for family, value, named in (
         (BUILD, 1, {"version": __version__}),
         (VERSION, version_number(__version__), {}),
+        (K_BUILD, 1, {"arch": platform.machine(), "version": __version__}),
     ):
         if family.name(naming):
             yield Sample(family, labels.extra(named), value)

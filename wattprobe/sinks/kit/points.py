@@ -3,7 +3,8 @@
 The catalogue's samples in Scaphandre's naming (`sinks.kit.catalogue`), so that existing queries keep
 working: µW and µJ, energy and counts as integers, power as floats; every process that used CPU in
 the window gets its series. A family Scaphandre lacks keeps its native name and unit (host power no
-process explains is `wattprobe_host_unattributed_power_watts`, in W).
+process explains is `wattprobe_host_unattributed_power_watts`, in W). A sink that passes its ledger
+gets the workloads' energy counters (containers, pods, namespaces) too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from wattprobe.core.model import Frame
 from wattprobe.sinks.kit import catalogue
 from wattprobe.sinks.kit.catalogue import Labels
+from wattprobe.sinks.kit.workloads import Ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +25,12 @@ class Point:
     description: str
 
 
-def frame_points(frame: Frame, *, qemu: bool = False) -> list[Point]:
-    """Every sample of the Frame; with `qemu`, QEMU guests' processes get a `vmname` label."""
+def frame_points(frame: Frame, *, qemu: bool = False, ledger: Ledger | None = None) -> list[Point]:
+    """Every sample of the Frame; with `qemu`, QEMU guests' processes get a `vmname` label. The Frame is
+    added to `ledger` (the sink's own, kept from Frame to Frame), which gives the energy counters."""
     labels = Labels("scaphandre", qemu=qemu)
+    if ledger is not None:
+        ledger.add(frame)
     return [
         Point(
             s.family.sample_name("scaphandre"),
@@ -33,5 +38,5 @@ def frame_points(frame: Frame, *, qemu: bool = False) -> list[Point]:
             tuple(s.labels.items()),
             s.family.help,
         )
-        for s in catalogue.samples(frame, frame.consumers, labels)
+        for s in catalogue.samples(frame, frame.consumers, labels, ledger)
     ]

@@ -3,7 +3,8 @@
 The families, names, units and labels are the catalogue's (`sinks.kit.catalogue`), in the naming asked.
 Every family is emitted at every scrape, empty when nothing feeds it, so the set of names is stable.
 Per-process series are bounded (top N or a regex, or none; every VM with --qemu) and their cmdline
-label is cut; aggregates always cover every process.
+label is cut; aggregates always cover every process. The collector keeps the workloads' energy
+counters (`sinks.kit.workloads.Ledger`): each Frame it is given or renders is added to them once.
 
 Exposition is prometheus_client's. Scaphandre's names are served as text format 0.0.4 only, as
 Scaphandre serves them: its energy counters have no `_total` suffix, which OpenMetrics requires and
@@ -22,6 +23,7 @@ from wattprobe.core.model import Consumer, Frame
 from wattprobe.sinks.kit import catalogue
 from wattprobe.sinks.kit.catalogue import Family, Labels
 from wattprobe.sinks.kit.selection import select_consumers
+from wattprobe.sinks.kit.workloads import Ledger
 from wattprobe.sinks.prometheus.series import SeriesSettings
 
 TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
@@ -40,8 +42,11 @@ def selected_consumers(frame: Frame, opts: SeriesSettings) -> list[Consumer]:
     return chosen
 
 
-def render(frame: Frame | None, opts: SeriesSettings, hostname: str | None = None) -> list[Metric]:
-    """The families of one Frame in the chosen naming (None: no Frame yet, families stay empty)."""
+def render(
+    frame: Frame | None, opts: SeriesSettings, hostname: str | None = None, ledger: Ledger | None = None
+) -> list[Metric]:
+    """The families of one Frame in the chosen naming (None: no Frame yet, families stay empty);
+    `ledger`, with the Frame added, gives the workloads' energy counters."""
     labels = labels_of(opts, hostname)
     naming = opts.naming
     metrics: dict[Family, Metric] = {}
@@ -52,7 +57,7 @@ def render(frame: Frame | None, opts: SeriesSettings, hostname: str | None = Non
         base = name.removesuffix("_total") if kind == "counter" else name
         metrics[family] = Metric(base, family.help, kind, unit)
     if frame is not None:
-        found = catalogue.samples(frame, selected_consumers(frame, opts), labels)
+        found = catalogue.samples(frame, selected_consumers(frame, opts), labels, ledger)
     else:
         found = catalogue.agent_samples(None, labels)
     for sample in found:
@@ -71,9 +76,19 @@ class FrameCollector(Collector):
         self.frame_source = frame_source
         self.opts = opts
         self.hostname = hostname
+        self.ledger = catalogue.ledger_for(opts.naming)
+
+    def add(self, frame: Frame) -> None:
+        """Count the Frame's energy (each Frame once: the sink gives it, or a scrape renders it)."""
+        with self.ledger.lock:
+            self.ledger.add(frame)
 
     def collect(self) -> Iterator[Metric]:
-        return iter(render(self.frame_source(), self.opts, self.hostname))
+        frame = self.frame_source()
+        with self.ledger.lock:  # a Frame is added and rendered whole, while another scrape waits
+            if frame is not None:
+                self.ledger.add(frame)
+            return iter(render(frame, self.opts, self.hostname, self.ledger))
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """The body and content type for a scrape whose Accept header is `accept`."""

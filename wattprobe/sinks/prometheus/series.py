@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from wattprobe.config.settings import option
 from wattprobe.config.values import count
 from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit.catalogue import NAMINGS
 
-NAMINGS = ("native", "scaphandre")
 DEFAULT_TOP = 20
 DEFAULT_CMDLINE_MAX = 256
 
@@ -21,7 +21,8 @@ class SeriesSettings:
     naming: str = option(
         "native",
         choices=NAMINGS,
-        help="metric names: native (wattprobe_*, base units) or scaphandre (scaph_*, µW and µJ)",
+        help="metric names: native (wattprobe_*, base units), scaphandre (scaph_*, µW and µJ) "
+        "or kepler (kepler_*, Kepler's families and labels)",
     )
     qemu: bool = options.qemu("label qemu processes with their VM name (vmname); every VM gets series")
     containers: bool = options.containers("label per-process series with their container")

@@ -92,6 +92,7 @@ class PrometheusSink:
 
     def write(self, frame: Frame) -> None:
         self.latest = frame
+        self.server.collector.add(frame)  # between scrapes too: every Frame's energy is counted
         if self._thread is None:  # serve once there is a Frame: the first scrape already has power
             self._thread = threading.Thread(target=self._serve, name="prometheus", daemon=True)
             self._thread.start()

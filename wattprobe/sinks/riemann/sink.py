@@ -24,6 +24,7 @@ from wattprobe.sinks import Context, Rejected, Remote, RemoteSink, Retry, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.net import netloc
 from wattprobe.sinks.kit.points import Point, frame_points
+from wattprobe.sinks.kit.workloads import Ledger
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -81,12 +82,13 @@ class RiemannSink(RemoteSink[list["Message"]]):
     def __init__(self, settings: Settings, hostname: str) -> None:
         self.settings = settings
         self.hostname = hostname
+        self.ledger = Ledger()  # the workloads' energy counters
         self.client = RiemannClient(settings.address, settings.port, tls_context(settings))
         self.remote = Remote(f"riemann {self.client.where}", capacity=1)  # a live stream: the latest only
 
     def render(self, frame: Frame) -> list[list[Message]]:
         ttl = max(60.0, 3 * (frame.window_s or 0.0))
-        points = frame_points(frame, qemu=self.settings.qemu)
+        points = frame_points(frame, qemu=self.settings.qemu, ledger=self.ledger)
         return [[event(p, self.hostname, frame.timestamp, ttl) for p in points]]
 
     def send(self, dispatches: list[list[Message]]) -> None:
