@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import socket
 import ssl
 import subprocess
@@ -15,6 +13,7 @@ import pytest
 
 from tests.support import agents
 from tests.support.fake_qemu import fake_qemu
+from tests.support.pki import make_pki
 from tests.support.powercap_tree import PowercapTree
 from tests.support.riemann import PROTO, RiemannServer
 from wattprobe.sinks.riemann import proto as riemann_proto
@@ -86,60 +85,6 @@ def test_events_services_values_and_attributes(pb2: ModuleType, powercap: Powerc
     assert labels["pid"] == str(fake_vm.pid) and labels["exe"] == "bash" and labels["vmname"] == "vm-r"
     assert labels["cmdline"].endswith(" -name guest=vm-r,debug-threads=on")
     assert 0 < vm_events[-1].metric_d <= 60e6
-
-
-def make_pki(directory: Path) -> dict[str, Path]:
-    """A CA, a server certificate for localhost and a client certificate, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    files: dict[str, Path] = {}
-
-    def issue(name: str, issuer_key, issuer_name, *, ca: bool = False, server: bool = False):
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer_name or subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if ca:
-            builder = builder.add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        else:
-            usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
-        cert = builder.sign(issuer_key or key, hashes.SHA256())
-        files[f"{name}.pem"] = directory / f"{name}.pem"
-        files[f"{name}.pem"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        files[f"{name}.key"] = directory / f"{name}.key"
-        files[f"{name}.key"].write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        return key, subject
-
-    ca_key, ca_name = issue("ca", None, None, ca=True)
-    issue("localhost", ca_key, ca_name, server=True)
-    issue("wattprobe-client", ca_key, ca_name)
-    return files
 
 
 def test_mutual_tls(pb2: ModuleType, powercap: PowercapTree, tmp_path: Path) -> None:
