@@ -44,12 +44,14 @@ def _quiet_sdk_logs() -> None:
 
 
 class _Recording(requests.Session):
-    """A requests session that remembers how its last request ended, to say why an export failed."""
+    """A requests session that remembers how its last request ended, to say why an export failed, and
+    that keeps the CA it was given: requests would otherwise trust REQUESTS_CA_BUNDLE instead."""
 
     status: int | None = None
     outcome = ""
 
     def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("verify", self.verify)
         try:
             response = super().request(method, url, *args, **kwargs)
         except Exception as error:
