@@ -9,6 +9,7 @@ standard environment variables are honoured as the specification defines them; a
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from collections.abc import Mapping
@@ -51,8 +52,8 @@ def headers(text: str) -> dict[str, str]:
         key, equals, value = entry.partition("=")
         key = unquote(key).strip()
         if not equals or not _TOKEN.fullmatch(key):
-            raise UsageError(
-                f"--headers: entry {number} is not KEY=VALUE with KEY a header name "
+            raise argparse.ArgumentTypeError(
+                f"entry {number} is not KEY=VALUE with KEY a header name "
                 "(a list like KEY=VALUE,KEY2=VALUE2, values percent-encoded)"
             )
         found[key.lower()] = unquote(value).strip()
@@ -103,7 +104,8 @@ class Settings:
         help="HTTP headers of every export (an API key), values percent-encoded; over those of "
         "OTEL_EXPORTER_OTLP_HEADERS",
     )
-    timeout: float = options.positive_seconds(
+    # `export_timeout` in the agent's file, where `timeout` is the agent's own (how long it runs).
+    export_timeout: float = options.positive_seconds(
         10.0, "--timeout", what="seconds an export may take, its retries included"
     )
     compression: str | None = option(
@@ -144,7 +146,7 @@ def create(settings: Settings, context: Context) -> Sink:
     exporter = Exporter(
         url,
         headers=settings.header_map,
-        timeout_s=settings.timeout,
+        timeout_s=settings.export_timeout,
         compression=settings.compression,
         ca_file=settings.ca_file,
         cert_file=settings.cert_file,
