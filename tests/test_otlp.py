@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ssl
+import sys
 import time
 from pathlib import Path
 
@@ -294,3 +295,12 @@ def test_a_collector_down_is_retry_and_a_refusal_is_fatal(receiver: Receiver) ->
     with pytest.raises(Retry, match="Connection refused"):
         synchronous(Settings(endpoint=url, export_timeout=1.0)).write(a_frame())
     assert time.monotonic() - began < 3.0
+
+
+def test_without_the_sdk_the_output_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.metric_exporter", None)
+    monkeypatch.delitem(sys.modules, "wattprobe.sinks.otlp.export", raising=False)
+    with pytest.raises(
+        WattprobeError, match=r"needs the OpenTelemetry SDK .*: pip install 'wattprobe\[otlp\]'$"
+    ):
+        otlp.create(Settings(), Context("h"))
