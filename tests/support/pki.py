@@ -1,12 +1,10 @@
-"""Certificates for TLS on loopback: a CA, a server certificate for localhost and 127.0.0.1, and a
-client certificate, made with `cryptography` (in the test extras)."""
+"""A certificate authority made on the spot, for the tests of every output that speaks TLS."""
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
 from pathlib import Path
-from typing import Any
 
 
 def make_pki(directory: Path) -> dict[str, Path]:
@@ -20,8 +18,13 @@ def make_pki(directory: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
 
     def issue(
-        name: str, issuer_key: Any, issuer_name: Any, *, ca: bool = False, server: bool = False
-    ) -> tuple[Any, Any]:
+        name: str,
+        issuer_key: ec.EllipticCurvePrivateKey | None,
+        issuer_name: x509.Name | None,
+        *,
+        ca: bool = False,
+        server: bool = False,
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Name]:
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         builder = (

@@ -30,6 +30,7 @@ SINKS = {
     "prometheus-push": "wattprobe.sinks.prometheus.push",
     "riemann": "wattprobe.sinks.riemann.sink",
     "warp10": "wattprobe.sinks.warp10",
+    "otlp": "wattprobe.sinks.otlp.sink",
     "qemu": "wattprobe.sinks.qemu.sink",
 }
 ALIASES = {"warpten": "warp10"}  # Scaphandre 1.0's spelling
