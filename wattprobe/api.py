@@ -155,7 +155,15 @@ class Measurement:
             self._overhead_s += time.thread_time() - started
         me = os.getpid()
         sampler.follow(me)
-        self._meter = Meter(sampler.sensor, me, step_s=self.step, root_counts=True, exclude_thread=True)
+        sensor = sampler.sensor
+        self._meter = Meter(
+            me,
+            sensor=sensor.name,
+            estimated=sensor.estimated,
+            step_s=self.step,
+            root_counts=True,
+            exclude_thread=True,
+        )
         self._runner = Runner(
             sampler, [self._meter], step_s=self.step, wait=self._stop.wait, started=self._started
         )

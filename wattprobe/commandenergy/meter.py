@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from wattprobe.core.model import Frame, Sensor
+from wattprobe.core.model import Frame
 from wattprobe.sinks import Fatal
 
 REAPED = "(processes that ended; the rest of their time, reaped by wattprobe)"
@@ -112,9 +112,10 @@ class Meter:
 
     def __init__(
         self,
-        sensor: Sensor,
         root: int,
         *,
+        sensor: str,
+        estimated: bool,
         step_s: float,
         root_counts: bool,
         cgroup: str | None = None,
@@ -138,8 +139,8 @@ class Meter:
         self._energy_j = self._host_j = self._cpu_ns = self._duration_s = 0.0
         self._by = {"cgroup": 0, "process tree": 0}
         self._skipped = 0
-        self._sensor = sensor.name
-        self._estimated = sensor.estimated
+        self._sensor = sensor  # the sensor's name and whether it estimates, until a Frame says
+        self._estimated = estimated
         self._host_source = ""
         self._n_cpus = 0
 

@@ -105,7 +105,12 @@ def _measure(child: Child, sources: SourceSettings, options: RunSettings, carbon
         if not become_subreaper():
             log.warning("cannot become the subreaper of the command: its orphans' time is not counted")
         meter = Meter(
-            sampler.sensor, me, step_s=options.step, root_counts=False, cgroup=cgroup.path if cgroup else None
+            me,
+            sensor=sampler.sensor.name,
+            estimated=sampler.sensor.estimated,
+            step_s=options.step,
+            root_counts=False,
+            cgroup=cgroup.path if cgroup else None,
         )
 
         def start() -> None:  # once the baseline is taken
