@@ -8,12 +8,14 @@
     def train(): ...
 
 It measures as `wattprobe run` does, in the calling process: the real Sampler (the same sensors and
-counter guard, the same options as keyword arguments) ticks in a background thread every `step`
-seconds, and a `meter.Meter` adds up the share of host energy of the calling process and its
-children (those that ended included, reaped into their parents). The sampler thread's own CPU time is
-left out of the process's and reported apart (`overhead_cpu_s`): what measuring costs is one tick per
-step (about 1 ms of CPU with 100 processes on the machine, see docs/performance.md). Where no sensor
-works, the block still runs, one line says why, and every figure is None (absent, never 0).
+counter guard, the same options as keyword arguments), driven by the same runner, in a background
+thread, every `step` seconds, with a `meter.Meter` as its sink, which adds up the share of host energy
+of the calling process and its children (those that ended included, reaped into their parents). The
+block's end stops the runner (an Event is its wait), which closes the last window then. The runner
+thread's own CPU time is left out of the process's and reported apart (`overhead_cpu_s`): what
+measuring costs is one tick per step (about 1 ms of CPU with 100 processes on the machine, see
+docs/performance.md). Where no sensor works, the block still runs, one line says why, and every figure
+is None (absent, never 0).
 
 The calling process's other threads count as its own. Its children are found through their parents;
 a process that leaves the tree (a daemon that double-forks) is counted until it leaves: for a
@@ -30,14 +32,18 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wattprobe.commandenergy.carbon import CarbonSettings
 from wattprobe.commandenergy.meter import Meter, Tally
 from wattprobe.commandenergy.result import Result
 from wattprobe.config import settings
 from wattprobe.errors import UsageError, WattprobeError
+from wattprobe.sinks.kit import options
 from wattprobe.sources import SourceSettings
+
+if TYPE_CHECKING:
+    from wattprobe.pipeline.runner import Runner
 
 log = logging.getLogger("wattprobe.measure")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,8 +109,9 @@ class Measurement:
         given = {key: value for key, value in {"name": sensor, **sources}.items() if value is not None}
         carbon = {"carbon_intensity": carbon_intensity, "country": country}
         try:
-            if not isinstance(step, int | float) or isinstance(step, bool) or not step > 0:
-                raise UsageError(f"step: must be a number of seconds above 0, got {step!r}")
+            if not isinstance(step, int | float) or isinstance(step, bool):
+                raise UsageError(f"step: must be a number of seconds, got {step!r}")
+            options.check_step(step)
             self._sources = settings.from_table(SourceSettings, given, "wattprobe.measure()")
             self._carbon = settings.from_table(
                 CarbonSettings, {k: v for k, v in carbon.items() if v is not None}, "wattprobe.measure()"
@@ -123,6 +130,7 @@ class Measurement:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._meter: Meter | None = None
+        self._runner: Runner | None = None
         self._tally: Tally | None = None
         self._failure: str | None = None
         self._overhead_s = 0.0
@@ -134,6 +142,7 @@ class Measurement:
         self._active = True
         self._reset()
         self.result, self.error = None, None
+        from wattprobe.pipeline.runner import Runner
         from wattprobe.pipeline.wiring import open_sampler
 
         started = time.thread_time()
@@ -144,7 +153,20 @@ class Measurement:
             return self
         finally:
             self._overhead_s += time.thread_time() - started
-        self._meter = Meter(sampler, os.getpid(), step_s=self.step, root_counts=True, exclude_thread=True)
+        me = os.getpid()
+        sampler.follow(me)
+        sensor = sampler.sensor
+        self._meter = Meter(
+            me,
+            sensor=sensor.name,
+            estimated=sensor.estimated,
+            step_s=self.step,
+            root_counts=True,
+            exclude_thread=True,
+        )
+        self._runner = Runner(
+            sampler, [self._meter], step_s=self.step, wait=self._stop.wait, started=self._started
+        )
         self._thread = threading.Thread(target=self._sample, name="wattprobe-measure", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -167,23 +189,26 @@ class Measurement:
         finally:
             self._active = False
 
+    def _started(self) -> None:
+        """The baseline is taken (in the runner's thread): the block may run."""
+        assert self._meter is not None
+        self._meter.begin()
+        self._ready.set()
+
     def _sample(self) -> None:
-        """The sampler thread: the baseline, a tick every step, the last window when told to stop."""
-        meter = self._meter
-        assert meter is not None
+        """The runner's thread: the baseline, a tick every step, the last window when told to stop."""
+        runner, meter = self._runner, self._meter
+        assert runner is not None and meter is not None
         started = time.thread_time()
         try:
-            meter.start()
-            self._ready.set()
-            while not self._stop.wait(self.step):
-                meter.tick()
-            self._tally = meter.finish()
+            runner.run()
+            self._tally = meter.tally()
         except Exception as error:  # whatever happens here, the caller's program goes on
             self._failure = f"the measurement stopped: {error}"
             log.debug("the measurement stopped", exc_info=True)
         finally:
             self._ready.set()
-            meter.sampler.close()
+            runner.sampler.close()
             self._overhead_s += time.thread_time() - started
 
     def _fail(self, why: str) -> None:

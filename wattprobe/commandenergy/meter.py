@@ -1,19 +1,21 @@
-"""One process tree's energy: its share of host energy, window by window, from the sampler's Frames.
+"""One process tree's energy: its share of host energy, window by window, from the runner's Frames.
 
 `wattprobe run` and `wattprobe.measure()` both measure with the real Sampler (its counter guard, the
-time of exited children reaped into their parents, cgroup counters) and add up what a Frame gives
-the processes of one tree: a window's command power is host power x the tree's CPU time / the
-machine's CPU time (all CPUs), integrated over the window. The tree's CPU time is, by preference:
+time of exited children reaped into their parents, cgroup counters), driven by the runner, and the
+`Meter` is one of the runner's sinks: it adds up what each Frame gives the processes of one tree. A
+window's command power is host power x the tree's CPU time / the machine's CPU time (all CPUs),
+integrated over the window. The tree's CPU time is, by preference:
 
-- **its cgroup's counter** (`cgroup`), exact to the µs with every process that ran in it, exited
-  ones included; capped at the machine's time in one window, the excess (scan timing) carried to the
-  next;
-- else **its processes** (`root` and every live process below it at each scan), each with the time
-  of its descendants that exited in the window. The root itself counts whole (`root_counts`: the
-  API's calling process), or only for the children it reaped (`wattprobe run`, the subreaper whose
-  own work is the measuring).
+- **its cgroup's counter** (`cgroup`, which the sampler watches: `Frame.cgroup_ns`), exact to the µs
+  with every process that ran in it, exited ones included; capped at the machine's time in one
+  window, the excess (scan timing) carried to the next;
+- else **its processes** (`root` and every live process below it at each scan, which the sampler
+  follows: `Frame.trees`), each with the time of its descendants that exited in the window. The root
+  itself counts whole (`root_counts`: the API's calling process), or only for the children it reaped
+  (`wattprobe run`, the subreaper whose own work is the measuring).
 
-What `exclude_thread` names (the API's sampler thread, in the measured process) is taken out.
+What `exclude_thread` names (the thread that runs the runner, in the measured process: the API's) is
+taken out: `begin()`, which the runner calls once the baseline is taken, starts its clock.
 """
 
 from __future__ import annotations
@@ -21,13 +23,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from wattprobe.core.model import Frame, Snapshot
-from wattprobe.core.sampler import Sampler
+from wattprobe.core.model import Frame
+from wattprobe.sinks import Fatal
 
-# Tries, this far apart, to close the last window when its energy has not moved yet (a window of a
-# few ms: RAPL moves every ~1 ms, a VM's tree when its host writes it).
-FINISH_TRIES = 20
-FINISH_PAUSE_S = 0.01
 REAPED = "(processes that ended; the rest of their time, reaped by wattprobe)"
 
 
@@ -107,74 +105,64 @@ class Tally:
 
 
 class Meter:
-    """Adds up one tree's energy from each Frame of `sampler`; `start()`, `tick()`..., `finish()`."""
+    """Adds up one tree's energy from each Frame it is given (a sink: `write(frame)`, `close()`);
+    `tally()` at the end. The sampler that makes the Frames follows `root` (and watches `cgroup`)."""
+
+    name = "meter"
 
     def __init__(
         self,
-        sampler: Sampler,
         root: int,
         *,
+        sensor: str,
+        estimated: bool,
         step_s: float,
         root_counts: bool,
         cgroup: str | None = None,
         exclude_thread: bool = False,
         top: int = 10,
     ) -> None:
-        self.sampler = sampler
         self.root = root
         self.step_s = step_s
         self.root_counts = root_counts
         self.cgroup = cgroup
         self.top_n = top
+        self.live: frozenset[int] = frozenset()  # the processes below `root` at the last Frame's end
         self._exclude_thread = exclude_thread
         self._thread_ns = 0
         self._excluded_ns = 0  # the measuring thread's time, not yet taken out of the process's
-        self._snap: Snapshot | None = None
-        self._first: Snapshot | None = None
+        self._first_ns: int | None = None  # the first window's start (monotonic ns of its scan)
+        self._started_at: float | None = None
         self._carry_ns = 0.0
         self._steps: list[Step] = []
         self._processes: dict[tuple[int, str, str], list[float]] = {}  # -> [joules, cpu ns]
         self._energy_j = self._host_j = self._cpu_ns = self._duration_s = 0.0
         self._by = {"cgroup": 0, "process tree": 0}
         self._skipped = 0
-        self._sensor = sampler.sensor.name
-        self._estimated = sampler.sensor.estimated
+        self._sensor = sensor  # the sensor's name and whether it estimates, until a Frame says
+        self._estimated = estimated
         self._host_source = ""
         self._n_cpus = 0
 
-    def start(self) -> None:
-        """The baseline: the measurement starts here."""
-        self.tick()
+    def begin(self) -> None:
+        """The measurement starts here (the runner's baseline): in the thread that runs the runner."""
+        self._started_at = time.time()
+        self._own_thread_ns()
 
-    def tick(self) -> Frame | None:
-        """A sampler tick; its Frame, if any, added to the tallies."""
-        frame = self.sampler.tick()
-        overhead = self._own_thread_ns()
-        snap = self.sampler.last_snapshot
-        if snap is None or snap is self._snap:
-            return frame  # no baseline yet, or a skipped sample: the window goes on
-        prev, self._snap = self._snap, snap
-        if self._first is None:
-            self._first = snap
-        if frame is None or prev is None:  # a baseline: a first one, or anew after a counter reset
-            self._skipped += prev is not None
-            return frame
-        self._add(frame, prev, snap, overhead)
-        return frame
+    def write(self, frame: Frame) -> None:
+        """A Frame added to the tallies. A failure is Fatal: a window missed would make figures wrong."""
+        try:
+            self._add(frame, self._own_thread_ns())
+        except Exception as error:
+            raise Fatal(str(error) or repr(error)) from error
 
-    def finish(self) -> Tally:
-        """Close the last window (now) and return the tallies."""
-        for _ in range(FINISH_TRIES):
-            before = self._snap
-            self.tick()
-            if self._snap is not before or before is None:
-                break
-            time.sleep(FINISH_PAUSE_S)
-        return self.tally()
+    def close(self) -> None:
+        """Nothing to flush: `tally()` gives the figures."""
 
     def tally(self) -> Tally:
         top = sorted(self._processes.items(), key=lambda item: item[1][0], reverse=True)[: self.top_n]
         by = [name for name, windows in self._by.items() if windows]
+        started_at = self._started_at if self._started_at is not None else time.time()
         return Tally(
             energy_j=self._energy_j,
             host_energy_j=self._host_j,
@@ -185,7 +173,7 @@ class Meter:
             host_source=self._host_source,
             n_cpus=self._n_cpus,
             step_s=self.step_s,
-            started_at=self._first.wall if self._first is not None else time.time(),
+            started_at=started_at,
             measured_by=" and ".join(by) if by else ("cgroup" if self.cgroup else "process tree"),
             steps=tuple(self._steps),
             top=tuple(ProcessEnergy(pid, exe, cmd, j, ns / 1e9) for (pid, exe, cmd), (j, ns) in top),
@@ -193,21 +181,26 @@ class Meter:
         )
 
     def _own_thread_ns(self) -> int:
-        """CPU ns the calling thread used since the last tick, when it is to be left out."""
+        """CPU ns the calling thread used since the last call, when it is to be left out."""
         if not self._exclude_thread:
             return 0
         now = time.thread_time_ns()
         used, self._thread_ns = now - self._thread_ns if self._thread_ns else 0, now
         return used
 
-    def _add(self, frame: Frame, prev: Snapshot, now: Snapshot, overhead_ns: int) -> None:
+    def _add(self, frame: Frame, overhead_ns: int) -> None:
         # CPU times come from the scans, host energy from the sensor's reads a moment before each:
         # two windows that differ by a few ms, more on a loaded machine. The command's share holds
         # over the scans' window, so its energy is its power over that window (host power x share),
         # whatever the sensor's window: host power x its CPU time / the number of CPUs.
-        scan_s = (now.t_ns - prev.t_ns) / 1e9
-        machine_ns = frame.n_cpus * (now.t_ns - prev.t_ns)
-        members = self.sampler.procfs.descendants(self.root)
+        start_ns, end_ns = frame.scan_ns
+        scan_s = (end_ns - start_ns) / 1e9
+        machine_ns = frame.n_cpus * (end_ns - start_ns)
+        if self._first_ns is None:
+            self._first_ns = start_ns
+            self._started_at = frame.timestamp - scan_s  # the first window's start, as a Unix time
+        self._skipped += frame.resets
+        members = self.live = frame.trees.get(self.root, frozenset())
         # A multi-threaded process is read when its stat ticks moved: the time of the sampler's
         # thread can come in one window for several, so what is to be left out waits for it.
         self._excluded_ns += overhead_ns
@@ -237,8 +230,9 @@ class Meter:
             entry[0] += watts * scan_s
             entry[1] += ns
         command_w, cpu_ns = tree_w, tree_ns
-        counted = self._counted(prev, now)
+        counted = frame.cgroup_ns.get(self.cgroup) if self.cgroup is not None else None
         if counted is not None and machine_ns > 0:
+            counted = max(counted, 0)
             wanted = counted + self._carry_ns
             used = min(wanted, float(machine_ns))
             self._carry_ns = wanted - used
@@ -252,11 +246,4 @@ class Meter:
         self._cpu_ns += cpu_ns
         self._estimated = self._estimated or frame.estimated
         self._sensor, self._host_source, self._n_cpus = frame.sensor, frame.host_source, frame.n_cpus
-        first = self._first if self._first is not None else prev
-        self._steps.append(Step((now.t_ns - first.t_ns) / 1e9, scan_s, command_w, frame.host_watts))
-
-    def _counted(self, prev: Snapshot, now: Snapshot) -> int | None:
-        """The cgroup's CPU ns over the window, when its counter was read at both ends."""
-        if self.cgroup is None or self.cgroup not in prev.cgroups or self.cgroup not in now.cgroups:
-            return None
-        return max(now.cgroups[self.cgroup] - prev.cgroups[self.cgroup], 0)
+        self._steps.append(Step((end_ns - self._first_ns) / 1e9, scan_s, command_w, frame.host_watts))

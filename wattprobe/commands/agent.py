@@ -27,8 +27,6 @@ from typing import Any
 from wattprobe import sinks
 from wattprobe.commands import places
 from wattprobe.config import settings
-from wattprobe.config.settings import option
-from wattprobe.config.values import positive
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.pipeline import wiring
 from wattprobe.sinks.kit import options
@@ -42,7 +40,7 @@ HELP = "run any number of outputs from one measurement, as a TOML file sets them
 class AgentSettings:
     """The top-level keys of the file."""
 
-    step: float = option(2.0, parse=positive, help="seconds between measurements")
+    step: float = options.step(2.0, whole=True, shown=False)
     timeout: float | None = options.timeout()
 
     def __post_init__(self) -> None:

@@ -4,10 +4,10 @@ command, its whole process tree, next to the host's over the same time.
 The command runs as wattprobe's child (`commands.child`: stdin, stdout and stderr its own, signals
 forwarded, its exit status passed on), in a cgroup of its own where one can be made
 (`sources.owncgroup`), with wattprobe as the subreaper of its tree. The measurement is the real
-Sampler, driven here rather than by the runner: the runner's loop sleeps a step at a time and ends
-on a timeout, where this one must wake for signals and end at the command's exit, with a last window
-closed right then. A `meter.Meter` adds up the command's share of each Frame; what wattprobe says
-goes to stderr (a summary at the end), never into the command's stdout.
+Sampler, driven by the runner as the agent's is: its wait between two ticks is the command's
+(`Child.wait`, which forwards signals meanwhile), so it ends at the command's exit, with a last window
+closed right then. Its one sink, a `meter.Meter`, adds up the command's share of each Frame; what
+wattprobe says goes to stderr (a summary at the end), never into the command's stdout.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 from wattprobe.commandenergy.carbon import CarbonSettings
@@ -28,11 +27,14 @@ from wattprobe.commandenergy.result import Result
 from wattprobe.commands.child import Child, become_subreaper
 from wattprobe.config import settings
 from wattprobe.config.settings import option
-from wattprobe.config.values import positive
+from wattprobe.core.sampler import Sampler
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.pipeline import wiring
+from wattprobe.pipeline.runner import Runner
+from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.files import write_problem, write_whole
 from wattprobe.sources import SourceSettings
+from wattprobe.sources.cgroupfs import CgroupReader
 from wattprobe.sources.owncgroup import CgroupUnavailable, OwnCgroup
 
 NAME = "run"
@@ -45,7 +47,11 @@ class RunSettings:
     output: str | None = option(
         None, "-o", "--output", metavar="FILE.json", help="write the figures, timeline included, as JSON"
     )
-    step: float = option(1.0, "-s", "--step", parse=positive, help="seconds between measurements (default 1)")
+    step: float = options.step(1.0, whole=True)
+
+    def __post_init__(self) -> None:
+        options.check_step(self.step)
+
     report: str | None = option(
         None,
         "--report",
@@ -81,13 +87,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _measure(child: Child, sources: SourceSettings, options: RunSettings, carbon: CarbonSettings) -> Result:
     sampler = wiring.open_sampler(sources)
+    me = os.getpid()
+    sampler.follow(me)
     cgroup = None
     try:
         try:
             cgroup = OwnCgroup.make(
-                sampler.procfs.cgroups, f"wattprobe-run-{os.getpid()}", sources.procfs_root
+                CgroupReader(sources.cgroupfs_root), f"wattprobe-run-{me}", sources.procfs_root
             )
-            sampler.procfs.cgroups.watch(cgroup.path, v2=cgroup.v2)
+            sampler.watch(cgroup.path, v2=cgroup.v2)
         except CgroupUnavailable as why:
             log.warning(
                 "no cgroup of its own for the command (%s): measuring its process tree and the time of "
@@ -96,23 +104,29 @@ def _measure(child: Child, sources: SourceSettings, options: RunSettings, carbon
             )
         if not become_subreaper():
             log.warning("cannot become the subreaper of the command: its orphans' time is not counted")
-        me = os.getpid()
         meter = Meter(
-            sampler, me, step_s=options.step, root_counts=False, cgroup=cgroup.path if cgroup else None
+            me,
+            sensor=sampler.sensor.name,
+            estimated=sampler.sensor.estimated,
+            step_s=options.step,
+            root_counts=False,
+            cgroup=cgroup.path if cgroup else None,
         )
-        meter.start()
-        cgroup = _start(child, cgroup, meter)
-        due = time.monotonic() + options.step
-        while not child.wait(due - time.monotonic()):
-            now = time.monotonic()
-            if now >= due:
-                meter.tick()
-                due = max(due + options.step, now + options.step / 10)
-        tally = meter.finish()
-        still = tuple(sorted(sampler.procfs.descendants(me)))
+
+        def start() -> None:  # once the baseline is taken
+            nonlocal cgroup
+            cgroup = _start(child, cgroup, sampler, meter)
+
+        try:
+            Runner(sampler, [meter], step_s=options.step, wait=child.wait, started=start).run()
+        finally:
+            while child.pid and not child.wait(1.0):  # the runner stopped early: the command goes on
+                pass
+        tally = meter.tally()
+        still = tuple(sorted(meter.live))
     finally:
         if cgroup is not None:
-            sampler.procfs.cgroups.unwatch(cgroup.path)
+            sampler.unwatch(cgroup.path)
             problem = cgroup.remove()
             if problem:
                 log.warning("%s", problem)
@@ -134,7 +148,7 @@ def _measure(child: Child, sources: SourceSettings, options: RunSettings, carbon
     )
 
 
-def _start(child: Child, cgroup: OwnCgroup | None, meter: Meter) -> OwnCgroup | None:
+def _start(child: Child, cgroup: OwnCgroup | None, sampler: Sampler, meter: Meter) -> OwnCgroup | None:
     """Start the command in its cgroup; where it cannot join it, in none (it has not run yet)."""
     if cgroup is None:
         child.start()
@@ -148,7 +162,7 @@ def _start(child: Child, cgroup: OwnCgroup | None, meter: Meter) -> OwnCgroup | 
             "exited children instead",
             cgroup.directory,
         )
-        meter.sampler.procfs.cgroups.unwatch(cgroup.path)
+        sampler.unwatch(cgroup.path)
         cgroup.remove()
         meter.cgroup = None
         child.start()

@@ -293,6 +293,13 @@ class Frame:
     # the names of the containers in this Frame, by container id (those known when it was made)
     workloads: Mapping[str, Workload] = field(default_factory=dict)
     node_name: str | None = None  # the Kubernetes node (or host) the agent runs on, where known
+    # What one command's or block's meter needs (commandenergy.meter), so that it reads Frames only:
+    scan_ns: tuple[int, int] = (0, 0)  # monotonic ns of the two scans the CPU times are between
+    resets: int = 0  # new baselines since the previous Frame (a counter reset): the energy between is unknown
+    # the pids the sampler follows (`Sampler.follow`) -> the live processes below each at the window's end
+    trees: Mapping[int, frozenset[int]] = field(default_factory=dict)
+    # the cgroups the sampler watches (`Sampler.watch`) -> their CPU ns over the window, where read at both ends
+    cgroup_ns: Mapping[str, int] = field(default_factory=dict)
 
 
 class ProcessReader(Protocol):
@@ -319,6 +326,15 @@ class ProcessReader(Protocol):
 
     def descendants(self, pid: int) -> set[int]:
         """The pids of the live processes below `pid` at the last scan."""
+        ...
+
+    def watch(self, path: str, *, v2: bool) -> bool:
+        """Read the CPU counter of the cgroup at `path` at every scan from now on (its processes in a
+        Frame or not); False when there is no such hierarchy."""
+        ...
+
+    def unwatch(self, path: str) -> None:
+        """Stop what `watch` started."""
         ...
 
     def own_memory(self) -> tuple[int, int]:

@@ -67,13 +67,38 @@ class Sampler(Generic[Reader]):
         self._totals = EnergyTotals()
         self._carry = Carry()  # attribution's state from one window to the next
         self._lock = threading.Lock()
+        self._resets = 0  # new baselines since the last Frame
+        self._followed: set[int] = set()  # pids whose tree each Frame carries (Frame.trees)
+        self._watched: set[str] = set()  # cgroups whose counter's delta each Frame carries (Frame.cgroup_ns)
 
     @property
     def last_snapshot(self) -> Snapshot | None:
         """The snapshot the next window starts from: the baseline, or where the last Frame ended (None
-        before a baseline). A caller that reads counters of its own at each tick can tell from it a
-        skipped sample (unchanged) from a new baseline (changed, and tick() gave no Frame)."""
+        before a baseline). The runner tells from it a skipped sample (unchanged) from a new baseline
+        (changed, and tick() gave no Frame); a sink learns of new baselines from `Frame.resets`."""
         return self._prev
+
+    def follow(self, pid: int) -> None:
+        """Frames from now on carry the live processes below `pid` (`Frame.trees`): a meter of one
+        process tree then needs nothing but Frames."""
+        with self._lock:
+            self._followed.add(pid)
+
+    def watch(self, path: str, *, v2: bool) -> bool:
+        """Read the cgroup at `path`'s CPU counter at every scan from now on, and carry its delta over
+        each window in Frames (`Frame.cgroup_ns`); False when the reader has no such hierarchy."""
+        with self._lock:
+            if not self.procfs.watch(path, v2=v2):
+                return False
+            self._watched.add(path)
+            return True
+
+    def unwatch(self, path: str) -> None:
+        """Stop what `watch` started (the cgroup is about to be removed)."""
+        with self._lock:
+            if path in self._watched:
+                self._watched.discard(path)
+                self.procfs.unwatch(path)
 
     def snapshot(self, energy: EnergyReading) -> Snapshot:
         """`energy` and the CPU times of the machine and its processes, now."""
@@ -126,6 +151,7 @@ class Sampler(Generic[Reader]):
             return None
         deltas = accepted.deltas
         if deltas is None:  # a new baseline
+            self._resets += 1
             return None
         self._totals.add(deltas, host_energy(deltas)[0])
         keys = consumer_keys(prev, now, self._carry)
@@ -140,16 +166,27 @@ class Sampler(Generic[Reader]):
             estimated=self.sensor.estimated or now.energy.estimated_uj > prev.energy.estimated_uj,
             carry=self._carry,
         )
+        names = self.names
         frame = dataclasses.replace(
             frame,
+            workloads={}
+            if names is None
+            else names.names(c.container for c in frame.containers if c.container),
+            node_name=None if names is None else names.node_name,
             agent=self._agent_stats(frame.window_s, frame.n_cpus),
             machine=now.machine,
             socket_cpus=self.socket_cpus,
             host=self.host.read() if self.host is not None else None,
+            scan_ns=(prev.t_ns, now.t_ns),
+            resets=self._resets,
+            trees={pid: frozenset(self.procfs.descendants(pid)) for pid in self._followed},
+            cgroup_ns={
+                path: now.cgroups[path] - prev.cgroups[path]
+                for path in self._watched
+                if path in now.cgroups and path in prev.cgroups
+            },
         )
-        if self.names is not None:
-            workloads = self.names.names(g.container for g in frame.containers if g.container is not None)
-            frame = dataclasses.replace(frame, workloads=workloads, node_name=self.names.node_name)
+        self._resets = 0
         self.latest = frame
         self.tick_seconds = time.perf_counter() - started
         return frame

@@ -13,20 +13,29 @@ MAX_STEP_S = 86_400.0  # a day: no measurement cadence is longer, and a sleep ca
 
 
 def check_step(step_s: float) -> None:
-    """UsageError unless `step_s` seconds can be a step."""
+    """UsageError unless `step_s` seconds can be a step: the one rule, wherever a step is given."""
     if not 0 < step_s <= MAX_STEP_S:
         raise UsageError(
             f"the step must be above 0 seconds and at most {MAX_STEP_S:g} (a day), got {step_s:g}"
         )
 
 
-def step(default: float, *flags: str, what: str = "measurements") -> Any:
+def step(
+    default: float, *flags: str, what: str = "measurements", whole: bool = False, shown: bool = True
+) -> Any:
+    """The step, declared here only: every sink's command's, `wattprobe run`'s and the agent's, each
+    with its default; the settings that hold it check it with `check_step` in `__post_init__`.
+
+    `whole`: the value is the whole step, so one that is not above 0 is refused as it is read (a
+    sink's `Cadence` checks its `step_s` instead, which may add parts: json's `--step-nano`).
+    `shown`: the default is said in the help (a TOML key's reference shows it apart).
+    """
     return option(
         default,
         *(flags or ("-s", "--step")),
-        parse=seconds,
+        parse=positive if whole else seconds,
         metavar="SECONDS",
-        help=f"seconds between {what} (default {default:g})",
+        help=f"seconds between {what}" + (f" (default {default:g})" if shown else ""),
     )
 
 

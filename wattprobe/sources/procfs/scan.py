@@ -273,6 +273,13 @@ class ProcfsReader(Lineage, Facts):
         """Cumulative CPU ns of the tracked cgroups at the last scan, by cgroup path."""
         return self.cgroups.usage()
 
+    def watch(self, path: str, *, v2: bool) -> bool:
+        """Read the counter of the cgroup at `path` at every scan (see `CgroupReader.watch`)."""
+        return self.cgroups.watch(path, v2=v2)
+
+    def unwatch(self, path: str) -> None:
+        self.cgroups.unwatch(path)
+
     def _refresh(self, task: _Task, sched_ns: int) -> bool:
         """Advance a known process's CPU time (`sched_ns`: schedstat if read); False when it is gone."""
         fd = task.stat_fd
