@@ -48,6 +48,8 @@ class Sensor(Protocol):
 
     name: str  # powercap_rapl, estimate, powerspy2
     estimated: bool  # True when every figure comes from a model, not a measurement
+    # An estimating sensor also says which model makes its figures (`model`, a str): the sampler
+    # copies it into every Frame. Optional: sensors that measure have none.
 
     def read(self) -> EnergyReading:
         """Read every counter now; raise SensorReadError when a counter cannot be read."""
@@ -279,6 +281,7 @@ class Frame:
     # the names of the containers in this Frame, by container id (those known when it was made)
     workloads: Mapping[str, Workload] = field(default_factory=dict)
     node_name: str | None = None  # the Kubernetes node (or host) the agent runs on, where known
+    model: str | None = None  # the model that made estimated figures (the sensor's), None when measured
 
 
 class ProcessReader(Protocol):

@@ -143,6 +143,7 @@ class Sampler(Generic[Reader]):
             machine=now.machine,
             socket_cpus=self.socket_cpus,
             host=self.host.read() if self.host is not None else None,
+            model=getattr(self.sensor, "model", None),
         )
         self.latest = frame
         self.tick_seconds = time.perf_counter() - started
