@@ -23,6 +23,7 @@ from wattprobe.sources import SourceSettings
 # Commands that are tools rather than outputs of the pipeline.
 TOOLS = (
     "wattprobe.commands.agent",
+    "wattprobe.commands.calibrate",
     "wattprobe.commands.powerapi_validate",
     "wattprobe.commands.powerspy2",
     "wattprobe.commands.powerspy2_emulator",
