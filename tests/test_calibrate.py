@@ -145,7 +145,7 @@ def test_given_coefficients_win_over_the_cpu_name(tmp_path):
         "Xeon Gold", 1
     )
     chosen = choose_model(SourceSettings(name="estimate", procfs_root=str(tmp_path), cpu_profile="epyc2"))
-    assert chosen == LinearPerVcpu(0.47, 1.69)
+    assert chosen == LinearPerVcpu(0.47, 1.69, "epyc2")
 
 
 # -- marked everywhere --------------------------------------------------------------------------------------

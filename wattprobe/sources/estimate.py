@@ -383,7 +383,10 @@ def choose_model(settings: SourceSettings) -> PowerModel:
         or settings.vcpu_max_watts is not None
     ):
         low, high = settings.vcpu_watts
-        return LinearPerVcpu(low, high)
+        given = settings.vcpu_min_watts is not None or settings.vcpu_max_watts is not None
+        return LinearPerVcpu(
+            low, high, "" if given or settings.cpu_profile == "unknown" else settings.cpu_profile
+        )
     known = best_known(read_cpu_identity(settings.procfs_root))
     log.info("estimating with the %s", known.description)
     return known
