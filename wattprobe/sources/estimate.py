@@ -125,16 +125,33 @@ class Curve:
         return max(0.0, y0 + (y1 - y0) * (load - x0) / (x1 - x0))
 
     @classmethod
-    def fit(cls, points: Sequence[tuple[float, float]]) -> Curve:
-        """The monotone piecewise-linear curve through measured (load, watts): points at one load merged,
-        then made non-decreasing by isotonic regression."""
-        merged: dict[float, list[float]] = {}
-        for load, watts in points:
-            merged.setdefault(round(load, 4), []).append(watts)
-        loads = sorted(merged)
-        means = [sum(merged[x]) / len(merged[x]) for x in loads]
-        fitted = isotonic(means, [len(merged[x]) for x in loads])
-        return cls(tuple(zip(loads, fitted, strict=True)))
+    def fit(
+        cls,
+        points: Sequence[tuple[float, float]],
+        weights: Sequence[float] | None = None,
+        width: float = 1e-4,
+    ) -> Curve:
+        """The monotone piecewise-linear curve through measured (load, watts): the points within `width`
+        of load of each other averaged into one (by weight), then made non-decreasing by isotonic
+        regression."""
+        groups: dict[int, list[float]] = {}  # bin -> [weight, weighted load, weighted watts]
+        for (load, watts), weight in zip(points, weights or [1.0] * len(points), strict=True):
+            group = groups.setdefault(round(load / width), [0.0, 0.0, 0.0])
+            group[0] += weight
+            group[1] += weight * load
+            group[2] += weight * watts
+        merged: list[list[float]] = []  # [load, weight, weighted watts], loads increasing
+        for weight, loads, watts in (groups[k] for k in sorted(groups)):
+            load = round(loads / weight, 4)
+            if merged and merged[-1][0] >= load:  # two bins whose means meet: one point
+                merged[-1][1] += weight
+                merged[-1][2] += watts
+            else:
+                merged.append([load, weight, watts])
+        fitted = isotonic(
+            [watts / weight for _, weight, watts in merged], [weight for _, weight, _ in merged]
+        )
+        return cls(tuple((load, y) for (load, _, _), y in zip(merged, fitted, strict=True)))
 
 
 # -- power models -----------------------------------------------------------------------------------------
