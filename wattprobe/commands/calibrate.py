@@ -37,10 +37,9 @@ HELP = "measure this host's power at several CPU loads and write its curve, for 
 STEP_S = 0.5  # the sampler's window during a level
 SETTLE_S = 0.5  # after the load changes, before a level's windows count
 PERIOD_S = 0.1  # of each worker's busy/idle cycle
-# The fit goes through the windows (each one's load and power), averaged in bins of this much load: on
-# a machine where other work moves the load, windows cover loads the levels' means do not, and a
-# window's power is that of its own load (a level's mean power is not its mean load's on a curve).
-BIN_WIDTH = 0.05
+# The fit goes through the levels' points, not each window's: a window's load and energy are read a
+# scan apart, so on a busy machine the windows picked for their extreme loads have powers nearer the
+# mean (regression dilution), while a level's mean is steady.
 # A worker: busy for FRACTION of every PERIOD, starting PHASE periods in, on one CPU where allowed.
 WORKER = """\
 import os, sys, time
@@ -107,13 +106,6 @@ class Collector:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Window:
-    load: float
-    seconds: float
-    domains: dict[str, float]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class Point:
     level: float  # asked, percent
     load: float  # measured, 0..1
@@ -142,17 +134,16 @@ def run(args: argparse.Namespace) -> int:
         if sampler.sensor.estimated:
             raise WattprobeError(f"calibrate needs measured power, and {sampler.sensor.name} estimates it")
         n_cpus = os.cpu_count() or 1
-        points, windows = [], []
+        points = []
         for level in args.levels:
-            p, measured = _measure_level(sampler, level, n_cpus, args.seconds_per_level)
+            p = _measure_level(sampler, level, n_cpus, args.seconds_per_level)
             points.append(p)
-            windows += measured
             print(f"level {level:g} %: load {p.load:.1%}, {p.watts:.2f} W", file=sys.stderr, flush=True)
         sensor, source, frame_cpus = sampler.sensor.name, _host_source(sampler), _frame_cpus(sampler, n_cpus)
     finally:
         sampler.close()
     cpu_model = read_cpu_identity(sources.procfs_root).model_name
-    model = document(points, cpu_model, frame_cpus, sensor, source, windows)
+    model = document(points, cpu_model, frame_cpus, sensor, source)
     model |= {"levels": args.levels, "seconds_per_level": args.seconds_per_level}
     write_whole(args.output, (json.dumps(model, indent=1) + "\n").encode())
     worst = max(
@@ -176,7 +167,7 @@ def measuring(sources: SourceSettings) -> SourceSettings:
     return dataclasses.replace(sources, name="powercap_rapl") if sources.name == "auto" else sources
 
 
-def _measure_level(sampler: Any, level: float, n_cpus: int, seconds: float) -> tuple[Point, list[Window]]:
+def _measure_level(sampler: Any, level: float, n_cpus: int, seconds: float) -> Point:
     from wattprobe.pipeline.runner import Runner
 
     collector = Collector()
@@ -198,9 +189,7 @@ def _measure_level(sampler: Any, level: float, n_cpus: int, seconds: float) -> t
     names = sorted({name for f in frames for name in _domains(f)})
     domains = {name: mean([_domains(f).get(name, 0.0) for f in frames]) for name in names}
     load, watts = mean([f.cpu_load for f in frames]), mean([f.host_watts for f in frames])
-    return Point(level, load, watts, domains, len(frames)), [
-        Window(f.cpu_load, f.window_s, _domains(f)) for f in frames
-    ]
+    return Point(level, load, watts, domains, len(frames))
 
 
 def _domains(frame: Frame) -> dict[str, float]:
@@ -254,20 +243,13 @@ def document(
     n_cpus: int,
     sensor: str,
     host_source: str | None,
-    windows: Sequence[Window] = (),
 ) -> dict[str, Any]:
-    """The model file: the points, the fit per domain (through `windows`, else through the points), the
-    host's fitted power and its error at each point, and where it was made."""
+    """The model file: the points, the fit per domain, the host's fitted power and its error at each
+    point, and where it was made."""
     from wattprobe.sources.estimate import MODEL_SCHEMA, CalibratedModel, Curve, host_watts
 
     names = sorted({name for p in points for name in p.domains})
-    if not windows:
-        windows = [Window(p.load, p.windows, p.domains) for p in points]
-    weights = [w.seconds for w in windows]
-    curves = {
-        name: Curve.fit([(w.load, w.domains.get(name, 0.0)) for w in windows], weights, BIN_WIDTH)
-        for name in names
-    }
+    curves = {name: Curve.fit([(p.load, p.domains.get(name, 0.0)) for p in points]) for name in names}
     model = CalibratedModel("", cpu_model, n_cpus, sensor, curves)
     rows = []
     for p in points:
@@ -293,8 +275,7 @@ def document(
         "host_source": host_source,
         "points": rows,
         "fit": {
-            "kind": f"piecewise linear through the windows averaged per {BIN_WIDTH:g} of load, isotonic "
-            "(non-decreasing), ends extended",
+            "kind": "piecewise linear through the points, isotonic (non-decreasing), ends extended",
             "domains": {name: [[x, round(y, 4)] for x, y in c.points] for name, c in curves.items()},
             "host": [[x, round(host_watts(model.watts(x, n_cpus)), 4)] for x in loads],
         },
