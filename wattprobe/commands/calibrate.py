@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import subprocess
@@ -30,6 +31,8 @@ from wattprobe.config.values import positive
 from wattprobe.core.model import HOST_DOMAINS, Frame
 from wattprobe.errors import SensorUnavailable, UsageError, WattprobeError
 from wattprobe.sources import ESTIMATE_HINT, SourceSettings
+
+log = logging.getLogger(__name__)
 
 NAME = "calibrate"
 HELP = "measure this host's power at several CPU loads and write its curve, for -s estimate --model"
@@ -146,6 +149,13 @@ def run(args: argparse.Namespace) -> int:
     model = document(points, cpu_model, frame_cpus, sensor, source)
     model |= {"levels": args.levels, "seconds_per_level": args.seconds_per_level}
     write_whole(args.output, (json.dumps(model, indent=1) + "\n").encode())
+    lowest = min(p.load for p in points)
+    if lowest > min(args.levels) / 100 + 0.15:
+        log.warning(
+            "the load never went below %.0f %% (other work on the machine): below it the curve is extended, "
+            "a guess; calibrate again with the machine otherwise idle",
+            100 * lowest,
+        )
     worst = max(
         (abs(p["fit_error_percent"]) for p in model["points"] if p["fit_error_percent"] is not None),
         default=0.0,
