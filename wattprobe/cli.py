@@ -23,6 +23,7 @@ from wattprobe.sources import SourceSettings
 # Commands that are tools rather than outputs of the pipeline.
 TOOLS = (
     "wattprobe.commands.agent",
+    "wattprobe.commands.calibrate",
     "wattprobe.commands.compare",
     "wattprobe.commands.powerapi_validate",
     "wattprobe.commands.powerspy2",

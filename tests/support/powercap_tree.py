@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import os
 import time
@@ -15,11 +16,13 @@ from wattprobe.core.model import EnergyReading
 from wattprobe.core.sampler import Sampler
 from wattprobe.sources.host import HostReader
 from wattprobe.sources.powercap import PowercapSensor
-from wattprobe.sources.procfs import ProcfsReader
+from wattprobe.sources.procfs import ProcfsReader, read_machine_cpu
 
 # Intel's usual range: 2**32 units of 61.035 µJ.
 MAX_UJ = 262_143_328_850
 Key = tuple[int | None, str]
+# A package's power against the machine's CPU load (0..1): concave, as real packages draw (W).
+LOAD_CURVE = ((0.0, 20.0), (0.25, 45.0), (0.5, 62.0), (0.75, 74.0), (1.0, 80.0))
 
 
 def default_watts(sockets: int = 2, psys: bool = True) -> dict[Key, float]:
@@ -180,6 +183,58 @@ class PowercapTree:
             stop.set()
             process.join(5)
 
+    @contextmanager
+    def following_load(
+        self,
+        history: Path,
+        key: Key = (0, "package"),
+        curve: tuple[tuple[float, float], ...] = LOAD_CURVE,
+        window_s: float = 0.1,
+        period_s: float = 0.01,
+    ) -> Iterator[None]:
+        """Advance the counters in real time, from another process, `key`'s power following the machine's
+        real CPU load along `curve`, as a real package's does: every `period_s`, the load over the last
+        `window_s` from /proc/stat (busy and idle as the sampler counts them), its power on the curve.
+        Each write appends `UNIX_TIME UJ` to `history`, the energy of the packages and dram (the host's
+        as wattprobe counts it without psys): see `energy_between`."""
+        stop = multiprocessing.Event()
+        process = multiprocessing.get_context("fork").Process(
+            target=self._follow, args=(stop, history, key, curve, window_s, period_s), daemon=True
+        )
+        process.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            process.join(5)
+
+    def _follow(
+        self,
+        stop: Event,
+        history: Path,
+        key: Key,
+        curve: tuple[tuple[float, float], ...],
+        window_s: float,
+        period_s: float,
+    ) -> None:
+        keep_up()
+        loads: list[tuple[int, int]] = []  # (busy, idle) ticks, one per period, the last window's worth
+        last = time.monotonic_ns()
+        with history.open("a") as log:
+            while not stop.is_set():
+                cpu = read_machine_cpu()
+                loads = [*loads, (cpu.busy, cpu.idle)][-(round(window_s / period_s) + 1) :]
+                busy, idle = loads[-1][0] - loads[0][0], loads[-1][1] - loads[0][1]
+                if busy + idle > 0:
+                    self.watts[key] = on_curve(curve, busy / (busy + idle))
+                time.sleep(period_s)
+                now = time.monotonic_ns()
+                self.advance((now - last) / 1e9)
+                last = now
+                host = sum(uj for (_, domain), uj in self.energy.items() if domain in ("package", "dram"))
+                log.write(f"{time.time()} {host:.0f}\n")
+                log.flush()
+
     def written_at(self) -> int:
         return self._stamp.value
 
@@ -196,6 +251,29 @@ class PowercapTree:
                 continue
             self.advance((now - last) / 1e9)
             self._stamp.value = last = now
+
+
+def on_curve(curve: tuple[tuple[float, float], ...], load: float) -> float:
+    """Watts at `load` on a curve of (load, watts) points, straight between them."""
+    for (x0, y0), (x1, y1) in itertools.pairwise(curve):
+        if load <= x1:
+            return y0 + (y1 - y0) * (max(load, x0) - x0) / (x1 - x0)
+    return curve[-1][1]
+
+
+def energy_between(history: Path, start: float, end: float) -> float:
+    """Joules the tree's host drew between two Unix times, from its history (`following_load`),
+    interpolated between writes."""
+    rows = [tuple(map(float, line.split())) for line in history.read_text().splitlines() if line.strip()]
+
+    def at(t: float) -> float:
+        assert rows[0][0] <= t <= rows[-1][0], f"{t} outside the history ({rows[0][0]}..{rows[-1][0]})"
+        for (t0, e0), (t1, e1) in itertools.pairwise(rows):
+            if t <= t1:
+                return e0 + (e1 - e0) * (t - t0) / (t1 - t0) if t1 > t0 else e1
+        return rows[-1][1]
+
+    return (at(end) - at(start)) / 1e6
 
 
 class TreeSensor(PowercapSensor):

@@ -48,6 +48,8 @@ class Sensor(Protocol):
 
     name: str  # powercap_rapl, estimate, powerspy2
     estimated: bool  # True when every figure comes from a model, not a measurement
+    # An estimating sensor also says which model makes its figures (`model`, a str): the sampler
+    # copies it into every Frame. Optional: sensors that measure have none.
 
     def read(self) -> EnergyReading:
         """Read every counter now; raise SensorReadError when a counter cannot be read."""
@@ -300,6 +302,7 @@ class Frame:
     trees: Mapping[int, frozenset[int]] = field(default_factory=dict)
     # the cgroups the sampler watches (`Sampler.watch`) -> their CPU ns over the window, where read at both ends
     cgroup_ns: Mapping[str, int] = field(default_factory=dict)
+    model: str | None = None  # the model that made estimated figures (the sensor's), None when measured
 
 
 class ProcessReader(Protocol):

@@ -185,6 +185,7 @@ class Sampler(Generic[Reader]):
                 for path in self._watched
                 if path in now.cgroups and path in prev.cgroups
             },
+            model=getattr(self.sensor, "model", None),
         )
         self._resets = 0
         self.latest = frame

@@ -100,7 +100,8 @@ class JsonArray:
 
 
 def document(frame: Frame, settings: Settings) -> dict[str, Any]:
-    """One Frame as Scaphandre's JSON document, plus `estimated`, `source`, unattributed power and the
+    """One Frame as Scaphandre's JSON document, plus `estimated` (and the `model` that made estimated
+    figures), `source`, unattributed power and the
     power of the consumers left out of the list (`others_consumption`): listed + others +
     unattributed = host."""
     ts = frame.timestamp
@@ -116,6 +117,7 @@ def document(frame: Frame, settings: Settings) -> dict[str, Any]:
             "estimated": frame.estimated,
             "source": frame.host_source,
             "sensor": frame.sensor,
+            "model": frame.model,
             "unattributed_consumption": frame.unattributed_watts * MICRO,
             "others_consumption": others * MICRO,
             "cpu_load": frame.cpu_load,

@@ -93,12 +93,17 @@ def _watts(value: float) -> str:
     return f"{value:.2f} W" if value >= 0.1 or value == 0 else f"{value * 1000:.2f} mW"
 
 
+def _by(frame: Frame) -> str:
+    """Which model made estimated figures, for the header."""
+    return f", estimated by the {printable(frame.model)}" if frame.model else ""
+
+
 def render_text(frame: Frame, settings: Settings) -> str:
     """Scaphandre's plain layout, plus where host power comes from and what is unattributed."""
     estimated = " (estimated)" if frame.estimated else ""
     lines = [
         f"Host:\t{_watts(frame.host_watts)}{estimated}\tfrom {frame.host_source}, "
-        f"CPU load {frame.cpu_load:.0%} of {frame.n_cpus} CPUs"
+        f"CPU load {frame.cpu_load:.0%} of {frame.n_cpus} CPUs{_by(frame)}"
     ]
     domain_names = sorted({d.name for s in frame.sockets for d in s.domains})
     if frame.sockets:
@@ -136,7 +141,7 @@ def live_table(frame: Frame, settings: Settings) -> RenderableType:
     head = Text.from_markup(
         f"[bold]Host {_watts(frame.host_watts)}[/]{estimated}  from {escape(printable(frame.host_source))}, "
         f"CPU load {frame.cpu_load:.0%} of {frame.n_cpus} CPUs, "
-        f"unattributed {_watts(frame.unattributed_watts)}"
+        f"unattributed {_watts(frame.unattributed_watts)}{escape(_by(frame))}"
     )
     sockets = Table("Socket", "Package", "Domains", box=None, title="Sockets", title_justify="left")
     for socket in frame.sockets:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 SENSORS = ("auto", "powercap_rapl", "estimate", "powerspy2")
 HOST_POWERCAP = "/sys/class/powercap"
 VM_POWERCAP = "/var/scaphandre"
+ESTIMATE_HINT = "; or estimate from CPU load with -s estimate"  # the fix -s powercap_rapl adds
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +83,20 @@ class SourceSettings:
     cpu_profile: str = option(
         "unknown",
         choices=tuple(sorted(CPU_PROFILES)),
-        help="estimate: CPU family for the per-vCPU linear model (default unknown: 0.74-3.5 W per vCPU)",
+        help="estimate: CPU family for the per-vCPU linear model (default: the best published model for "
+        "this CPU, else unknown: 0.74-3.5 W per vCPU)",
     )
     vcpu_min_watts: float | None = option(
         None, parse=non_negative, metavar="WATTS", help="estimate: idle watts per vCPU"
     )
     vcpu_max_watts: float | None = option(
         None, parse=non_negative, metavar="WATTS", help="estimate: full-load watts per vCPU"
+    )
+    model: str | None = option(
+        None,
+        metavar="PATH",
+        help="estimate: this host's own curve, a model made by `wattprobe calibrate` (default: the best "
+        "published model for this CPU)",
     )
     memory_watts_per_gb: float = option(
         0.0,
@@ -128,6 +136,10 @@ class SourceSettings:
         api_url(self.kubernetes_api)  # an http:// or malformed URL is refused here
         if self.vm and self.name in ("estimate", "powerspy2"):
             raise UsageError(f"--vm reads the powercap tree the host exports: drop --vm or -s {self.name}")
+        if self.model is not None and self.name in ("powercap_rapl", "powerspy2"):
+            raise UsageError(f"--model is the estimate's curve, -s {self.name} measures: drop --model")
+        if self.model is not None and self.tdp is not None:
+            raise UsageError("--model and --tdp are two estimates: keep one")
         low, high = self.vcpu_watts
         if high < low:
             raise UsageError(f"--vcpu-max-watts ({high:g}) is below --vcpu-min-watts ({low:g})")
@@ -172,9 +184,7 @@ def open_sensor(settings: SourceSettings) -> Sensor:
         if settings.vm:
             raise
         if settings.name == "powercap_rapl":
-            raise SensorUnavailable(
-                why.reason, f"{why.fix}; or estimate from CPU load with -s estimate"
-            ) from None
+            raise SensorUnavailable(why.reason, why.fix + ESTIMATE_HINT) from None
         sensor = EstimateSensor.from_settings(settings)
         log.warning(
             "no usable powercap tree (%s): estimating power from CPU load instead (%s), every figure marked "

@@ -116,7 +116,8 @@ HOST_CPU = _f("wattprobe_host_cpu_usage_ratio", None, "gauge", "ratio", "Busy fr
 WINDOW = _f("wattprobe_window_seconds", None, "gauge", "seconds",
     "Length of the window the power figures average over")  # fmt: skip
 SENSOR = _f("wattprobe_sensor", None, "info", "",
-    "Where power comes from; estimated=true when it is modelled, not measured", integer=True)  # fmt: skip
+    "Where power comes from; estimated=true when it is modelled, not measured (model: which)",
+    integer=True)  # fmt: skip
 SOCKET_POWER = _f("wattprobe_socket_power_watts", "scaph_socket_power_microwatts", "gauge", "watts",
     "Power of a CPU package over the window", scale=MICRO)  # fmt: skip
 SOCKET_ENERGY = _f("wattprobe_socket_energy_joules", "scaph_socket_energy_microjoules", "counter", "joules",
@@ -408,7 +409,8 @@ def samples(
     yield from sample(HOST_CPU, frame.cpu_load)
     yield from sample(WINDOW, frame.window_s)
     estimated = "true" if frame.estimated else "false"
-    yield from sample(SENSOR, 1, sensor=frame.sensor, source=frame.host_source, estimated=estimated)
+    model = {"model": frame.model} if frame.model else {}
+    yield from sample(SENSOR, 1, sensor=frame.sensor, source=frame.host_source, estimated=estimated, **model)
     for s in frame.sockets:
         yield from sample(SOCKET_POWER, s.watts, **labels.socket(s.id))
         yield from sample(SOCKET_ENERGY, s.energy_j, **labels.socket(s.id))
