@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import re
 
 import pytest
@@ -342,3 +343,17 @@ def test_riemann_and_warp10_get_names_and_pod_energy_from_the_catalogue():
     attributes = {a.key: a.value for a in event(container, "host-a", f.timestamp, 60).attributes}
     assert attributes["pod_name"] == "shop-0"
     assert not any(p.name == "wattprobe_pod_energy_joules_total" for p in frame_points(f))  # no ledger
+
+
+def test_a_power_that_is_not_a_number_adds_no_energy_to_a_workload():
+    ledger = catalogue.ledger_for("native")
+    for i, web in enumerate((20.0, math.nan, 20.0)):
+        f = named_frame({WEB: 20.0, DB: 10.0}, timestamp=frames.TIMESTAMP + i)
+        if i == 1:  # the web container's power unknown in this window
+            groups = [dataclasses.replace(g, watts=web) if g.key == WEB else g for g in f.containers]
+            f = dataclasses.replace(f, containers=tuple(groups))
+        points = frame_points(f, ledger=ledger)
+    pods = {
+        dict(p.labels)["pod_name"]: p.value for p in points if p.name == "wattprobe_pod_energy_joules_total"
+    }
+    assert pods == {"shop-0": 40.0, "db-0": 30.0}  # the counter stays a number and never goes back

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import agents
-from tests.support.cgroups import kubepods_cgroup
+from tests.support.cgroups import container_cgroup
 from tests.support.kubeapi import TOKEN, FakeKubeApi, pod
 from tests.support.processes import child
 from tests.support.waiting import wait_for
@@ -259,7 +259,7 @@ def test_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_agent_names_a_pods_process_in_a_real_kubepods_cgroup(api: FakeKubeApi, tmp_path: Path) -> None:
-    with kubepods_cgroup(WEB_POD, WEB) as cgroup:
+    with container_cgroup(f"kubepods/pod{WEB_POD}/{WEB}") as cgroup:
         if cgroup is None:
             pytest.skip("no cgroup can be made here (not root, or a read-only cgroup filesystem)")
         with child("--api-token", TOKEN) as busy:

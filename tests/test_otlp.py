@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import ssl
 import sys
 import time
@@ -179,6 +180,37 @@ def test_energy_sums_never_go_down_and_count_the_frames_a_process_was_not_listed
     assert vm == [10.0, 20.0, 21.0]
     host = receiver.points("hw.host.energy")
     assert len({p.start_ns for p in host}) == 1 and len(host) == 3
+
+
+def test_a_workload_gone_past_the_grace_restarts_from_zero_with_a_new_start(receiver: Receiver) -> None:
+    sink = synchronous(Settings(endpoint=receiver.url))
+    gone = a_frame(frames.TIMESTAMP + 601.5)  # nginx and its pod away for 600.5 s: forgotten
+    gone = dataclasses.replace(gone, consumers=gone.consumers[1:], containers=())
+    for frame in (a_frame(), a_frame(frames.TIMESTAMP + 1), gone, a_frame(frames.TIMESTAMP + 602.5)):
+        sink.write(frame)
+    for name, attributes in (
+        ("wattprobe.process.energy", {"process.pid": 10}),
+        ("wattprobe.container.energy", {}),
+        ("wattprobe.pod.energy", {}),
+    ):
+        found = [p for p in receiver.points(name) if attributes.items() <= p.attributes.items()]
+        assert [p.value for p in found] == [20.0, 40.0, 20.0], name
+        starts = [round(frames.TIMESTAMP * S) - S] * 2 + [round((frames.TIMESTAMP + 601.5) * S)]
+        assert [p.start_ns for p in found] == starts, name
+    vm = receiver.points("wattprobe.vm.energy")  # the guest never left: one counter
+    assert [p.value for p in vm] == [10.0, 20.0, 30.0, 40.0] and len({p.start_ns for p in vm}) == 1
+
+
+def test_a_power_that_is_not_a_number_adds_no_energy(receiver: Receiver) -> None:
+    sink = synchronous(Settings(endpoint=receiver.url))
+    for i in range(3):
+        frame = a_frame(frames.TIMESTAMP + i)
+        if i == 1:  # the guest's power unknown
+            nginx, guest = frame.consumers
+            frame = dataclasses.replace(frame, consumers=(nginx, dataclasses.replace(guest, watts=math.nan)))
+        sink.write(frame)
+    assert [p.value for p in receiver.points("wattprobe.vm.energy")] == [10.0, 10.0, 20.0]
+    assert [p.value for p in receiver.points("wattprobe.vm.power")] == [10.0, 10.0]  # NaN: absent
 
 
 def test_gzip_and_headers_from_the_option_over_the_environment(

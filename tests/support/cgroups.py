@@ -1,4 +1,6 @@
-"""Real cgroups made for a test or a benchmark, as `wattprobe run` makes its command's (OwnCgroup)."""
+"""Real cgroups made for a test or a benchmark, as `wattprobe run` makes its command's (OwnCgroup), and
+shaped as a container engine's or the kubelet's, so that /proc shows a real process in a container or
+a pod."""
 
 from __future__ import annotations
 
@@ -38,23 +40,24 @@ def usage_ns(directory: Path) -> int:
 
 
 @contextlib.contextmanager
-def kubepods_cgroup(pod_uid: str, container_id: str) -> Iterator[Path | None]:
-    """A real cgroup shaped as the kubelet makes a container's, `.../kubepods-XXXX/pod<uid>/<id>`, below
-    this process's own, for the block: its directory (write a pid to its cgroup.procs to put a process
-    in it), or None where no cgroup can be made here. What still runs in it at the end is moved out."""
-    with new_cgroup("kubepods") as base:
+def container_cgroup(shape: str) -> Iterator[Path | None]:
+    """A real cgroup shaped as a container engine or the kubelet makes a container's, `SHAPE` (`docker/ID`,
+    `kubepods/pod<uid>/ID`) below a new cgroup below this process's own, for the block: its directory
+    (write a pid to its cgroup.procs to put a process in it, and /proc shows it in that container or
+    pod), or None where no cgroup can be made here. What still runs in it at the end is moved out."""
+    with new_cgroup("wattprobe-test") as base:
         if base is None:
             yield None
             return
-        pod = Path(base.directory) / f"pod{pod_uid}"
-        leaf = pod / container_id
+        top = Path(base.directory)
+        leaf = top / shape.strip("/")
         leaf.mkdir(parents=True)
         try:
             yield leaf
         finally:
-            for directory in (leaf, pod):
+            for directory in [leaf, *leaf.parents[: len(leaf.relative_to(top).parts) - 1]]:
                 for pid in (directory / "cgroup.procs").read_text().split():
                     with contextlib.suppress(OSError):
-                        (Path(base.directory) / "cgroup.procs").write_text(pid)
+                        (top / "cgroup.procs").write_text(pid)
                 with contextlib.suppress(OSError):
                     directory.rmdir()

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
-from wattprobe.core.model import EnergyReading
+from wattprobe.core.model import EnergyReading, NameResolver
 from wattprobe.core.sampler import Sampler
 from wattprobe.sources.host import HostReader
 from wattprobe.sources.powercap import PowercapSensor
@@ -293,11 +293,12 @@ class TreeSensor(PowercapSensor):
 
 
 @contextmanager
-def real_time_sampler(tree: PowercapTree) -> Iterator[Sampler]:
+def real_time_sampler(tree: PowercapTree, names: NameResolver | None = None) -> Iterator[Sampler]:
     """A Sampler of this process reading `tree` through a TreeSensor, in real time (for servers that
-    measure on their own schedule, such as a Prometheus that scrapes every second)."""
+    measure on their own schedule, such as a Prometheus that scrapes every second); `names` names
+    its containers, as the agent's resolver."""
     sampler = Sampler(
-        TreeSensor(tree), ProcfsReader(), host=HostReader()
+        TreeSensor(tree), ProcfsReader(), host=HostReader(), names=names
     )  # the host's facts too, as an agent
     try:
         yield sampler

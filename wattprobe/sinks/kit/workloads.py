@@ -9,11 +9,15 @@ node's used CPU time) comes to the same figure.
 A Frame says power over its window; energy since the agent started is that power added up over the
 Frames, per workload. The `Ledger` does it once per Frame (a Frame served twice is counted once), for
 every workload of the Frame, listed in a series or not, so that a process leaving the top N and coming
-back keeps its counter. A workload gone from the Frames for `grace_s` is forgotten.
+back keeps its counter. A workload gone from the Frames for `grace_s` is forgotten (memory stays
+bounded); if it comes back, its counters start again from 0 with a new start time (`Account.start_ns`),
+which a cumulative sum's reader (OpenTelemetry) takes for a reset. A figure that is not a finite,
+positive energy adds nothing, so a counter stays right.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -158,6 +162,7 @@ class Account:
     joules: dict[str, float] = field(default_factory=dict)  # by zone; HOST: against host power
     cpu_s: float = 0.0
     seen: float = 0.0  # the timestamp of the last Frame it was in
+    start_ns: int = 0  # the start of the first Frame's window it was in, ns since the epoch: when it began
 
 
 class Ledger:
@@ -178,21 +183,24 @@ class Ledger:
             return False
         self.last = now = frame.timestamp
         window = frame.window_s
+        begin_ns = window_ns(frame)[0]
         by_zone = [(z.name, z.watts * window) for z in zones(frame)] if self.zones else []
         for kind, found in flows(frame, processes=self.processes).items():
             accounts = self.accounts[kind]
             for key, flow in found.items():
                 account = accounts.get(key)
                 if account is None:
-                    account = accounts[key] = Account(flow.about)
+                    account = accounts[key] = Account(flow.about, start_ns=begin_ns)
                 account.about = flow.about
                 account.seen = now
                 account.cpu_s += flow.cpu_s
                 joules = account.joules
-                joules[HOST] = joules.get(HOST, 0.0) + flow.watts * window
+                added = flow.watts * window
+                joules[HOST] = joules.get(HOST, 0.0) + (added if 0.0 < added < math.inf else 0.0)
                 share = flow.share
                 for zone, zone_j in by_zone:
-                    joules[zone] = joules.get(zone, 0.0) + zone_j * share
+                    added = zone_j * share
+                    joules[zone] = joules.get(zone, 0.0) + (added if 0.0 < added < math.inf else 0.0)
         for accounts in self.accounts.values():
             gone = [key for key, a in accounts.items() if now - a.seen > self.grace_s]
             for key in gone:
@@ -202,6 +210,12 @@ class Ledger:
     def known(self, kind: str) -> Iterator[tuple[object, Account]]:
         """The workloads of a kind whose energy is counted, in the order first seen."""
         return iter(list(self.accounts[kind].items()))
+
+
+def window_ns(frame: Frame) -> tuple[int, int]:
+    """The Frame's window as (start, end) in ns since the epoch: the times of a point that covers it."""
+    end = round(frame.timestamp * 1e9)
+    return end - round(frame.window_s * 1e9), end
 
 
 def process_key(info: ProcessInfo) -> tuple[int, str, str]:

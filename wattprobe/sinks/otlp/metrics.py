@@ -3,8 +3,8 @@
 Host, sockets, domains, processes and containers come from the catalogue's samples (`sinks.kit.
 catalogue`): its families are the figures, `FROM_CATALOGUE` gives each its OpenTelemetry name, and
 the family's unit and kind give the metric's unit and type (a counter is a cumulative, monotonic sum).
-Pods and VMs add up their containers' and processes' power; per-workload energy is summed by
-`energy.EnergySums`. The OpenTelemetry hardware conventions name the host's power (`hw.host.power`,
+Pods and VMs are the kit's aggregates (`sinks.kit.workloads.flows`), and per-workload energy is its
+`Ledger`'s counters, each with the start time of its cumulative sum. The OpenTelemetry hardware conventions name the host's power (`hw.host.power`,
 `hw.host.energy`) and its components' (`hw.power`, `hw.energy`); none names a process's, container's,
 pod's or VM's yet, so those are `wattprobe.{process,container,pod,vm}.{power,energy}`, with the
 conventions' attribute names. Every point of an estimated Frame carries `wattprobe.estimated=true`.
@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -32,11 +31,11 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from wattprobe import __version__
-from wattprobe.core.model import Consumer, Container, Frame, Group, ProcessInfo
+from wattprobe.core.model import Container, Frame, ProcessInfo
 from wattprobe.sinks.kit import catalogue
 from wattprobe.sinks.kit.catalogue import Family, Labels
 from wattprobe.sinks.kit.selection import select_consumers
-from wattprobe.sinks.otlp.energy import EnergySums
+from wattprobe.sinks.kit.workloads import HOST, Ledger, Named, Pod, Vm, flows, pod_of, process_key, window_ns
 
 __all__ = ["FIGURES", "MetricsData", "Renderer", "resource"]
 
@@ -66,9 +65,9 @@ HW_ENERGY = _from(
 PROCESS_POWER = _from(catalogue.PROCESS_POWER, "wattprobe.process.power")
 PROCESS_ENERGY = Figure("wattprobe.process.energy", "J", "A process's share of host energy", True)
 CONTAINER_POWER = _from(catalogue.CONTAINER_POWER, "wattprobe.container.power")
-CONTAINER_ENERGY = Figure("wattprobe.container.energy", "J", "Energy of all processes of one container", True)
-POD_POWER = Figure("wattprobe.pod.power", "W", "Power of all containers of one Kubernetes pod", False)
-POD_ENERGY = Figure("wattprobe.pod.energy", "J", "Energy of all containers of one Kubernetes pod", True)
+CONTAINER_ENERGY = _from(catalogue.CONTAINER_ENERGY, "wattprobe.container.energy")
+POD_POWER = _from(catalogue.POD_POWER, "wattprobe.pod.power")
+POD_ENERGY = _from(catalogue.POD_ENERGY, "wattprobe.pod.energy")
 VM_POWER = Figure("wattprobe.vm.power", "W", "Power of the QEMU/KVM processes of one virtual machine", False)
 VM_ENERGY = Figure(
     "wattprobe.vm.energy", "J", "Energy of the QEMU/KVM processes of one virtual machine", True
@@ -138,7 +137,7 @@ def container_attributes(container: Container, frame: Frame) -> Attributes:
             found["container.name"] = workload.name
         if workload.image:
             found["container.image.name"] = workload.image
-    pod_uid = container.pod_uid or (workload.pod_uid if workload else None)
+    pod_uid = pod_of(container, workload)
     if pod_uid:
         found |= pod_attributes(pod_uid, frame, workload.pod_name if workload else None,
                                 workload.pod_namespace if workload else None)  # fmt: skip
@@ -168,48 +167,8 @@ def process_attributes(info: ProcessInfo, command_line: str, frame: Frame) -> At
     return found
 
 
-def process_key(info: ProcessInfo) -> tuple[str, int, str, str]:
-    return ("process", info.pid, info.comm, info.cmdline)
-
-
-def container_key(group: Group) -> tuple[str, str]:
-    return ("container", group.container.id if group.container else group.key)
-
-
-def pods(frame: Frame) -> dict[str, list[Group]]:
-    """The containers of each pod, by pod uid."""
-    found: dict[str, list[Group]] = defaultdict(list)
-    for group in frame.containers:
-        container = group.container
-        if container is None:
-            continue
-        workload = frame.workloads.get(container.id)
-        uid = container.pod_uid or (workload.pod_uid if workload else None)
-        if uid:
-            found[uid].append(group)
-    return found
-
-
-def _pod_names(groups: list[Group], frame: Frame) -> tuple[str | None, str | None]:
-    """A pod's name and namespace, from whichever of its containers Kubernetes named."""
-    for group in groups:
-        workload = frame.workloads.get(group.container.id) if group.container else None
-        if workload is not None and workload.pod_name:
-            return workload.pod_name, workload.pod_namespace
-    return None, None
-
-
-def vms(consumers: tuple[Consumer, ...]) -> dict[str, float]:
-    """The power of each VM: its QEMU/KVM processes'."""
-    found: dict[str, float] = defaultdict(float)
-    for c in consumers:
-        if c.info.vm:
-            found[c.info.vm] += c.watts
-    return found
-
-
 class Renderer:
-    """Renders Frames, in order: it keeps the start of the first one and each workload's energy sum."""
+    """Renders Frames, in order: it keeps the start of the first one and the workloads' energy counters."""
 
     def __init__(
         self, resource: Resource, hostname: str, top: int, pattern: re.Pattern[str] | None = None
@@ -221,17 +180,16 @@ class Renderer:
         self.pattern = pattern
         self.labels = Labels("native", qemu=True, containers=True)
         self.start_ns: int | None = None  # the start of the first Frame's window: when energy began
-        self.energy = EnergySums()
+        self.ledger = Ledger(processes=True)  # every workload's energy, listed or not
 
     def render(self, frame: Frame) -> MetricsData:
-        end_ns = round(frame.timestamp * 1e9)
-        begin_ns = end_ns - round(frame.window_s * 1e9)
+        begin_ns, end_ns = window_ns(frame)
         if self.start_ns is None:
             self.start_ns = begin_ns
         start_ns = self.start_ns
-        pods_now = pods(frame)
-        vms_now = vms(frame.consumers)
-        self._add_energy(frame, begin_ns, pods_now, vms_now)
+        self.ledger.add(frame)
+        accounts = self.ledger.accounts
+        now = flows(frame)
         mark = ESTIMATED if frame.estimated else {}
         points: dict[Figure, list[NumberDataPoint]] = {figure: [] for figure in FIGURES}
 
@@ -240,14 +198,14 @@ class Renderer:
                 since = (start_ns if since_ns is None else since_ns) if figure.cumulative else begin_ns
                 points[figure].append(NumberDataPoint({**attributes, **mark}, since, end_ns, float(value)))
 
-        def add_energy(figure: Figure, attributes: Attributes, key: object) -> None:
-            counter = self.energy.get(key)
-            if counter is not None:
-                add(figure, attributes, counter.joules, counter.start_ns)
+        def add_energy(figure: Figure, attributes: Attributes, kind: str, key: object) -> None:
+            account = accounts[kind].get(key)
+            if account is not None:
+                add(figure, attributes, account.joules[HOST], account.start_ns)
 
         consumers = select_consumers(frame, self.top, self.pattern)
         by_pid = {c.info.pid: c for c in consumers}
-        containers = {g.container.id: (g, g.container) for g in frame.containers if g.container is not None}
+        containers = now["container"]
         for sample in catalogue.samples(frame, consumers, self.labels):
             figure = FROM_CATALOGUE.get(sample.family)
             if figure is None:
@@ -263,36 +221,25 @@ class Renderer:
                 info = by_pid[int(labels["pid"])].info
                 attributes = process_attributes(info, labels["cmdline"], frame)
                 add(figure, attributes, sample.value)
-                add_energy(PROCESS_ENERGY, attributes, process_key(info))
+                add_energy(PROCESS_ENERGY, attributes, "process", process_key(info))
             elif figure is CONTAINER_POWER and labels.get("container_id") in containers:
-                group, container = containers[labels["container_id"]]
-                attributes = container_attributes(container, frame)
-                add(figure, attributes, sample.value)
-                add_energy(CONTAINER_ENERGY, attributes, container_key(group))
-        for uid, groups in pods_now.items():
-            attributes = pod_attributes(uid, frame, *_pod_names(groups, frame))
-            add(POD_POWER, attributes, sum(g.watts for g in groups))
-            add_energy(POD_ENERGY, attributes, ("pod", uid))
-        for vm, watts in vms_now.items():
-            add(VM_POWER, {"wattprobe.vm.name": vm}, watts)
-            add_energy(VM_ENERGY, {"wattprobe.vm.name": vm}, ("vm", vm))
+                key = labels["container_id"]
+                container = cast(Named, containers[key].about).container
+                if container is not None:
+                    attributes = container_attributes(container, frame)
+                    add(figure, attributes, sample.value)
+                    add_energy(CONTAINER_ENERGY, attributes, "container", key)
+        for uid, flow in now["pod"].items():
+            pod = cast(Pod, flow.about)
+            attributes = pod_attributes(pod.uid, frame, pod.name, pod.namespace)
+            add(POD_POWER, attributes, flow.watts)
+            add_energy(POD_ENERGY, attributes, "pod", uid)
+        for folder, flow in now["vm"].items():
+            vm: Attributes = {"wattprobe.vm.name": cast(Vm, flow.about).name}
+            add(VM_POWER, vm, flow.watts)
+            add_energy(VM_ENERGY, vm, "vm", folder)
         metrics = [_metric(figure, found) for figure, found in points.items() if found]
         return MetricsData([ResourceMetrics(self.resource, [ScopeMetrics(self.scope, metrics, "")], "")])
-
-    def _add_energy(
-        self, frame: Frame, begin_ns: int, pods_now: Mapping[str, list[Group]], vms_now: Mapping[str, float]
-    ) -> None:
-        """Every workload's energy over this Frame's window, listed or not."""
-        add, window, now = self.energy.add, frame.window_s, frame.timestamp
-        for c in frame.consumers:
-            add(process_key(c.info), c.watts, window, begin_ns, now)
-        for g in frame.containers:
-            add(container_key(g), g.watts, window, begin_ns, now)
-        for uid, groups in pods_now.items():
-            add(("pod", uid), sum(g.watts for g in groups), window, begin_ns, now)
-        for vm, watts in vms_now.items():
-            add(("vm", vm), watts, window, begin_ns, now)
-        self.energy.sweep(now)
 
 
 def _metric(figure: Figure, points: list[NumberDataPoint]) -> Metric:
