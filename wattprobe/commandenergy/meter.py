@@ -36,6 +36,8 @@ from wattprobe.core.model import Frame
 from wattprobe.sinks import Fatal
 
 REAPED = "(processes that ended; the rest of their time, reaped by wattprobe)"
+# The time of processes that ended, reaped by one of the tree's (the part not seen in them alive).
+ENDED = "(processes that ended; the rest of their time, reaped by {name} {pid})"
 # The sensor's last window may end this far before the measured span does (the last window is closed
 # right after the end: more means that the sensor gave nothing for the end of the span).
 TAIL_S = 0.15
@@ -266,6 +268,12 @@ class Meter:
         used, self._thread_ns = now - self._thread_ns if self._thread_ns else 0, now
         return used
 
+    def _credit(self, key: tuple[int, str, str], ns: float, joules: float) -> None:
+        if ns > 0 or joules > 0:
+            entry = self._processes.setdefault(key, [0.0, 0.0])
+            entry[0] += joules
+            entry[1] += ns
+
     def _add(self, frame: Frame, overhead_ns: int) -> None:
         # CPU times come from the scans, host energy from the sensor's reads a moment before each:
         # two windows that differ by a few ms, more on a loaded machine. The command's share holds
@@ -296,17 +304,30 @@ class Meter:
                     ns, watts = consumer.exited_cpu_ns, consumer.exited_watts
                     key = (0, "", REAPED)
             elif pid in members:
-                ns, watts = consumer.cpu_ns, consumer.watts
-                key = (pid, consumer.info.exe, consumer.info.cmdline or f"[{consumer.info.comm}]")
-            else:
+                # Its own time under its name; what its descendants used and exited with (reaped into
+                # it: the kernel does not say which) under a name of their own, not the reaper's.
+                info = consumer.info
+                parts = (
+                    (
+                        (pid, info.exe, info.cmdline or f"[{info.comm}]"),
+                        consumer.cpu_ns - consumer.exited_cpu_ns,
+                        consumer.watts - consumer.exited_watts,
+                    ),
+                    (
+                        (0, "", ENDED.format(name=info.name, pid=pid)),
+                        consumer.exited_cpu_ns,
+                        consumer.exited_watts,
+                    ),
+                )
+                for key, ns, watts in parts:
+                    tree_w, tree_ns = tree_w + watts, tree_ns + ns
+                    self._credit(key, ns, watts * scan_s)
                 continue
-            if ns <= 0 and watts <= 0:
+            else:
                 continue
             tree_w += watts
             tree_ns += ns
-            entry = self._processes.setdefault(key, [0.0, 0.0])
-            entry[0] += watts * scan_s
-            entry[1] += ns
+            self._credit(key, ns, watts * scan_s)
         command_w, cpu_ns = tree_w, tree_ns
         counted = frame.cgroup_ns.get(self.cgroup) if self.cgroup is not None else None
         if counted is not None and machine_ns > 0:
