@@ -91,8 +91,8 @@ def test_a_command_and_its_short_lived_children_are_counted_and_its_status_passe
     assert sum(s["window_s"] for s in timeline) == pytest.approx(doc["duration_s"], rel=0.02)
     assert all(0 <= s["command_w"] <= s["host_w"] * 1.001 for s in timeline)
     assert doc["average_power_w"] <= doc["peak_power_w"] <= doc["host_peak_power_w"] * 1.001
-    # The workload itself is the top process: its own 2 s, and its children's time reaped into it
-    # (a child caught running by a scan is counted in itself up to then).
+    # The workload itself is the top process: its own 2 s (its children's time reaped into it is an
+    # entry apart; a child caught running by a scan is counted in itself up to then).
     top = doc["top_processes"]
     assert str(script) in top[0]["cmdline"] and 2.0 <= top[0]["cpu_seconds"] <= cpu_s
     assert top[0]["energy_j"] == pytest.approx(top[0]["cpu_seconds"] / doc["n_cpus"] * WATTS, rel=0.05)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import html as markup
 import importlib.util
 import io
+import math
 import shlex
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wattprobe import __version__
 from wattprobe.commandenergy.result import Result
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 COMMAND_COLOR = "#e6550d"  # the command's power in the chart
 HOST_COLOR = "#3182bd"  # the host's
+UNWRAPPED = 100_000  # columns outside a terminal: wide enough for any line of a summary
 
 
 def check_available() -> None:
@@ -34,20 +37,28 @@ def check_available() -> None:
         raise WattprobeError("--report needs matplotlib: pip install 'wattprobe[report]'")
 
 
-def joules(value: float) -> str:
+def joules(value: float | None) -> str:
+    if value is None:
+        return "n/a"
     return f"{value / 1e3:,.2f} kJ" if abs(value) >= 1e4 else f"{value:,.1f} J"
 
 
-def grams(value: float) -> str:
-    if abs(value) >= 1e3:
-        return f"{value / 1e3:,.2f} kg"
-    if abs(value) >= 1:
-        return f"{value:,.2f} g"
-    return f"{value * 1e3:,.1f} mg"
+def grams(value: float | None) -> str:
+    """In g, always (as `measure()` and the JSON give it), to 3 significant digits and never as 1e-05."""
+    if value is None:
+        return "n/a"
+    if value == 0:
+        return "0 g"
+    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:,.{decimals}f} g"
 
 
 def watts(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.1f} W"
+
+
+def seconds(value: float | None, decimals: int = 2) -> str:
+    return "n/a" if value is None else f"{value:,.{decimals}f} s"
 
 
 def summary_rows(result: Result) -> list[tuple[str, str]]:
@@ -55,9 +66,14 @@ def summary_rows(result: Result) -> list[tuple[str, str]]:
     t = result.tally
     est = " (estimated)" if t.estimated else ""
     share = f"{t.share:.1%} of" if t.share is not None else "out of"
+    if t.error is not None:
+        energy = f"none: {t.error}"
+    else:
+        energy = f"{joules(t.energy_j)}{est}, {share} the host's {joules(t.host_energy_j)}"
+    cpus = f" of {t.n_cpus} CPUs" if t.n_cpus else ""
     rows = [
-        ("energy", f"{joules(t.energy_j)}{est}, {share} the host's {joules(t.host_energy_j)}"),
-        ("duration", f"{t.duration_s:,.2f} s; CPU time {t.cpu_seconds:,.2f} s of {t.n_cpus} CPUs"),
+        ("energy", energy),
+        ("duration", f"{seconds(t.duration_s)}; CPU time {seconds(t.cpu_seconds)}{cpus}"),
         (
             "power",
             f"{watts(t.average_power_w)} average, {watts(t.peak_power_w)} peak{est}; host "
@@ -66,13 +82,23 @@ def summary_rows(result: Result) -> list[tuple[str, str]]:
         (
             "carbon",
             f"{grams(result.carbon_g)} CO2e{est} (host {grams(result.host_carbon_g)}) at "
-            f"{result.intensity.g_per_kwh:g} g/kWh: {result.intensity.source}",
+            f"{result.intensity.g_per_kwh:g} g/kWh: {result.intensity.source}"
+            if t.error is None
+            else f"n/a (no energy) at {result.intensity.g_per_kwh:g} g/kWh",
         ),
         (
             "sensor",
             f"{t.sensor}, host = {t.host_source or 'n/a'}{est}; command measured by its {t.measured_by}",
         ),
     ]
+    if result.idle_power_w is not None:
+        rows.append(
+            (
+                "above idle",
+                f"{joules(result.energy_above_idle_j)} of the host's energy above its idle "
+                f"{watts(result.idle_power_w)}",
+            )
+        )
     if result.exit_code is not None:
         ended = f" ({result.signal})" if result.signal else ""
         rows.append(("exit status", f"{result.exit_code}{ended}"))
@@ -81,14 +107,24 @@ def summary_rows(result: Result) -> list[tuple[str, str]]:
     return rows
 
 
+def stderr_console() -> Console:
+    """stderr: as wide as the terminal on one, else as wide as the lines (never wrapped: a log or a CI
+    job's output keeps each figure with its unit, on the line it belongs to)."""
+    from rich.console import Console
+
+    out = Console(stderr=True, highlight=False, soft_wrap=False)
+    if not out.is_terminal:
+        out = Console(stderr=True, highlight=False, soft_wrap=False, width=UNWRAPPED)
+    return out
+
+
 def print_summary(result: Result, console: Console | None = None) -> None:
     """The summary as a table, on stderr; what came from outside shown `printable`, never as markup."""
     from rich import box
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = console or Console(stderr=True, highlight=False, soft_wrap=False)
+    console = console or stderr_console()
     table = Table(
         title=f"wattprobe run: {escape(printable(_command(result)))}",
         title_justify="left",
@@ -112,6 +148,84 @@ def print_summary(result: Result, console: Console | None = None) -> None:
                 escape(printable(one_line(p.cmdline or p.exe))),
             )
         console.print(top)
+
+
+def one_run(result: Result) -> str:
+    """One run in a line (`run --repeat` says each run so)."""
+    t = result.tally
+    est = " (estimated)" if t.estimated else ""
+    energy = f"energy {joules(t.energy_j)}{est}" if t.error is None else f"no energy figure ({t.error})"
+    return (
+        f"{energy}, CPU time {seconds(t.cpu_seconds)}, duration {seconds(t.duration_s)}, "
+        f"exit status {result.exit_code}"
+    )
+
+
+# The figures of repeated runs shown on stderr, with their names there.
+REPEATED = (
+    ("energy", "energy_j", "J"),
+    ("CPU time", "cpu_seconds", "s"),
+    ("duration", "duration_s", "s"),
+    ("above idle", "energy_above_idle_j", "J"),
+)
+
+
+def spread(summary: dict[str, Any], unit: str) -> tuple[str, str, str, str]:
+    """A figure's `mean ± stdev`, 95 % interval of the mean, coefficient of variation and range, each
+    to the stdev's second significant digit."""
+    mean, stdev, ci = summary["mean"], summary["stdev"], summary["ci95"]
+    digits = 4 if not stdev else max(0, 1 - math.floor(math.log10(stdev)))
+
+    def f(value: float) -> str:
+        return f"{value:,.{digits}f}"
+
+    if stdev is None:
+        return f"{f(mean)} {unit}", "n/a (one run)", "n/a", f"{f(mean)} {unit}"
+    cv = f"{stdev / abs(mean):.1%}" if mean else "n/a"
+    return (
+        f"{f(mean)} ± {f(stdev)} {unit}",
+        f"[{f(ci[0])}, {f(ci[1])}] {unit}",
+        cv,
+        f"{f(summary['min'])} … {f(summary['max'])} {unit}",
+    )
+
+
+def print_repeated(
+    document: dict[str, Any], results: Sequence[Result], console: Console | None = None
+) -> None:
+    """The statistics of repeated runs (`stats.repeated`'s document) as a table, on stderr."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or stderr_console()
+    runs = len(document["runs"])
+    title = _command(results[0]) if results else ""
+    table = Table(
+        title=f"wattprobe run: {escape(printable(title))} ({runs} run{'s' if runs != 1 else ''})",
+        title_justify="left",
+        box=box.SIMPLE,
+    )
+    for name in ("figure", "mean ± stdev", "95 % interval of the mean", "CV", "min … max", "runs"):
+        table.add_column(name, justify="left" if name == "figure" else "right")
+    summary = document["summary"]
+    for label, metric, unit in REPEATED:
+        if metric in summary:
+            table.add_row(label, *spread(summary[metric], unit), str(summary[metric]["n"]))
+    console.print(table)
+    notes = []
+    if results and results[0].tally.estimated:
+        notes.append("every figure is estimated: the sensor models power from CPU load")
+    absent = sum(1 for r in results if r.tally.error is not None)
+    if absent:
+        notes.append(
+            f"{absent} run(s) without an energy figure (the sensor gave none): left out of its statistics"
+        )
+    failed = [r for r in results if r.exit_code != 0]
+    if failed:
+        notes.append(f"the last run failed (exit status {failed[0].exit_code}): no more runs")
+    for note in notes:
+        console.print(escape(note))
 
 
 def chart_svg(result: Result) -> str:
@@ -199,7 +313,7 @@ each an average over one step of {t.step_s:g} s.</figcaption>
 <tr><th>energy</th><th>CPU s</th><th>pid</th><th>command</th></tr>
 {processes}
 </table>
-<footer>Measured by wattprobe {esc(__version__)} from {esc(started)}, {t.duration_s:.2f} s, sensor
+<footer>Measured by wattprobe {esc(__version__)} from {esc(started)}, {seconds(t.duration_s)}, sensor
 {esc(t.sensor)}. A process's power is the host's power times its share of the machine's CPU time;
 the command's includes every process it started, those that ended included.</footer>
 </body>

@@ -69,6 +69,13 @@ class Child:
         # Taken here, before the sensor opens: wattprobe then raises its own for reading /proc.
         self._nofile = resource.getrlimit(resource.RLIMIT_NOFILE)
 
+    def another(self) -> Child:
+        """A new Child for another run of the same command inside this one's `with` (`run --repeat`):
+        it starts with the signal mask and the open-files limit wattprobe was given, as this one."""
+        child = Child(self.argv)
+        child._mask, child._nofile = self._mask, self._nofile
+        return child
+
     def __enter__(self) -> Child:
         # A SIGCHLD ignored by whoever started wattprobe would make the kernel reap children itself.
         self._chld = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
