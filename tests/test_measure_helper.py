@@ -92,7 +92,7 @@ def test_the_callers_open_files_limit_and_threads_stay_its_own(vm):
     m = measured(
         vm,
         """
-        import resource
+        import psutil, resource
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
         first = {}
 
@@ -108,8 +108,7 @@ def test_the_callers_open_files_limit_and_threads_stay_its_own(vm):
         with wattprobe.measure(vm=True, step=0.2) as m:
             during = (threading.active_count(), len(os.listdir("/proc/self/fd")))
             limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            helpers = [p for p in os.listdir("/proc") if p.isdigit() and p != str(os.getpid())
-                       and open(f"/proc/{p}/stat").read().rpartition(")")[2].split()[1] == str(os.getpid())]
+            helpers = [child.pid for child in psutil.Process().children()]
             helper_limit = [line.split()[3] for line in open(f"/proc/{helpers[0]}/limits")
                             if line.startswith("Max open files")]
             burn(0.3)
@@ -121,12 +120,12 @@ def test_the_callers_open_files_limit_and_threads_stay_its_own(vm):
     assert m["before"][0] == m["during"][0] == 1  # not a thread more while measuring
     assert m["during"][1] == m["before"][1]  # the two pipes, opened with the first block
     assert m["limit"] == 1024
-    [helper] = m["helpers"]
+    [helper] = m["helpers"]  # the caller's only child
     assert m["helper_limit"] == [str(hard) if hard != resource.RLIM_INFINITY else "unlimited"]
     # The helper's limit is its own, raised for its reading of /proc, and it ends with the caller
     # (its stdin closes).
     wait_for(
-        lambda: not psutil.pid_exists(int(helper)) or psutil.Process(int(helper)).status() == "zombie",
+        lambda: not psutil.pid_exists(helper) or psutil.Process(helper).status() == "zombie",
         10,
         "the helper to end with its caller",
     )

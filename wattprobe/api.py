@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from wattprobe.commandenergy.carbon import CarbonSettings
-from wattprobe.commandenergy.helper_link import HelperLink, link, tally_from_json
+from wattprobe.commandenergy.helper_link import ENVIRONMENT, HelperLink, link, tally_from_json
 from wattprobe.commandenergy.result import Result
 from wattprobe.config import settings
 from wattprobe.errors import UsageError, WattprobeError
@@ -143,7 +143,7 @@ class Measurement:
             "sources": self._given,
             "step": self.step,
             "cwd": os.getcwd(),
-            "env": dict(os.environ),
+            "env": {name: os.environ.get(name) for name in ENVIRONMENT},
         }
         answer = self._ask(helper, request)
         if answer is not None:

@@ -3,7 +3,8 @@
 `python -m wattprobe.commandenergy.helper`, started by the caller (`helper_link`), reads one JSON
 request a line on its stdin and answers each with one line on its stdout:
 
-- `{"op": "start", "id": N, "root": PID, "sources": {...}, "step": S, "cwd": DIR, "env": {...}}`:
+- `{"op": "start", "id": N, "root": PID, "sources": {...}, "step": S, "cwd": DIR, "env": {...}}`
+  (`env`: the caller's environment variables that opening the sources reads, `helper_link.ENVIRONMENT`):
   open the sources (the global options as keyword arguments), start a runner with a meter of PID's
   tree as its sink, and answer `{"id": N}` once the baseline is taken (the block may run), or
   `{"id": N, "error": WHY}`;
@@ -45,7 +46,9 @@ from wattprobe.sinks import Fatal
 from wattprobe.sources import Sources, SourceSettings, open_sources
 
 log = logging.getLogger(__name__)
-IDLE_SAMPLERS = 2  # samplers kept open for the next measurements (each holds descriptors for /proc)
+# Samplers kept open for the next measurements with the same options; closed when one with other
+# options opens (each reader holds two descriptors per process on the machine).
+IDLE_SAMPLERS = 2
 
 
 class _Logs(logging.Handler):
@@ -233,6 +236,7 @@ class Helper:
         key = json.dumps([root, request["sources"], request["cwd"], request["env"]], sort_keys=True)
         shared = next((s for s in self.shared if s.key == key), None)
         if shared is None:
+            self._close_idle(0)  # each reader keeps descriptors as if it were alone: as few as may be
             try:
                 shared = _Shared(key, self._open(request), root)
             except WattprobeError as error:
@@ -271,19 +275,22 @@ class Helper:
         measurement.stop.set()
         measurement.thread.join()
         measurement.shared.users -= 1
+        self._close_idle(IDLE_SAMPLERS)
+
+    def _close_idle(self, keep: int) -> None:
+        """Close the samplers no measurement uses, but the `keep` used last."""
         idle = [shared for shared in self.shared if shared.users == 0]
-        for shared in idle[: max(0, len(idle) - IDLE_SAMPLERS)]:
+        for shared in idle[: max(0, len(idle) - keep)]:
             self.shared.remove(shared)
             shared.close()
 
     def _open(self, request: dict[str, Any]) -> Sources:
         """The sources the caller's options describe, opened where and as the caller is now."""
         os.chdir(request["cwd"])
-        env: dict[str, str] = request["env"]
-        for name in set(os.environ) - set(env):
-            del os.environ[name]
-        for name, value in env.items():
-            if os.environ.get(name) != value:
+        for name, value in request["env"].items():
+            if value is None:
+                os.environ.pop(name, None)
+            elif os.environ.get(name) != value:
                 os.environ[name] = value
         try:
             options = settings.from_table(SourceSettings, request["sources"], "wattprobe.measure()")

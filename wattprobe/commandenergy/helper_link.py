@@ -24,6 +24,10 @@ from wattprobe.commandenergy.meter import ProcessEnergy, Step, Tally
 from wattprobe.errors import WattprobeError
 
 MODULE = "wattprobe.commandenergy.helper"
+# What opening the sources reads from the environment (sources/__init__.py, identity/kubernetes.py):
+# sent with each measurement, so that the helper opens them as the caller would now. The rest of the
+# environment is the caller's when the helper started.
+ENVIRONMENT = ("SCAPHANDRE_POWERCAP_PATH", "NODE_NAME", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
 # The directory that holds the `wattprobe` package: the helper imports this copy, whatever sys.path
 # the caller built.
 _HOME = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
