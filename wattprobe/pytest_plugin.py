@@ -145,10 +145,15 @@ class TestEnergy:
 
 def _figures(measurement: Measurement) -> dict[str, Any]:
     return {
-        "energy_j": measurement.energy_j,
-        "host_energy_j": measurement.host_energy_j,
-        "cpu_seconds": measurement.cpu_seconds,
-        "duration_s": measurement.duration_s,
+        "energy_j": _r(measurement.energy_j),
+        "host_energy_j": _r(measurement.host_energy_j),
+        "cpu_seconds": _r(measurement.cpu_seconds),
+        "duration_s": _r(measurement.duration_s),
         "estimated": measurement.estimated,
         "error": measurement.error,
     }
+
+
+def _r(value: float | None) -> float | None:
+    """Seven significant digits, as `wattprobe run -o` writes them."""
+    return None if value is None else float(f"{value:.7g}")
