@@ -221,7 +221,13 @@ class Helper:
         said: list[list[Any]] = []
         self.logs.routes[threading.get_ident()] = said
         try:
-            answer = self._start(request) if request.get("op") == "start" else self._stop(request)
+            op = request.get("op")
+            if op == "start":
+                answer = self._start(request)
+            elif op == "stop":
+                answer = self._stop(request)
+            else:
+                answer = {"error": f"unknown request {op!r}"}
         except Exception as error:  # an answer, whatever happened: the caller's block goes on
             answer = {"error": str(error) or repr(error)}
         finally:

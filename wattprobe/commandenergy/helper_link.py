@@ -59,13 +59,12 @@ class HelperLink:
             process = self._process if self._process is not None else self._start()
             try:
                 _write_all(process, line)
-                answer = self._read_line(process)
-            except (OSError, ValueError) as error:
+                reply: dict[str, Any] = json.loads(self._read_line(process))
+            except (OSError, ValueError) as error:  # ValueError: not an answer, the helper is not well
                 self._drop()
                 status = process.poll()
                 why = f"exit status {status}" if status is not None else str(error) or repr(error)
                 raise WattprobeError(f"the measuring process ended ({why})") from None
-        reply: dict[str, Any] = json.loads(answer)
         return reply
 
     def _start(self) -> subprocess.Popen[bytes]:
