@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
 import wattprobe
+from tests.support.measuring import measured
 from tests.support.run import REPO, WATTS, vm_tree
 from wattprobe.commandenergy.carbon import COUNTRIES
 from wattprobe.sources.procfs import TICK_NS
@@ -23,41 +21,6 @@ def vm(tmp_path):
     measured blocks run in processes of their own, where their children are only theirs."""
     with vm_tree(tmp_path / "vm-tree") as tree:
         yield tree
-
-
-PRELUDE = """
-import json, subprocess, sys, time
-import wattprobe
-
-def burn(seconds):
-    start = time.thread_time()
-    end = start + seconds
-    while time.thread_time() < end:
-        pass
-    return time.thread_time() - start
-
-def figures(m, **more):
-    names = ("energy_j", "host_energy_j", "duration_s", "cpu_seconds", "carbon_g", "host_carbon_g",
-             "estimated", "sensor", "overhead_cpu_s", "error")
-    out = {name: getattr(m, name) for name in names}
-    out["n_cpus"] = m.result.tally.n_cpus if m.result else None
-    out["repr"] = repr(m)
-    print(json.dumps({**out, **more}))
-"""
-
-
-def measured(tree, code: str) -> dict:
-    """Run `code` (after PRELUDE) in a process of its own reading `tree`; the JSON line it prints."""
-    result = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={**os.environ, "SCAPHANDRE_POWERCAP_PATH": str(tree.root)},
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_a_block_that_burns_cpu(vm):
@@ -207,3 +170,26 @@ def test_import_wattprobe_stays_light():
     code = "import sys, wattprobe\nwattprobe.measure\nprint(sorted(m for m in sys.modules if m.split('.')[0] in %r))"
     result = subprocess.run([sys.executable, "-c", code % (heavy,)], capture_output=True, text=True, cwd=REPO)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr  # nor does the API
+
+
+def test_counters_that_stand_still_give_no_energy_rather_than_zero(tmp_path):
+    """A figure is right or absent: a tree written once and never again gives `energy_j` None and an
+    `error` saying why (it gave 0.0 J, 0.0 s and no error), while the CPU time still comes from the
+    kernel's count of the block."""
+    from tests.support.powercap_tree import PowercapTree
+
+    still = PowercapTree(tmp_path / "still", start_uj=10**9, max_uj=2**60)  # never advanced
+    m = measured(
+        still,
+        """
+        with wattprobe.measure(vm=True, step=0.1) as m:
+            end = time.process_time() + 0.3
+            while time.process_time() < end:
+                pass
+        figures(m)
+        """,
+    )
+    assert m["energy_j"] is None and m["host_energy_j"] is None and m["carbon_g"] is None, m
+    assert "gave no energy" in m["error"], m
+    assert m["duration_s"] is not None and m["duration_s"] >= 0.3, m
+    assert "no energy figure" in m["repr"], m

@@ -7,43 +7,41 @@
     @wattprobe.measure(country="FR")
     def train(): ...
 
-It measures as `wattprobe run` does, in the calling process: the real Sampler (the same sensors and
-counter guard, the same options as keyword arguments), driven by the same runner, in a background
-thread, every `step` seconds, with a `meter.Meter` as its sink, which adds up the share of host energy
-of the calling process and its children (those that ended included, reaped into their parents). The
-block's end stops the runner (an Event is its wait), which closes the last window then. The runner
-thread's own CPU time is left out of the process's and reported apart (`overhead_cpu_s`): what
-measuring costs is one tick per step (about 1 ms of CPU with 100 processes on the machine, see
-docs/performance.md). Where no sensor works, the block still runs, one line says why, and every figure
-is None (absent, never 0).
+It measures as `wattprobe run` does, with the same runner and meter sink (the same sensors and
+counter guard, the same options as keyword arguments), in a helper process started on the first
+measurement and reused (`commandenergy.helper`): entering and leaving a block are a round trip to it,
+and the caller keeps its descriptors (two pipes), its threads, its GIL and its open-files limit. The
+helper adds up, every `step` seconds, the share of host energy of the calling process and its
+children (those that ended included, reaped into their parents), and reports its own CPU time for the
+block apart (`overhead_cpu_s`). Where no sensor works, the block still runs, one line says why, and
+every figure is None (absent, never 0).
 
-The calling process's other threads count as its own. Its children are found through their parents;
-a process that leaves the tree (a daemon that double-forks) is counted until it leaves: for a
-command that does so, `wattprobe run` (a cgroup of its own, a subreaper) is exact.
+The calling process's threads all count as its own (a coroutine's or a generator's figures are the
+process's over its run, other tasks included). Its children are found through their parents; a
+process that leaves the tree (a daemon that double-forks) is counted until it leaves: for a command
+that does so, `wattprobe run` (a cgroup of its own, a subreaper) is exact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
+import inspect
+import json
 import logging
 import os
-import threading
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from wattprobe.commandenergy.carbon import CarbonSettings
-from wattprobe.commandenergy.meter import Meter, Tally
+from wattprobe.commandenergy.helper_link import ENVIRONMENT, HelperLink, link, tally_from_json
 from wattprobe.commandenergy.result import Result
 from wattprobe.config import settings
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.sinks.kit import options
 from wattprobe.sources import SourceSettings
-
-if TYPE_CHECKING:
-    from wattprobe.pipeline.runner import Runner
 
 log = logging.getLogger("wattprobe.measure")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -91,7 +89,8 @@ def measure(
 
 
 class Measurement:
-    """Figures are None until a block ends, and when no sensor worked (`error` says why)."""
+    """Figures are None until a block ends, and when no sensor worked or it gave no energy over the
+    block (`error` says why): absent, never 0."""
 
     def __init__(
         self,
@@ -119,6 +118,7 @@ class Measurement:
         except UsageError as error:
             raise ValueError(str(error)) from None
         self.step = float(step)
+        self._given = given
         self.result: Result | None = None
         self.error: str | None = None  # why nothing was measured
         self.label: tuple[str, ...] = ()
@@ -126,14 +126,7 @@ class Measurement:
         self._reset()
 
     def _reset(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._meter: Meter | None = None
-        self._runner: Runner | None = None
-        self._tally: Tally | None = None
-        self._failure: str | None = None
-        self._overhead_s = 0.0
+        self._id: int | None = None  # the helper's measurement, while one runs
 
     # -- as a context manager ----------------------------------------------------------------
     def __enter__(self) -> Measurement:
@@ -142,74 +135,52 @@ class Measurement:
         self._active = True
         self._reset()
         self.result, self.error = None, None
-        from wattprobe.pipeline.runner import Runner
-        from wattprobe.pipeline.wiring import open_sampler
-
-        started = time.thread_time()
-        try:
-            sampler = open_sampler(self._sources)
-        except WattprobeError as error:
-            self._fail(str(error))
-            return self
-        finally:
-            self._overhead_s += time.thread_time() - started
-        me = os.getpid()
-        sampler.follow(me)
-        sensor = sampler.sensor
-        self._meter = Meter(
-            me,
-            sensor=sensor.name,
-            estimated=sensor.estimated,
-            step_s=self.step,
-            root_counts=True,
-            exclude_thread=True,
-        )
-        self._runner = Runner(
-            sampler, [self._meter], step_s=self.step, wait=self._stop.wait, started=self._started
-        )
-        self._thread = threading.Thread(target=self._sample, name="wattprobe-measure", daemon=True)
-        self._thread.start()
-        self._ready.wait()
+        helper = link()
+        ident = helper.new_id()
+        request = {
+            "op": "start",
+            "id": ident,
+            "root": os.getpid(),
+            "sources": self._given,
+            "step": self.step,
+            "cwd": os.getcwd(),
+            "env": {name: os.environ.get(name) for name in ENVIRONMENT},
+        }
+        answer = self._ask(helper, request)
+        if answer is not None:
+            self._id = ident
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            if self._thread is not None:
-                self._stop.set()
-                self._thread.join()
-            if self._failure is not None:
-                self._fail(self._failure)
-            elif self._tally is not None:
-                self.result = Result(
-                    self._tally,
-                    self._carbon.intensity,
-                    self.label,
-                    wattprobe_cpu_seconds=self._overhead_s,
-                )
+            if self._id is not None:
+                answer = self._ask(link(), {"op": "stop", "id": self._id})
+                if answer is not None:
+                    self.result = Result(
+                        tally_from_json(answer["tally"]),
+                        self._carbon.intensity,
+                        self.label,
+                        wattprobe_cpu_seconds=answer["overhead_cpu_s"],
+                    )
+                    if self.result.tally.error is not None:  # no energy figure: absent, never 0
+                        self._fail(self.result.tally.error)
         finally:
+            self._id = None
             self._active = False
 
-    def _started(self) -> None:
-        """The baseline is taken (in the runner's thread): the block may run."""
-        assert self._meter is not None
-        self._meter.begin()
-        self._ready.set()
-
-    def _sample(self) -> None:
-        """The runner's thread: the baseline, a tick every step, the last window when told to stop."""
-        runner, meter = self._runner, self._meter
-        assert runner is not None and meter is not None
-        started = time.thread_time()
+    def _ask(self, helper: HelperLink, request: dict[str, Any]) -> dict[str, Any] | None:
+        """The helper's answer, what it said logged here; None (and the one line why) when it failed."""
         try:
-            runner.run()
-            self._tally = meter.tally()
-        except Exception as error:  # whatever happens here, the caller's program goes on
-            self._failure = f"the measurement stopped: {error}"
-            log.debug("the measurement stopped", exc_info=True)
-        finally:
-            self._ready.set()
-            runner.sampler.close()
-            self._overhead_s += time.thread_time() - started
+            answer = helper.request(request)
+        except WattprobeError as error:
+            self._fail(str(error))
+            return None
+        for name, level, message in answer.get("logs", ()):
+            logging.getLogger(name).log(level, "%s", message)
+        if "error" in answer:
+            self._fail(answer["error"])
+            return None
+        return answer
 
     def _fail(self, why: str) -> None:
         self.error = why
@@ -217,25 +188,94 @@ class Measurement:
 
     # -- as a decorator ------------------------------------------------------------------------
     def __call__(self, function: F) -> F:
-        """Measure each call of `function`; this object then holds the last call's figures."""
+        """Measure each call of `function`, over its whole run: an `async def`'s until it returns, a
+        generator's until it is exhausted or closed. This object then holds the last call's figures."""
         label = (getattr(function, "__qualname__", repr(function)),)
+        measured: Callable[..., Any]
+        if inspect.isasyncgenfunction(function):
+            measured = self._async_generator(function, label)
+        elif inspect.iscoroutinefunction(function):
 
-        @functools.wraps(function)
-        def measured(*args: Any, **kwargs: Any) -> Any:
-            run = copy.copy(self)  # each call its own: recursive and concurrent calls included
-            run._active = False
-            run._reset()
-            run.label = label
-            try:
-                with run:
+            async def measured(*args: Any, **kwargs: Any) -> Any:
+                with self._call(label):
+                    return await function(*args, **kwargs)
+
+        elif inspect.isgeneratorfunction(function):
+
+            def measured(*args: Any, **kwargs: Any) -> Any:
+                with self._call(label):
+                    return (yield from function(*args, **kwargs))
+
+        else:
+
+            def measured(*args: Any, **kwargs: Any) -> Any:
+                with self._call(label):
                     return function(*args, **kwargs)
-            finally:
-                self.result, self.error = run.result, run.error
-                if run.result is not None:
-                    log.info("%s: %s", label[0], run.summary())
 
+        measured = functools.wraps(function)(measured)
         measured.measurement = self  # type: ignore[attr-defined]
         return measured  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def _call(self, label: tuple[str, ...]) -> Iterator[None]:
+        """One call measured on its own (recursive and concurrent calls included); its figures then
+        this object's."""
+        run = copy.copy(self)
+        run._active = False
+        run._reset()
+        run.label = label
+        try:
+            with run:
+                yield
+        finally:
+            self.result, self.error = run.result, run.error
+            if run.result is not None:
+                log.info("%s: %s", label[0], run.summary())
+
+    def _async_generator(self, function: Callable[..., Any], label: tuple[str, ...]) -> Callable[..., Any]:
+        async def measured(*args: Any, **kwargs: Any) -> Any:
+            with self._call(label):
+                generator = function(*args, **kwargs)
+                try:
+                    value = await generator.__anext__()
+                    while True:
+                        try:
+                            sent = yield value
+                        except GeneratorExit:
+                            await generator.aclose()
+                            raise
+                        except BaseException as error:
+                            value = await generator.athrow(error)
+                        else:
+                            value = await generator.asend(sent)
+                except StopAsyncIteration:
+                    return
+
+        return measured
+
+    # -- saving ----------------------------------------------------------------------------------
+    def save_json(self, path: str | os.PathLike[str]) -> None:
+        """Write the figures as `wattprobe run -o` does (the same document), as a shell's `>` would.
+        RuntimeError when there are none (not measured yet, or `error` says why); WattprobeError, one
+        line, when the file cannot be written."""
+        from wattprobe.sinks.kit.files import write_whole
+
+        result = self._measured()
+        write_whole(os.fspath(path), (json.dumps(result.to_json(), indent=2) + "\n").encode())
+
+    def save_html(self, path: str | os.PathLike[str]) -> None:
+        """Write the report `wattprobe run --report` writes (needs matplotlib: the `report` extra)."""
+        from wattprobe.commandenergy import report
+        from wattprobe.sinks.kit.files import write_whole
+
+        result = self._measured()
+        report.check_available()
+        write_whole(os.fspath(path), report.html(result).encode())
+
+    def _measured(self) -> Result:
+        if self.result is None:
+            raise RuntimeError(f"wattprobe.measure(): nothing to save: {self.summary()}")
+        return self.result
 
     # -- the figures ---------------------------------------------------------------------------
     def _tally_value(self, name: str) -> Any:
@@ -257,7 +297,7 @@ class Measurement:
 
     @property
     def cpu_seconds(self) -> float | None:
-        """CPU time of the process (its measuring thread left out) and of its children."""
+        """CPU time of the process and of its children."""
         return self._tally_value("cpu_seconds")
 
     @property
@@ -284,19 +324,14 @@ class Measurement:
 
     @property
     def overhead_cpu_s(self) -> float | None:
-        """CPU time the measuring itself took (its thread, and opening the sensor)."""
+        """CPU time the measuring itself took, in the helper process (its runner, opening the sensor)."""
         return None if self.result is None else self.result.wattprobe_cpu_seconds
 
     def summary(self) -> str:
         """The figures in one line."""
         if self.result is None:
             return f"no energy measured: {self.error}" if self.error else "not measured yet"
-        t = self.result.tally
-        est = " (estimated)" if t.estimated else ""
-        return (
-            f"{t.energy_j:.2f} J{est} in {t.duration_s:.2f} s ({t.cpu_seconds:.2f} CPU s), "
-            f"{self.result.carbon_g:.3g} g CO2e; host {t.host_energy_j:.2f} J"
-        )
+        return self.result.summary()
 
     def __repr__(self) -> str:
         return f"<wattprobe measurement: {self.summary()}>"

@@ -53,3 +53,38 @@ def stat_fields(pid: int) -> list[str]:
     """The fields of /proc/PID/stat after the command name: state, ppid, ... (see proc(5), from field 3)."""
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rpartition(")")[2].split()
+
+
+@contextlib.contextmanager
+def sleepers(n: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`n` processes that sleep for the block: a machine with many processes. One parent forks them (a
+    fork of a small Python costs little memory), and kills and reaps them when its stdin closes."""
+    code = (
+        "import os, signal, sys\n"
+        "pids = []\n"
+        "for _ in range(int(sys.argv[1])):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        signal.pause()\n"
+        "        os._exit(0)\n"
+        "    pids.append(pid)\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+        "for pid in pids:\n"
+        "    os.kill(pid, signal.SIGKILL)\n"
+        "for pid in pids:\n"
+        "    os.waitpid(pid, 0)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-S", "-c", code, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as parent:
+        assert parent.stdin is not None and parent.stdout is not None
+        try:
+            assert parent.stdout.readline() == b"ready\n"
+            yield parent
+        finally:
+            parent.stdin.close()
+            try:
+                parent.wait(30)
+            except subprocess.TimeoutExpired:
+                parent.kill()

@@ -23,9 +23,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from wattprobe.core.model import Frame
-from wattprobe.core.sampler import Sampler
+from wattprobe.core.model import Frame, Snapshot
 from wattprobe.errors import WattprobeError
 from wattprobe.retry import Outage
 from wattprobe.sinks import Fatal, Sink
@@ -42,10 +42,20 @@ LAST_WINDOW_PAUSE_S = 0.01
 _EARLY_S = 1e-6
 
 
+class Ticks(Protocol):
+    """What the runner drives: a `Sampler`, or a view of one that several runners share (the
+    measuring helper's, `commandenergy.helper`)."""
+
+    @property
+    def last_snapshot(self) -> Snapshot | None: ...
+
+    def tick(self) -> Frame | None: ...
+
+
 class Runner:
     def __init__(
         self,
-        sampler: Sampler,
+        sampler: Ticks,
         sinks: Sequence[Sink],
         *,
         step_s: float | None,
