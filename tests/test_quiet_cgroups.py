@@ -217,3 +217,22 @@ def test_real_processes_that_sleep_run_and_move_are_measured_exactly():
 def _quiet(reader: ProcfsReader, pid: int) -> bool:
     task = reader._tasks.get(str(pid))
     return task is not None and task.home is not None and task.home.quiet
+
+
+def test_a_real_cgroup_listing_longer_than_a_page_is_read_whole():
+    """A cgroup's process list comes a page (about 700 pids) per read: read in part, it would look as if
+    its other processes had left, and they would be read one by one at every scan."""
+    from benchmarks.swarm import Swarm
+
+    with real_cgroup() as service, Swarm(900, cgroup=service) as swarm:
+        assert len((service / "cgroup.procs").read_bytes()) > 4096
+        reader = ProcfsReader()
+        wait_for(
+            lambda: (reader.scan(), all(_quiet(reader, pid) for pid in swarm.pids))[1],
+            30,
+            "every one of them quiet",
+            every_s=0.1,
+        )
+        reader.scan()
+        assert all(_quiet(reader, pid) for pid in swarm.pids)  # and still at the next scan
+        reader.close()

@@ -164,12 +164,12 @@ class Homes:
             home.listing_fd = self._open(f"{home.directory}/cgroup.procs")  # _NO_FD: over the budget
         if home.listing_fd == _NO_FD:
             return _read_listing(f"{home.directory}/cgroup.procs")
-        size = 65536
-        data = os.pread(home.listing_fd, size, 0)
-        while len(data) == size:  # longer than that: read it whole
-            size *= 4
-            data = os.pread(home.listing_fd, size, 0)
-        return data
+        # A read gives at most a page of it (seq_file): read on to the end, from offset 0 (a new walk).
+        chunks, offset = [], 0
+        while chunk := os.pread(home.listing_fd, 65536, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
 
     def moved(self) -> list[Home]:
         """The cgroups not quiet at the last `check()`: their members are read one by one."""
