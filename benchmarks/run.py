@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import accuracy, agent, host, peers, scrape, tick
+from benchmarks import accuracy, agent, host, idle, peers, scrape, tick
 from benchmarks.common import Result, machine, markdown_table
 from tests.support.paths import REPO
 
@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[Callable[..., Result], dict, dict]] = {
     "soak": (agent.bench_soak, {}, {"seconds": 30}),
     "host": (host.bench, {}, {"seconds": 1}),
     "peers": (peers.bench, {}, {"seconds": 8}),
+    "idle": (idle.bench, {}, {"rounds": 3, "seconds": 5.0}),
     "accuracy": (
         accuracy.bench,
         {},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from benchmarks import accuracy, agent, host, peers, run, scrape, tick
+from benchmarks import accuracy, agent, host, idle, peers, run, scrape, tick
 from benchmarks.swarm import MAX_ARG, Swarm, long_argument
 from tests.support.processes import schedstat_ns, stat_fields
 from tests.support.waiting import wait_for
@@ -142,6 +142,19 @@ def test_peers():
     for name, value in result.numbers.items():
         if name.endswith("_series"):
             assert value > 0, name  # every exporter answered with series
+
+
+def test_idle_host_next_to_node_exporter():
+    result = idle.bench(processes=20, groups=2, rounds=1, seconds=1, warmup_s=0)
+    if peers.setup() is not None or not result.tables:
+        assert "not measured" in result.markdown().lower()
+        return
+    assert_reported(result, "groups_wattprobe", "groups_node_exporter", "groups_versus_node")
+    assert_reported(result, "one_wattprobe", "one_stat_floor", "one_versus_floor", "one_latency")
+    layouts = [row[0] for row in result.tables[0][1:]]
+    assert layouts == ["in 2 cgroups of 10", "in one cgroup with the agent"]
+    assert result.numbers["groups_wattprobe"] > 0 and result.numbers["one_node_exporter"] > 0
+    assert len(result.budgets) == 2
 
 
 def test_run_replaces_only_the_sections_it_ran(tmp_path):

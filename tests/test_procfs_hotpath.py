@@ -7,6 +7,7 @@ import sys
 
 from tests.support import agents
 from tests.support.procfs import write_process, write_stat
+from tests.support.waiting import wait_for
 from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid
 
 
@@ -64,6 +65,7 @@ _OUT_OF_FDS = """
 import os, resource, shutil, sys
 from pathlib import Path
 from tests.support.procfs import write_process, write_stat
+from tests.support.waiting import wait_for
 from wattprobe.sources.procfs import FD_RESERVE, TICK_NS, ProcfsReader, key_pid
 
 root = Path(sys.argv[1])
@@ -128,4 +130,48 @@ def test_an_unreadable_io_file_is_tried_once_per_process_and_exec(tmp_path):
     reader.scan()
     io = reader.process(key)[3]
     assert io is not None and (io.read_bytes, io.write_bytes) == (4096, 8192)
+    reader.close()
+
+
+def test_proc_is_listed_again_only_after_a_fork(tmp_path):
+    write_stat(tmp_path, forks=500)
+    write_process(tmp_path, 42, ticks=(100, 50), sched_ns=1_500_000_000)
+    reader = ProcfsReader(str(tmp_path))
+    reader.scan()
+    assert reader.listings == 1
+    # A process appears without a fork counted (which no kernel does): the listing is not read, so
+    # it is not seen; a known one that ran is read all the same.
+    write_process(tmp_path, 43, ticks=(10, 0), sched_ns=100_000_000)
+    write_process(tmp_path, 42, ticks=(101, 50), sched_ns=1_512_000_000)
+    assert cpu_by_pid(reader.scan()[1]) == {42: 1_512_000_000}
+    assert reader.listings == 1
+    # A fork: /proc is listed again and the new process found.
+    write_stat(tmp_path, forks=501)
+    assert cpu_by_pid(reader.scan()[1]) == {42: 1_512_000_000, 43: 100_000_000}
+    assert reader.listings == 2
+    reader.close()
+
+
+def test_without_a_fork_counter_every_scan_lists(tmp_path):
+    write_stat(tmp_path)  # no `processes` line, as in an old or synthetic tree
+    write_process(tmp_path, 42, ticks=(100, 50), sched_ns=1_500_000_000)
+    reader = ProcfsReader(str(tmp_path))
+    reader.scan()
+    write_process(tmp_path, 43, ticks=(10, 0), sched_ns=100_000_000)
+    assert cpu_by_pid(reader.scan()[1]) == {42: 1_500_000_000, 43: 100_000_000}
+    assert reader.listings == 2
+    reader.close()
+
+
+def test_a_process_that_exits_between_listings_leaves_the_scan():
+    """On the real /proc: a known process that exits is gone from the next scan, listed or not (its
+    kept descriptors answer ESRCH)."""
+    reader = ProcfsReader()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        wait_for(lambda: any(key_pid(k) == child.pid for k in reader.scan()[1]), 10, "the child seen")
+    finally:
+        child.kill()
+        child.wait()
+    assert child.pid not in cpu_by_pid(reader.scan()[1])
     reader.close()

@@ -336,3 +336,21 @@ def test_a_flood_of_connections_leaves_the_sensor_its_descriptors(powercap: Powe
     assert took < 2.0 and took_later < 2.0, (took, took_later)
     assert energy_before < energy_during < energy_later
     assert not [line for line in log if "Too many open files" in line or "Traceback" in line], log
+
+
+def test_a_response_leaves_in_one_write_on_a_kept_alive_connection(powercap: PowercapTree):
+    """Head and body written apart make the body wait for the client's (delayed) ACK of the head on a
+    kept-alive connection: tens of ms per scrape. Each response arrives whole in the first read."""
+    with (
+        powercap.running(period_s=0.01),
+        real_time_sampler(powercap) as sampler,
+        serving(sampler, "--min-interval", "60") as url,
+    ):
+        port = urllib.parse.urlsplit(url).port
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            for _ in range(20):
+                client.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                data = client.recv(1 << 20)  # what has come once anything has
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                assert len(body) == length > 0, (len(body), length)

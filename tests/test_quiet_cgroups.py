@@ -9,6 +9,7 @@ is its schedstat's.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -217,3 +218,43 @@ def test_real_processes_that_sleep_run_and_move_are_measured_exactly():
 def _quiet(reader: ProcfsReader, pid: int) -> bool:
     task = reader._tasks.get(str(pid))
     return task is not None and task.home is not None and task.home.quiet
+
+
+def test_a_real_cgroup_listing_longer_than_a_page_is_read_whole():
+    """A cgroup's process list comes a page (about 700 pids) per read: read in part, it would look as if
+    its other processes had left, and they would be read one by one at every scan."""
+    with real_cgroup() as service, sleepers(900) as pids:
+        for pid in pids:
+            (service / "cgroup.procs").write_text(str(pid))
+        assert len((service / "cgroup.procs").read_bytes()) > 4096
+        reader = ProcfsReader()
+        wait_for(
+            lambda: (reader.scan(), all(_quiet(reader, pid) for pid in pids))[1],
+            30,
+            "every one of them quiet",
+            every_s=0.1,
+        )
+        reader.scan()
+        assert all(_quiet(reader, pid) for pid in pids)  # and still at the next scan
+        reader.close()
+
+
+@contextmanager
+def sleepers(n: int) -> Iterator[list[int]]:
+    """`n` forked processes asleep on a pipe for the block; they exit when it closes."""
+    read_end, write_end = os.pipe()
+    pids = []
+    try:
+        for _ in range(n):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover (the child)
+                os.close(write_end)
+                os.read(read_end, 1)
+                os._exit(0)
+            pids.append(pid)
+        yield pids
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+        for pid in pids:
+            os.waitpid(pid, 0)

@@ -31,14 +31,18 @@ class Times(TypedDict, total=False):
     rss_pages: int
 
 
-def write_stat(root: Path, busy: int = 1000, idle: int = 3000, *, steal: int = 0, cpus: int = 4) -> None:
-    """/proc/stat: the machine's busy (user + system), idle and steal ticks, spread evenly over `cpus`."""
+def write_stat(
+    root: Path, busy: int = 1000, idle: int = 3000, *, steal: int = 0, cpus: int = 4, forks: int | None = None
+) -> None:
+    """/proc/stat: the machine's busy (user + system), idle and steal ticks, spread evenly over `cpus`;
+    with `forks`, its `processes` line (forks since boot)."""
     user, system = busy - busy // 2, busy // 2
 
     def line(name: str, share: int) -> str:
         return f"{name} {user // share} 0 {system // share} {idle // share} 0 0 0 {steal // share} 0 0"
 
     lines = [line("cpu ", 1), *(line(f"cpu{i}", cpus) for i in range(cpus)), "intr 0", "ctxt 0"]
+    lines += [f"processes {forks}"] if forks is not None else []
     rewrite(root / "stat", "\n".join(lines) + "\n")
 
 

@@ -37,7 +37,18 @@ _NO_FD = -1
 class Home:
     """A cgroup, its counter and listing as last read, and the processes of ours it holds."""
 
-    __slots__ = ("counter", "counter_fd", "directory", "key", "listable", "listing", "members", "quiet", "v2")
+    __slots__ = (
+        "counter",
+        "counter_fd",
+        "directory",
+        "key",
+        "listable",
+        "listing",
+        "listing_fd",
+        "members",
+        "quiet",
+        "v2",
+    )
 
     def __init__(self, key: tuple[str, bool], directory: str, v2: bool, counter_fd: int) -> None:
         self.key = key
@@ -46,6 +57,7 @@ class Home:
         self.counter_fd = counter_fd  # _NO_FD: unreadable, its members are read one by one
         self.counter: bytes | None = None  # as last read
         self.listing: bytes | None = None  # cgroup.procs as last read; None: to be read again
+        self.listing_fd = _NO_FD  # v2: cgroup.procs kept open (pread at 0 lists it afresh)
         self.members: dict[int, object] = {}  # pid -> the reader's task
         self.listable = True  # False: its cgroup.procs cannot be read (a threaded v2 cgroup): never quiet
         self.quiet = False  # at this scan: nothing in it ran since the last scan
@@ -110,6 +122,7 @@ class Homes:
         if not home.members and self._homes.get(home.key) is home:
             del self._homes[home.key]
             self._close(home.counter_fd)
+            self._close(home.listing_fd)
 
     def check(self) -> None:
         """Read the counter of every cgroup with enough members (and its listing where the counter
@@ -129,7 +142,7 @@ class Homes:
                 home.counter = counter
                 continue
             try:
-                listing = _read_listing(f"{home.directory}/cgroup.procs")
+                listing = self._listing(home)
             except OSError:
                 home.listable = False  # its members stay, read one by one
                 continue
@@ -144,6 +157,24 @@ class Homes:
                 continue
             self._evict(home, listed)
 
+    def _listing(self, home: Home) -> bytes:
+        """The cgroup's process list now. A v2 list is read with pread on a descriptor kept open (each
+        read at 0 walks the cgroup afresh); a v1 one from a new open (kept open, it is cached for a second)."""
+        if home.v2 and home.listing_fd == _NO_FD:
+            home.listing_fd = self._open(f"{home.directory}/cgroup.procs")  # _NO_FD: over the budget
+        if home.listing_fd == _NO_FD:
+            return _read_listing(f"{home.directory}/cgroup.procs")
+        # A read gives at most a page of it (seq_file): read on to the end, from offset 0 (a new walk).
+        chunks, offset = [], 0
+        while chunk := os.pread(home.listing_fd, 65536, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+
+    def moved(self) -> list[Home]:
+        """The cgroups not quiet at the last `check()`: their members are read one by one."""
+        return [home for home in self._homes.values() if not home.quiet]
+
     def _evict(self, home: Home, listed: set[int]) -> None:
         """Members the cgroup no longer lists leave it (all of them for an empty set)."""
         for pid, task in list(home.members.items()):
@@ -153,6 +184,7 @@ class Homes:
     def close(self) -> None:
         for home in self._homes.values():
             self._close(home.counter_fd)
+            self._close(home.listing_fd)
         self._homes = {}
 
 

@@ -204,6 +204,10 @@ class ProcfsReader(Lineage, Facts):
         self.root = root
         self.redactor = redactor or Redactor()
         self._tasks: dict[str, _Task] = {}  # by the pid's directory name
+        self._loose: dict[int, _Task] = {}  # by task_key: those in no cgroup that can vouch for them
+        self._cpu: dict[int, int] = {}  # task_key -> cpu_ns, kept up to date: a snapshot copies it
+        self._forks = -1  # the machine's fork counter at the last listing of /proc (-1: none yet)
+        self.listings = 0  # scans that listed /proc (the others found no fork since the last one)
         self._by_key: dict[int, _Task] = {}  # the same, by task_key
         self._kids: dict[int, dict[int, _Task]] = {}  # parent pid -> its children we know, by key
         self._exited: dict[int, int] = {}  # task key -> exited_ns, for the processes where it is not 0
@@ -225,16 +229,30 @@ class ProcfsReader(Lineage, Facts):
             machine = read_machine_cpu(self.root)
         except ValueError as error:  # as unreadable for this scan: the sampler skips the sample, goes on
             raise OSError(errno.EIO, f"{self.root}/stat is garbled: {error}") from None
-        names = set(os.listdir(self.root))
         tasks = self._tasks
-        vanished = tasks.keys() - names
-        gone = [task for name, task in tasks.items() if name in vanished] if vanished else []
+        # No fork since the last listing: no new process (nor reused pid) can be there, and one that
+        # exited ran (its cgroup's counter moved) or answers ESRCH when read below. Without the
+        # counter (a synthetic tree), every scan lists.
+        names: set[str] | None = None
+        gone: list[_Task] = []
+        if machine.forks <= 0 or machine.forks != self._forks:
+            names = set(os.listdir(self.root))
+            self._forks = machine.forks
+            self.listings += 1
+            vanished = tasks.keys() - names
+            gone = [tasks[name] for name in vanished]
+        skip = {task.key for task in gone}
         self.homes.check()  # the cgroups whose counter stood still: their processes did not run
+        # Only the processes that may have run: those outside a followed cgroup, and the members of
+        # the cgroups whose counter moved; a quiet cgroup's members are not even walked.
+        active = list(self._loose.values())
+        for moving in self.homes.moved():
+            active += moving.members.values()  # type: ignore[arg-type]
         pread, refresh = os.pread, self._refresh
-        for name, task in tasks.items():
-            home = task.home
-            if (home is not None and home.quiet) or name in vanished:
+        for task in active:
+            if skip and task.key in skip:
                 continue
+            home = task.home
             sched_ns = -1
             if task.sched_ns >= 0:
                 # Single-threaded at the last scan: if its one thread has not run since, nothing
@@ -257,13 +275,14 @@ class ProcfsReader(Lineage, Facts):
                 self._leave_home(task)  # in cgroup v1 a thread can move alone: read it one by one
         self._settle(gone)
         # New processes, and pids reused by a new process since the last scan.
-        for name in names - tasks.keys():
+        for name in names - tasks.keys() if names is not None else ():
             if name.isdigit():
                 new = self._first_sight(int(name))
                 if new is not None:  # else it vanished between listing and reading
-                    tasks[name] = self._by_key[new.key] = new
+                    tasks[name] = self._by_key[new.key] = self._loose[new.key] = new
+                    self._cpu[new.key] = new.cpu_ns
         self.cgroups.read()
-        return machine, {task.key: task.cpu_ns for task in tasks.values()}
+        return machine, self._cpu.copy()
 
     def exited(self) -> dict[int, int]:
         """Cumulative ns of exited descendants at the last scan, for the processes that have any."""
@@ -305,7 +324,7 @@ class ProcfsReader(Lineage, Facts):
         task.own_ns = own
         if cticks != task.cticks:
             self._credit(task, cticks)
-        task.cpu_ns = own + task.exited_ns
+        task.cpu_ns = self._cpu[task.key] = own + task.exited_ns
         if ppid != task.ppid:
             self._adopt(task, ppid)
         if comm != task.comm:
@@ -347,6 +366,11 @@ class ProcfsReader(Lineage, Facts):
                         task.own_ns = sched_ns
         task.cpu_ns = task.own_ns + task.exited_ns
         return task
+
+    def _publish(self, task: _Task) -> None:
+        super()._publish(task)
+        if task.key in self._cpu:  # else not yet seen whole (its first sight sets it)
+            self._cpu[task.key] = task.cpu_ns
 
     # -- threads ----------------------------------------------------------------------------
     def _threaded(self, task: _Task, ticks: int, threads: int) -> tuple[int, int]:
@@ -459,6 +483,7 @@ class ProcfsReader(Lineage, Facts):
         found = self.homes.home_of(text, threaded=task.sched_ns < 0 or task.threads > 1)
         if found is not None:
             task.home = self.homes.join(task, task.pid, *found)
+            self._loose.pop(task.key, None)
 
     def _leave_home(self, task: object) -> None:
         assert isinstance(task, _Task)
@@ -466,6 +491,7 @@ class ProcfsReader(Lineage, Facts):
         if home is not None:
             task.home, task.homed = None, False
             self.homes.leave(task, task.pid, home)
+            self._loose[task.key] = task
 
     # -- files ------------------------------------------------------------------------------
     def _schedstat(self, task: _Task) -> int:
@@ -507,6 +533,8 @@ class ProcfsReader(Lineage, Facts):
 
     def _forget(self, task: _Task) -> None:
         self._leave_home(task)
+        self._loose.pop(task.key, None)
+        self._cpu.pop(task.key, None)
         self._by_key.pop(task.key, None)
         self._exited.pop(task.key, None)
         siblings = self._kids.get(task.ppid)
@@ -531,6 +559,8 @@ class ProcfsReader(Lineage, Facts):
             self._forget(task)
         self._tasks = {}
         self._by_key = {}
+        self._loose = {}
+        self._cpu = {}
         self._kids = {}
         self.homes.close()
         self.cgroups.close()
