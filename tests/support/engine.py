@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from tests.support.net import send_json
+
 
 def container(
     cid: str, name: str, image: str = "localhost/app:latest", labels: dict[str, str] | None = None
@@ -97,10 +99,6 @@ def _handler(engine: FakeEngine) -> type[BaseHTTPRequestHandler]:
             self._send(200, json.dumps(listed).encode())
 
         def _send(self, code: int, data: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, code, data)
 
     return Handler

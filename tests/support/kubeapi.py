@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.support.net import send_json
 from tests.support.pki import make_pki
 
 TOKEN = "k8s-bearer-5ecret-t0ken-value"
@@ -260,10 +261,6 @@ def _handler(api: FakeKubeApi) -> type[BaseHTTPRequestHandler]:
             self._send(code, json.dumps(body).encode())
 
         def _send(self, code: int, data: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, code, data)
 
     return Handler

@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 
@@ -36,3 +37,13 @@ def http_get(
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
+
+
+def send_json(handler: BaseHTTPRequestHandler, code: int, data: bytes) -> None:
+    """Answer a fake server's request with `code` and `data` as its JSON body (whatever the bytes are:
+    a fake may answer garbage on purpose)."""
+    handler.send_response(code)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
