@@ -23,13 +23,14 @@ from datetime import UTC, datetime
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import accuracy, agent, host, idle, peers, scrape, tick
+from benchmarks import accuracy, agent, host, idle, names, peers, scrape, tick
 from benchmarks.common import Result, machine, markdown_table
 from tests.support.paths import REPO
 
 # name: (function, full-length arguments, --quick arguments)
 BENCHMARKS: dict[str, tuple[Callable[..., Result], dict, dict]] = {
     "tick": (tick.bench, {}, {"repeats": 10, "psutil_repeats": 3, "long_repeats": 2}),
+    "names": (names.bench, {"rounds": 60}, {"rounds": 30}),
     "scrape": (scrape.bench, {}, {"rounds": 2, "min_interval_s": 1.0}),
     "steady": (agent.bench_steady, {}, {"seconds": 15, "big_seconds": 8}),
     "soak": (agent.bench_soak, {}, {"seconds": 30}),

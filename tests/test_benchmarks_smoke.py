@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from benchmarks import accuracy, agent, host, idle, peers, run, scrape, tick
+from benchmarks import accuracy, agent, host, idle, names, peers, run, scrape, tick
 from benchmarks.swarm import MAX_ARG, Swarm, long_argument
 from tests.support.processes import schedstat_ns, stat_fields
 from tests.support.waiting import wait_for
@@ -169,3 +169,15 @@ def test_run_replaces_only_the_sections_it_ran(tmp_path):
     assert "old" not in text and "Host-only sampling rate" in text and "quick mode" in text
     assert "<!-- results:tick -->\nkept\n<!-- /results:tick -->" in text
     assert "<!-- results:machine -->" in text
+
+
+def test_names_on_the_tick():
+    result = names.bench(containers=4, per_container=3, rounds=2)
+    if not result.tables:  # where no cgroup can be made (not root)
+        assert "No cgroup could be made" in result.markdown()
+        return
+    assert_reported(result, "on", "off", "ratio", "names_call")
+    # every container of the Frame named: two by the engine, two by the Kubernetes API
+    assert result.numbers["containers"] == result.numbers["named"] == 4
+    assert result.numbers["consumers"] >= 12 and result.numbers["frames"] == 2
+    assert len(result.budgets) == 2
