@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import multiprocessing
 import os
@@ -309,7 +310,9 @@ def real_time_sampler(tree: PowercapTree, names: NameResolver | None = None) -> 
 def keep_up() -> None:
     """Let this process (a writer standing for hardware counters, which never lag) run as soon as it
     wakes, however busy the machine: real-time scheduling where allowed (it sleeps between writes, so
-    it takes little), else a high priority."""
+    it takes little), else a high priority. A writer forked from the test process inherits its heap:
+    frozen, so that no collection walks it (late in a suite, one took hundreds of ms: a stalled counter)."""
+    gc.freeze()
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
     except OSError:
