@@ -4,6 +4,7 @@ one log line when it goes away and one when it is back."""
 from __future__ import annotations
 
 import logging
+import threading
 
 
 class Backoff:
@@ -24,19 +25,27 @@ class Backoff:
 
 
 class Outage:
-    """Says once that `what` is down (later failures go to the debug log), and once that it is back."""
+    """Says once that `what` is down (later failures go to the debug log), and once that it is back.
+    Safe to share between threads (two may talk to the same far end)."""
 
-    def __init__(self, log: logging.Logger, what: str) -> None:
+    def __init__(self, log: logging.Logger, what: str, *, back: str = "works again") -> None:
         self.log = log
         self.what = what
+        self.back = back  # what the line says when it is back
         self.down = False
+        self._lock = threading.Lock()
 
-    def failed(self, why: object, retry_in: float | None = None) -> None:
+    def failed(self, why: object, retry_in: float | None = None, *, meanwhile: str | None = None) -> None:
+        """`why` it failed; `retry_in` seconds until the next try, or `meanwhile`: what happens until then."""
         then = f"; retrying in {retry_in:.3g} s" if retry_in is not None else ""
-        self.log.log(logging.DEBUG if self.down else logging.WARNING, "%s: %s%s", self.what, why, then)
-        self.down = True
+        then += f"; {meanwhile}" if meanwhile else ""
+        with self._lock:
+            level = logging.DEBUG if self.down else logging.WARNING
+            self.down = True
+        self.log.log(level, "%s: %s%s", self.what, why, then)
 
     def recovered(self) -> None:
-        if self.down:
-            self.log.warning("%s: works again", self.what)
-            self.down = False
+        with self._lock:
+            was_down, self.down = self.down, False
+        if was_down:
+            self.log.warning("%s: %s", self.what, self.back)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wattprobe.errors import UsageError
-from wattprobe.sources.identity.webapi import ApiError, Outage, read_bounded
+from wattprobe.sources.identity.webapi import ApiError, outage, read_bounded
 
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_FILE = f"{SERVICE_ACCOUNT}/token"
@@ -376,7 +376,7 @@ class PodWatcher:
     ) -> None:
         self.api = api
         self.index = PodIndex()
-        self.outage = Outage(api.source)
+        self.outage = outage(api.source)
         self._changed = changed
         self._retry_s = retry_s
         self._stop = threading.Event()
@@ -390,9 +390,9 @@ class PodWatcher:
         try:
             _, pods = self.api.list()
         except ApiError as error:
-            self.outage.failed(str(error), LATER)
+            self.outage.failed(str(error), meanwhile=LATER)
             return False
-        self.outage.answered()
+        self.outage.recovered()
         self.index.merge(pods)
         self._changed()
         return True
@@ -409,7 +409,7 @@ class PodWatcher:
             try:
                 version, pods = self.api.list()
                 self.index.replace(pods)
-                self.outage.answered()
+                self.outage.recovered()
                 failures = 0
                 self._changed()
                 if self._watch(version):
@@ -420,9 +420,9 @@ class PodWatcher:
             except ApiError as error:
                 if self._stop.is_set():
                     return
-                self.outage.failed(str(error), LATER)
+                self.outage.failed(str(error), meanwhile=LATER)
             except Exception as error:  # a thread that dies would name nothing more
-                self.outage.failed(f"{type(error).__name__}: {error}", LATER)
+                self.outage.failed(f"{type(error).__name__}: {error}", meanwhile=LATER)
             self._stop.wait(self._retry_s[min(failures, len(self._retry_s) - 1)])
             failures += 1
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from wattprobe.core.model import Container, Workload
 from wattprobe.sources.identity.engine import EngineApi
 from wattprobe.sources.identity.kubernetes import PodWatcher
-from wattprobe.sources.identity.webapi import ApiError, Outage
+from wattprobe.sources.identity.webapi import ApiError, outage
 
 MAX_IDS = 10_000  # containers remembered; beyond, the oldest are forgotten (and asked again if seen)
 RETRY_S = (2.0, 5.0, 15.0, 30.0, 60.0)  # between attempts while the engine does not answer
@@ -45,7 +45,7 @@ class Resolver:
         self._clock = clock
         self._retry_s = retry_s
         self._relist_s = relist_s
-        self._engine_outage = Outage(engine.source) if engine is not None else None
+        self._engine_outage = outage(engine.source) if engine is not None else None
         self._names: dict[str, Workload] = {}  # published: replaced whole, read without a lock
         self._asked: set[str] = set()  # ids handed to the thread (the tick's alone)
         self._queue: list[Container] = []
@@ -150,13 +150,13 @@ class Resolver:
         try:
             found = self.engine.names(waiting)
         except ApiError as error:
-            self._engine_outage.failed(str(error), ENGINE_LATER)
+            self._engine_outage.failed(str(error), meanwhile=ENGINE_LATER)
             self._engine_retry_at = (
                 self._clock() + self._retry_s[min(self._engine_failures, len(self._retry_s) - 1)]
             )
             self._engine_failures += 1
             return
-        self._engine_outage.answered()
+        self._engine_outage.recovered()
         self._engine_failures = 0
         with self._lock:
             for container_id in waiting:

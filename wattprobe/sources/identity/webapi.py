@@ -11,8 +11,9 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
-import threading
 import time
+
+from wattprobe.retry import Outage
 
 log = logging.getLogger("wattprobe.sources.identity")
 
@@ -58,22 +59,6 @@ def read_bounded(response: http.client.HTTPResponse, limit: int, deadline: float
         chunks.append(chunk)
 
 
-class Outage:
-    """One line when a source stops answering, one when it answers again: not one a tick."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.down: str | None = None  # why, while it is down
-        self._lock = threading.Lock()  # two threads may ask the same source
-
-    def failed(self, why: str, consequence: str) -> None:
-        with self._lock:
-            if self.down is None:
-                log.warning("%s: %s; %s", self.source, why, consequence)
-            self.down = why
-
-    def answered(self) -> None:
-        with self._lock:
-            if self.down is not None:
-                log.warning("%s answers again: names from it are back", self.source)
-            self.down = None
+def outage(source: str) -> Outage:
+    """One line when `source` stops answering, one when it answers again: not one a tick."""
+    return Outage(log, source, back="answers again: names from it are back")
