@@ -225,3 +225,33 @@ def test_another_hosts_model_is_said_once_and_used(tmp_path):
     assert f"made on a {GOLD}, this host has a AMD EPYC 7R32" in line
     docs = json.loads(result.stdout)
     assert docs and all(d["host"]["model"].startswith("calibrated model.json") for d in docs)
+
+
+def test_a_commands_estimated_figures_name_their_model(tmp_path: Path) -> None:
+    """`run`'s JSON, its summary and its HTML report say which model made estimated figures, as every
+    output of the agent does."""
+    out, page = tmp_path / "run.json", tmp_path / "run.html"
+    result = agents.run(
+        agents.command(
+            "-s",
+            "estimate",
+            "--tdp",
+            "65",
+            "run",
+            "-s",
+            "0.2",
+            "-o",
+            str(out),
+            "--report",
+            str(page),
+            "--",
+            "sleep",
+            "0.5",
+        ),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    model = json.loads(out.read_text())["model"]
+    assert json.loads(out.read_text())["estimated"] is True and "65" in model, model
+    assert f"estimate ({model})" in result.stderr, result.stderr
+    assert f"({model})" in page.read_text()

@@ -86,6 +86,7 @@ class Tally:
     skipped: int  # new baselines mid-run (a counter reset): energy in such a gap is unknown
     windows_s: float = 0.0  # the sensor's windows, end to end: host_energy_j / windows_s is the host's power
     error: str | None = None  # why the energy figures are None
+    model: str | None = None  # the model that made estimated figures (the sensor's), None when measured
 
     @property
     def share(self) -> float | None:
@@ -173,6 +174,7 @@ class Meter:
         self._sensor = sensor  # the sensor's name and whether it estimates, until a Frame says
         self._estimated = estimated
         self._host_source = ""
+        self._model: str | None = None
         self._n_cpus = 0
         self._tree_cpu_ns = tree_cpu_ns
         self._clock = clock
@@ -232,6 +234,7 @@ class Meter:
             sensor=self._sensor,
             estimated=self._estimated,
             host_source=self._host_source,
+            model=self._model,
             n_cpus=self._n_cpus,
             step_s=self.step_s,
             started_at=started_at,
@@ -345,5 +348,6 @@ class Meter:
         self._cpu_ns += cpu_ns
         self._estimated = self._estimated or frame.estimated
         self._sensor, self._host_source, self._n_cpus = frame.sensor, frame.host_source, frame.n_cpus
+        self._model = frame.model or self._model
         self._steps.append(Step((end_ns - self._first_ns) / 1e9, scan_s, command_w, frame.host_watts))
         self._last_ns = end_ns

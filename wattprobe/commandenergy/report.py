@@ -88,7 +88,8 @@ def summary_rows(result: Result) -> list[tuple[str, str]]:
         ),
         (
             "sensor",
-            f"{t.sensor}, host = {t.host_source or 'n/a'}{est}; command measured by its {t.measured_by}",
+            f"{t.sensor}{f' ({t.model})' if t.model else ''}, host = {t.host_source or 'n/a'}{est}; "
+            f"command measured by its {t.measured_by}",
         ),
     ]
     if result.idle_power_w is not None:
@@ -276,7 +277,7 @@ def html(result: Result) -> str:
     started = datetime.fromtimestamp(t.started_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     estimated = (
         "<p class=note>Every figure here is <strong>estimated</strong>: the sensor models power from CPU "
-        "load rather than measuring it.</p>"
+        f"load rather than measuring it ({esc(t.model or t.sensor)}).</p>"
         if t.estimated
         else ""
     )

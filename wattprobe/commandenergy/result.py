@@ -99,6 +99,7 @@ class Result:
             "carbon_intensity_source": self.intensity.source,
             "sensor": t.sensor,
             "estimated": t.estimated,
+            "model": t.model,
             "host_source": t.host_source,
             "measured_by": t.measured_by,
             "n_cpus": t.n_cpus or None,
