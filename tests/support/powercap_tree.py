@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import Any
 
 from wattprobe.core.model import EnergyReading, NameResolver
 from wattprobe.core.sampler import Sampler
@@ -172,17 +173,9 @@ class PowercapTree:
         `stall=(every_s, for_s)`: every `every_s` the writer stops writing for `for_s`, then catches up
         with the energy of the whole stall at once (a host exporter that hung).
         """
-        stop = multiprocessing.Event()
         self._stamp.value = time.monotonic_ns()
-        process = multiprocessing.get_context("fork").Process(
-            target=self._run, args=(stop, period_s, stall), daemon=True
-        )
-        process.start()
-        try:
+        with self._writer(self._run, period_s, stall):
             yield
-        finally:
-            stop.set()
-            process.join(5)
 
     @contextmanager
     def following_load(
@@ -198,10 +191,15 @@ class PowercapTree:
         `window_s` from /proc/stat (busy and idle as the sampler counts them), its power on the curve.
         Each write appends `UNIX_TIME UJ` to `history`, the energy of the packages and dram (the host's
         as wattprobe counts it without psys): see `energy_between`."""
+        with self._writer(self._follow, history, key, curve, window_s, period_s):
+            yield
+
+    @staticmethod
+    @contextmanager
+    def _writer(target: Callable[..., None], *args: Any) -> Iterator[None]:
+        """`target(stop, *args)` in a forked process for the block, told to stop at its end."""
         stop = multiprocessing.Event()
-        process = multiprocessing.get_context("fork").Process(
-            target=self._follow, args=(stop, history, key, curve, window_s, period_s), daemon=True
-        )
+        process = multiprocessing.get_context("fork").Process(target=target, args=(stop, *args), daemon=True)
         process.start()
         try:
             yield
