@@ -215,6 +215,40 @@ def test_real_processes_that_sleep_run_and_move_are_measured_exactly():
                 p.wait()
 
 
+def test_with_moves_watched_a_quiet_cgroup_is_listed_only_after_a_move():
+    """Where inotify sees every write to a cgroup's process list, a cgroup whose counter stood still is
+    quiet without reading its list; a move anywhere has the next scan list it again, and misses nothing."""
+    with real_cgroup() as service, real_cgroup() as elsewhere:
+        procs = [burner(20) for _ in range(3)]
+        try:
+            for p in procs:
+                (service / "cgroup.procs").write_text(str(p.pid))
+            keys = {p.pid: task_key(p.pid, int(stat_fields(p.pid)[19])) for p in procs}
+            reader = ProcfsReader()
+            listed: list[str] = []
+            listing = reader.homes._listing
+            reader.homes._listing = lambda home: (listed.append(home.directory), listing(home))[1]  # type: ignore[method-assign]
+            wait_for(lambda: (reader.scan(), _quiet(reader, procs[0].pid))[1], 10, "quiet", every_s=0.1)
+            if reader.homes._moves is None:
+                pytest.skip("the cgroup hierarchies are not mounted whole here: no watch")
+            listed.clear()
+            for _ in range(5):
+                reader.scan()
+                assert _quiet(reader, procs[0].pid)
+            assert str(service) not in listed
+            (elsewhere / "cgroup.procs").write_text(str(procs[2].pid))
+            burn(procs[2])
+            times = reader.scan()[1]
+            assert str(service) in listed
+            for p in procs:
+                assert times[keys[p.pid]] == schedstat_ns(p.pid)
+            reader.close()
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+
+
 def _quiet(reader: ProcfsReader, pid: int) -> bool:
     task = reader._tasks.get(str(pid))
     return task is not None and task.home is not None and task.home.quiet

@@ -11,7 +11,10 @@ Membership has to be exact: a process moved out of its cgroup could run elsewher
 stands still, the cgroup's `cgroup.procs` is read too, and the cgroup is quiet only if it lists the
 same processes as the last time (a process that left or came makes it differ: its members are then
 read one by one, and those it no longer lists leave it). A process joins once it is found idle, and
-its cgroup is quiet again only after a listing read since. Multi-threaded processes join only in
+its cgroup is quiet again only after a listing read since. Where inotify watches the whole hierarchy
+(`sources.cgroup_moves`), the listings are read only in the scans after a process was written to a
+cgroup or a cgroup was made (and every `FULL_LISTING_EVERY` scans regardless): without a move, a
+cgroup lists what it listed last time, and a still counter is enough. Multi-threaded processes join only in
 cgroup v2, where a process's threads stay in its cgroup's subtree and the counter covers the
 subtree; in v1 a thread can be moved anywhere on its own.
 
@@ -26,12 +29,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from wattprobe.sources.cgroup_moves import MoveWatch, open_watch
 from wattprobe.sources.cgroupfs import cgroup_paths
 
 # A cgroup costs a counter read per scan (and a listing when it stands still): it is worth it from two
 # processes on, which would cost a read each.
 MIN_MEMBERS = 2
+# With moves watched, the listings are read anyway at every this many scans: what a watch could miss
+# (a move made where it cannot see) is read late by at most as many scans.
+FULL_LISTING_EVERY = 64
 _NO_FD = -1
+# A read of a seq_file (cgroup.procs) stops at its buffer's end, a page at least; shorter by more
+# than one pid's line, the list ended there and needs no second read (which would walk it again).
+_PAGE_END = 4096 - 16
 
 
 class Home:
@@ -68,7 +78,8 @@ class Homes:
 
     `v2_root` and `v1_root` are the v2 hierarchy and the v1 one that carries cpuacct (None: absent).
     `open_fd`/`close_fd` keep counters open within the reader's descriptor budget; `on_leave(task)`
-    is called for each task its cgroup no longer lists (it calls `leave`).
+    is called for each task its cgroup no longer lists (it calls `leave`). `procfs_root` is where the
+    mounts are read, to know whether moves can be watched.
     """
 
     def __init__(
@@ -78,6 +89,7 @@ class Homes:
         open_fd: Callable[[str], int],
         close_fd: Callable[[int], None],
         on_leave: Callable[[object], None],
+        procfs_root: str = "/proc",
     ) -> None:
         self.v2_root = v2_root
         self.v1_root = v1_root
@@ -85,6 +97,10 @@ class Homes:
         self._close = close_fd
         self._on_leave = on_leave
         self._homes: dict[tuple[str, bool], Home] = {}
+        self._procfs_root = procfs_root
+        self._moves: MoveWatch | None = None
+        self._watching = False  # a watch was tried (opened at the first check with cgroups to check)
+        self._checks = 0
 
     @property
     def enabled(self) -> bool:
@@ -126,7 +142,13 @@ class Homes:
 
     def check(self) -> None:
         """Read the counter of every cgroup with enough members (and its listing where the counter
-        stands still): set `quiet` on each."""
+        stands still, unless no process moved since it was last listed): set `quiet` on each."""
+        if not self._watching and self._homes:
+            self._watching = True
+            self._moves = open_watch([r for r in (self.v2_root, self.v1_root) if r], self._procfs_root)
+        self._checks += 1
+        moves = self._moves
+        relist = moves is None or moves.moved() or self._checks % FULL_LISTING_EVERY == 0
         for home in list(self._homes.values()):
             home.quiet = False
             if home.counter_fd == _NO_FD or not home.listable or len(home.members) < MIN_MEMBERS:
@@ -140,6 +162,9 @@ class Homes:
             counter = data.partition(b"\n")[0] if home.v2 else data
             if counter != home.counter:
                 home.counter = counter
+                continue
+            if not relist and home.listing is not None:  # listed since its last member joined
+                home.quiet = True
                 continue
             try:
                 listing = self._listing(home)
@@ -165,7 +190,10 @@ class Homes:
         if home.listing_fd == _NO_FD:
             return _read_listing(f"{home.directory}/cgroup.procs")
         # A read gives at most a page of it (seq_file): read on to the end, from offset 0 (a new walk).
-        chunks, offset = [], 0
+        chunk = os.pread(home.listing_fd, 65536, 0)
+        if len(chunk) < _PAGE_END:
+            return chunk
+        chunks, offset = [chunk], len(chunk)
         while chunk := os.pread(home.listing_fd, 65536, offset):
             chunks.append(chunk)
             offset += len(chunk)
@@ -186,6 +214,9 @@ class Homes:
             self._close(home.counter_fd)
             self._close(home.listing_fd)
         self._homes = {}
+        if self._moves is not None:
+            self._moves.close()
+            self._moves = None
 
 
 def _read_listing(path: str) -> bytes:

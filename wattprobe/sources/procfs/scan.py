@@ -218,7 +218,7 @@ class ProcfsReader(Lineage, Facts):
         self._scan = 0
         self._reaped: list[_Task] = []  # tasks whose cticks moved in this scan
         self.cgroups = CgroupReader(cgroupfs_root)
-        self.homes = Homes(self.cgroups.v2, self.cgroups.v1, self._open, self._close, self._leave_home)
+        self.homes = Homes(self.cgroups.v2, self.cgroups.v1, self._open, self._close, self._leave_home, root)
 
     # -- the hot path -------------------------------------------------------------------------
     def scan(self) -> tuple[MachineCpu, dict[int, int]]:
