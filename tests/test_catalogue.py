@@ -12,8 +12,10 @@ import pytest
 
 from tests.support import frames
 from tests.support.prometheus import all_samples, registry
+from wattprobe import sinks
 from wattprobe.core.model import (
     Container,
+    CpuInfo,
     Disk,
     DiskIo,
     DomainPower,
@@ -88,6 +90,7 @@ HOST = HostFacts(
     swap_free_bytes=1 << 30,
     cpu_mhz=2400.0,
     disks=(Disk("/dev/nvme0n1p2", "/", "ext4", "SSD", False, 500 << 30, 200 << 30),),
+    cpus=(CpuInfo(0, "GenuineIntel", "Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz", 0, 0),),
 )
 MACHINE = MachineCpu(1000, 3000, 0, 4, context_switches=123456, forks=4242, running=3, blocked=1)
 
@@ -143,6 +146,28 @@ def test_native_naming_leaves_host_facts_to_node_exporter():
     assert not any("load" in name or "memory_total" in name or "disk_total" in name for name in found)
     assert found["wattprobe_process_disk_written_bytes_total"][0][1] == 8192
     assert not any(name.startswith("scaph_") for name in found)
+
+
+@pytest.mark.parametrize(
+    ("output", "naming"),
+    [("prometheus", n) for n in catalogue.NAMINGS] + [("prometheus-push", "scaphandre"), ("riemann", None),
+     ("warp10", None), ("json", None), ("stdout", None), ("otlp", None), ("powerapi", None)],
+)  # fmt: skip
+def test_the_host_s_facts_are_read_for_the_outputs_that_write_them_only(output, naming):
+    """The sampler reads the host's load, memory, disks and CPUs only for an output that writes them: one
+    whose rendering of a Frame changes without them."""
+    module = sinks.module(output)
+    settings = module.Settings(**({"naming": naming} if naming else {}))
+    with_facts, without = full_frame(), dataclasses.replace(full_frame(), host=None)
+    if output.startswith("prometheus"):
+        differs = samples(with_facts, settings) != samples(without, settings)
+    elif output in ("riemann", "warp10"):
+        differs = frame_points(with_facts) != frame_points(without)
+    elif output == "json":
+        differs = document(with_facts, settings) != document(without, settings)
+    else:
+        differs = False  # neither has a field for them (their renderings are checked in their own tests)
+    assert sinks.writes_host_facts(module, settings) == differs
 
 
 def test_one_frame_through_every_exporter_says_what_the_catalogue_says():

@@ -12,7 +12,7 @@ from wattprobe.config import settings
 from wattprobe.core.sampler import Sampler
 from wattprobe.pipeline.delivery import delivered
 from wattprobe.pipeline.runner import Runner
-from wattprobe.sinks import Context, Sink, pulled
+from wattprobe.sinks import Context, Sink, pulled, writes_host_facts
 from wattprobe.sources import SourceSettings, open_sources
 from wattprobe.sources.procfs import ProcfsReader
 
@@ -25,12 +25,15 @@ class Output:
     settings: Any
 
 
-def open_sampler(sources: SourceSettings, secrets: Iterable[str] = ()) -> Sampler[ProcfsReader]:
+def open_sampler(
+    sources: SourceSettings, secrets: Iterable[str] = (), *, host_facts: bool = False
+) -> Sampler[ProcfsReader]:
     """The sampler the source settings describe; WattprobeError with the fix when a source cannot work.
 
-    `secrets` (the outputs' own secret options) are redacted from every command line it reads.
+    `secrets` (the outputs' own secret options) are redacted from every command line it reads; the
+    host's facts are read with each Frame only with `host_facts` (an output writes them).
     """
-    opened = open_sources(sources, secrets)
+    opened = open_sources(sources, secrets, host_facts=host_facts)
     return Sampler(
         opened.sensor, opened.procfs, socket_cpus=opened.socket_cpus, host=opened.host, names=opened.names
     )
@@ -47,7 +50,11 @@ def run(
     agent does not start, and the outputs already opened are closed. A write that fails is not: the
     first as any later one, it is that output's alone (see `Runner`), so /dev/full or a full disk
     beside a good output stops the same way at start and mid-run."""
-    sampler = open_sampler(sources, {s for o in outputs for s in settings.secrets(o.settings)})
+    sampler = open_sampler(
+        sources,
+        {s for o in outputs for s in settings.secrets(o.settings)},
+        host_facts=any(writes_host_facts(o.module, o.settings) for o in outputs),
+    )
     sinks: list[Sink] = []
     try:
         pull_only = all(pulled(o.module) for o in outputs)

@@ -2,7 +2,8 @@
 
 A sink is a module, or a folder whose sink.py is that module (with the helpers it alone uses beside
 it); what several sinks use is in kit/. The module declares its NAME and HELP, PULL = True if it
-measures when asked (see `pulled`), its `Settings` (options, see `wattprobe.config.settings`), its
+measures when asked (see `pulled`), `host_facts(settings)` if it writes the host's facts (see
+`writes_host_facts`), its `Settings` (options, see `wattprobe.config.settings`), its
 `Cadence` (the step and timeout flags of its Scaphandre-shaped command) and `create(settings,
 context)`, which returns a `Sink`; one line in SINKS registers it. The runner
 (`wattprobe.pipeline.runner`) drives the sampler and every sink; a sink has no loop, retry, queue or
@@ -112,6 +113,14 @@ def pulled(module: ModuleType) -> bool:
     """Whether the sink measures when asked (its module says PULL = True: prometheus), so that an agent
     whose every output is pulled needs no step of its own. The one place "pull" is read."""
     return bool(getattr(module, "PULL", False))
+
+
+def writes_host_facts(module: ModuleType, settings: object) -> bool:
+    """Whether the sink, so set, writes the host's load, memory, disks or CPUs (its module's
+    `host_facts(settings)`; none: it does not), so that they are read only for those who write them.
+    The one place it is read."""
+    wants = getattr(module, "host_facts", None)
+    return bool(wants(settings)) if wants is not None else False
 
 
 def remote(sink: object) -> Remote | None:

@@ -27,7 +27,7 @@ from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.sinks import Context, Rejected, Remote, RemoteSink, Retry, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.net import netloc
-from wattprobe.sinks.kit.points import Point, frame_points
+from wattprobe.sinks.kit.points import HOST_FACTS, Point, frame_points
 from wattprobe.sinks.kit.workloads import Ledger
 
 NAME = "warp10"
@@ -78,6 +78,10 @@ class Settings:
         if not token:
             raise WattprobeError(f"no Warp 10 write token: pass -t/--write-token TOKEN or set {TOKEN_ENV}")
         return token
+
+
+def host_facts(settings: Settings) -> bool:
+    return HOST_FACTS
 
 
 def create(settings: Settings, context: Context) -> Sink:

@@ -202,15 +202,18 @@ class Sources:
 
     sensor: Sensor
     procfs: ProcfsReader
-    host: HostReader
+    host: HostReader | None  # None: no output writes the host's facts
     socket_cpus: dict[int, int]
     names: NameResolver | None = None  # containers' names, where an engine or Kubernetes can give them
 
 
-def open_sources(settings: SourceSettings, secrets: Iterable[str] = ()) -> Sources:
+def open_sources(
+    settings: SourceSettings, secrets: Iterable[str] = (), *, host_facts: bool = False
+) -> Sources:
     """Every source the settings describe; WattprobeError with the fix when one cannot work.
 
-    `secrets` (the outputs' own secret options) are redacted from every command line procfs reads.
+    `secrets` (the outputs' own secret options) are redacted from every command line procfs reads. The
+    host's facts (load, memory, disks, CPUs) are read only with `host_facts` (an output writes them).
     """
     from wattprobe.sources.host import HostReader
     from wattprobe.sources.identity.kubernetes import read_token
@@ -232,7 +235,7 @@ def open_sources(settings: SourceSettings, secrets: Iterable[str] = ()) -> Sourc
     secrets = {*secrets, token} if token else secrets
     redactor = Redactor(not settings.no_redaction, settings.redact_pattern, frozenset(secrets))
     procfs = ProcfsReader(settings.procfs_root, cgroupfs_root=settings.cgroupfs_root, redactor=redactor)
-    host = HostReader(settings.procfs_root, settings.sysfs_root)
+    host = HostReader(settings.procfs_root, settings.sysfs_root) if host_facts else None
     return Sources(sensor, procfs, host, first_cpus(settings.sysfs_cpu_root), names)
 
 

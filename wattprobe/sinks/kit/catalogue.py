@@ -253,9 +253,19 @@ K_BUILD = _k("kepler_build_info", "gauge", "",
 FAMILIES = tuple(v for v in list(globals().values()) if isinstance(v, Family))
 
 
+# The families made of Frame.host: only the namings that write one need the host's facts read.
+_HOST_FACTS = (LOAD_1, LOAD_5, LOAD_15, CPU_FREQUENCY, MEMORY_TOTAL, MEMORY_AVAILABLE, MEMORY_FREE, SWAP_FREE,
+               SWAP_TOTAL, DISK_TOTAL, DISK_AVAILABLE, K_NODE_INFO)  # fmt: skip
+
+
 def families(naming: str) -> tuple[Family, ...]:
     """The families a naming writes, in order (each written at every scrape, empty or not)."""
     return tuple(f for f in FAMILIES if f.name(naming))
+
+
+def uses_host_facts(naming: str) -> bool:
+    """Whether the naming has families made of the host's facts (Frame.host: load, memory, disks, CPUs)."""
+    return any(f.name(naming) for f in _HOST_FACTS)
 
 
 # -- labels --------------------------------------------------------------------------------------------

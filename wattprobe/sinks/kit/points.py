@@ -16,6 +16,9 @@ from wattprobe.sinks.kit import catalogue
 from wattprobe.sinks.kit.catalogue import Labels
 from wattprobe.sinks.kit.workloads import Ledger
 
+# The host's facts are among the points (Scaphandre's host load, memory and disks).
+HOST_FACTS = catalogue.uses_host_facts("scaphandre")
+
 
 @dataclass(frozen=True, slots=True)
 class Point:

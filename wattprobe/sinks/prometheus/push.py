@@ -26,7 +26,7 @@ from wattprobe.errors import UsageError
 from wattprobe.sinks import Context, Rejected, Remote, RemoteSink, Retry, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.net import netloc
-from wattprobe.sinks.prometheus.series import SeriesSettings
+from wattprobe.sinks.prometheus.series import SeriesSettings, series_host_facts
 
 NAME = "prometheus-push"
 HELP = "push metrics to a Prometheus Pushgateway every step"
@@ -53,6 +53,10 @@ class Settings(SeriesSettings):
     def __post_init__(self) -> None:
         if not self.job:
             raise UsageError("--job must not be empty")
+
+
+def host_facts(settings: Settings) -> bool:
+    return series_host_facts(settings)
 
 
 def create(settings: Settings, context: Context) -> Sink:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from wattprobe.config.settings import option
 from wattprobe.config.values import count
 from wattprobe.sinks.kit import options
-from wattprobe.sinks.kit.catalogue import NAMINGS
+from wattprobe.sinks.kit.catalogue import NAMINGS, uses_host_facts
 
 DEFAULT_TOP = 20
 DEFAULT_CMDLINE_MAX = 256
@@ -34,3 +34,8 @@ class SeriesSettings:
         metavar="CHARS",
         help=f"truncate the cmdline label to this many characters (default {DEFAULT_CMDLINE_MAX})",
     )
+
+
+def series_host_facts(settings: SeriesSettings) -> bool:
+    """Whether the series include the host's facts (Scaphandre's and Kepler's names have some)."""
+    return uses_host_facts(settings.naming)

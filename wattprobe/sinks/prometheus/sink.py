@@ -22,7 +22,7 @@ from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError
 from wattprobe.sinks import Context, Sink
 from wattprobe.sinks.kit import options
-from wattprobe.sinks.prometheus.series import SeriesSettings
+from wattprobe.sinks.prometheus.series import SeriesSettings, series_host_facts
 
 if TYPE_CHECKING:
     from wattprobe.sinks.prometheus.server import MetricsServer
@@ -63,6 +63,10 @@ class Settings(SeriesSettings):
     def __post_init__(self) -> None:
         if not self.suffix.strip("/"):
             raise UsageError("--suffix must not be empty: / is the index page")
+
+
+def host_facts(settings: Settings) -> bool:
+    return series_host_facts(settings)
 
 
 def create(settings: Settings, context: Context) -> Sink:

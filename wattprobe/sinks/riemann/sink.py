@@ -23,7 +23,7 @@ from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.sinks import Context, Rejected, Remote, RemoteSink, Retry, Sink
 from wattprobe.sinks.kit import options
 from wattprobe.sinks.kit.net import netloc
-from wattprobe.sinks.kit.points import Point, frame_points
+from wattprobe.sinks.kit.points import HOST_FACTS, Point, frame_points
 from wattprobe.sinks.kit.workloads import Ledger
 
 if TYPE_CHECKING:
@@ -67,6 +67,10 @@ class Settings:
         missing = [k for k, v in files.items() if not v]
         if self.mtls and missing:
             raise UsageError(f"--mtls needs {' '.join(missing)}")
+
+
+def host_facts(settings: Settings) -> bool:
+    return HOST_FACTS
 
 
 def create(settings: Settings, context: Context) -> Sink:
