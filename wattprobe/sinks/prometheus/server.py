@@ -412,7 +412,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.flush_headers()
 
     def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+        if log.isEnabledFor(logging.DEBUG):  # every request comes here: format only what is written
+            log.debug("%s %s", self.address_string(), format % args)
 
 
 class _RequestReader(io.RawIOBase):
