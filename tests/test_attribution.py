@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.support.frames import frame_between, process, snapshot
 from tests.support.workloads import BusyChildren
-from wattprobe.core.attribution import Carry
+from wattprobe.core.attribution import Carry, consumer_keys
 from wattprobe.core.sampler import Sampler
 from wattprobe.sources.powercap import PowercapSensor
 from wattprobe.sources.procfs import ProcfsReader
@@ -47,6 +49,42 @@ def test_busy_processes_get_their_cpu_share_of_host_power(powercap):
         assert socket.watts == pytest.approx(20.0, rel=0.03)
         assert {d.name: round(d.watts) for d in socket.domains} == {"core": 12, "uncore": 3, "dram": 5}
     sampler.close()
+
+
+def test_a_window_looks_at_the_processes_that_ran_and_finds_what_comparing_every_process_finds(powercap):
+    """The reader says which processes' time changed since its last snapshot, so that attribution need
+    not compare the 1,000 that slept; on real processes the Frame is the one every comparison gives."""
+    sampler = powercap.sampler()
+    with BusyChildren([0.5, 0.2], seconds=0.6):
+        sampler.tick()
+        prev = sampler._prev
+        powercap.advance(0.5)
+        frame = sampler.tick()
+        now = sampler._prev
+    assert frame is not None and prev is not None and now is not None
+    assert now.seq == prev.seq + 1 and now.changed is not None
+    assert len(now.changed) < len(now.tasks) / 2  # most processes slept
+    assert now.changed >= {k for k, ns in now.tasks.items() if ns != prev.tasks.get(k)}
+    every = dataclasses.replace(now, changed=None)
+    keys = consumer_keys(prev, every)
+    assert sorted(consumer_keys(prev, now)) == sorted(keys) and keys
+    infos = {key: found[0] for key in keys if (found := sampler.procfs.process(key)) is not None}
+    mine, theirs = frame_between(prev, now, infos), frame_between(prev, every, infos)
+    assert sorted(mine.consumers, key=str) == sorted(theirs.consumers, key=str)
+    assert mine.unattributed_watts == pytest.approx(theirs.unattributed_watts, rel=1e-12)
+    assert {g.key: g.watts for g in mine.cgroups} == pytest.approx({g.key: g.watts for g in theirs.cgroups})
+    sampler.close()
+
+
+def test_only_the_keys_a_following_snapshot_names_are_compared():
+    a, b = process(1, "a"), process(2, "b")
+    prev = dataclasses.replace(snapshot(0, {1: 0, 2: 0}), seq=4)
+    ran = snapshot(1, {1: 10**8, 2: 10**8})
+    following = dataclasses.replace(ran, seq=5, changed=frozenset({1}))
+    assert [c.info.pid for c in frame_between(prev, following, {1: a, 2: b}).consumers] == [1]
+    # Not the next snapshot of the same reader (or not said): every process is compared.
+    for other in (dataclasses.replace(following, seq=7), ran):
+        assert {c.info.pid for c in frame_between(prev, other, {1: a, 2: b}).consumers} == {1, 2}
 
 
 def test_energy_totals_never_decrease_across_wraps(powercap):

@@ -81,10 +81,20 @@ def _fit(wanted: dict[K, float], machine_ns: int, carried: dict[K, float]) -> di
     return {key: ns * scale / machine_ns for key, ns in wanted.items()}
 
 
+def _ran(prev: Snapshot, now: Snapshot) -> dict[int, int]:
+    """The CPU ns each process that ran in the window used. Where `now` follows `prev` from the same
+    reader, only the keys it says changed are looked at (a tick costs what ran, not what exists)."""
+    before, tasks = prev.tasks, now.tasks
+    if now.changed is not None and prev.seq and now.seq == prev.seq + 1:
+        ran = (key for key in sorted(now.changed) if key in tasks)  # sorted: ties in power keep an order
+        return {key: ns for key in ran if (ns := tasks[key] - before.get(key, 0)) > 0}
+    return {key: ns for key, cpu in tasks.items() if (ns := cpu - before.get(key, 0)) > 0}
+
+
 def consumer_keys(prev: Snapshot, now: Snapshot, carry: Carry | None = None) -> list[int]:
     """The processes that get a share of the window: those that ran in it, and those owed time."""
     before, tasks = prev.tasks, now.tasks
-    ran = [key for key, cpu in tasks.items() if cpu > before.get(key, 0)]
+    ran = list(_ran(prev, now))
     if carry is None:
         return ran
     return ran + [key for key in carry.tasks if key in tasks and tasks[key] <= before.get(key, 0)]
@@ -116,8 +126,8 @@ def attribute(
     busy = now.machine.busy - prev.machine.busy
     idle = now.machine.idle - prev.machine.idle
     machine_ns = now.machine.n_cpus * (now.t_ns - prev.t_ns)
-    before, tasks = prev.tasks, now.tasks
-    measured = {key: ns for key, cpu in tasks.items() if (ns := cpu - before.get(key, 0)) > 0}
+    tasks = now.tasks
+    measured = _ran(prev, now)
     used: dict[int, float] = dict(measured)
     for key in carry.tasks:  # a process that ran less this window still gets back what it was owed
         if key not in used and key in tasks:

@@ -127,6 +127,10 @@ class Snapshot:
         default_factory=dict
     )  # task key -> the exited descendants' part, where not 0
     cgroups: dict[str, int] = field(default_factory=dict)  # cgroup path -> its own cumulative CPU time, ns
+    # The task keys whose CPU time changed since the reader's snapshot numbered `seq - 1` (None: not
+    # known, compare every task): attribution then looks at what ran, not at every process that exists.
+    seq: int = 0
+    changed: frozenset[int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +325,11 @@ class ProcessReader(Protocol):
 
     def cgroup_ns(self) -> dict[str, int]:
         """Cumulative CPU ns of the tracked cgroups at the last scan, by cgroup path."""
+        ...
+
+    def changed(self) -> tuple[int, frozenset[int]]:
+        """A number one more than at the last call, and the task keys whose CPU time changed since
+        that call (new processes included, vanished ones not)."""
         ...
 
     def process(self, key: int) -> tuple[ProcessInfo, int, int, DiskIo | None] | None:

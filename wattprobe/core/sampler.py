@@ -103,6 +103,7 @@ class Sampler(Generic[Reader]):
     def snapshot(self, energy: EnergyReading) -> Snapshot:
         """`energy` and the CPU times of the machine and its processes, now."""
         machine, tasks = self.procfs.scan()
+        seq, changed = self.procfs.changed()
         return Snapshot(
             self._clock(),
             self._wall(),
@@ -111,6 +112,8 @@ class Sampler(Generic[Reader]):
             tasks,
             self.procfs.exited(),
             self.procfs.cgroup_ns(),
+            seq,
+            changed,
         )
 
     def tick(self) -> Frame | None:

@@ -206,6 +206,8 @@ class ProcfsReader(Lineage, Facts):
         self._tasks: dict[str, _Task] = {}  # by the pid's directory name
         self._loose: dict[int, _Task] = {}  # by task_key: those in no cgroup that can vouch for them
         self._cpu: dict[int, int] = {}  # task_key -> cpu_ns, kept up to date: a snapshot copies it
+        self._changed: set[int] = set()  # keys whose cpu_ns changed since the last changed()
+        self._changes = 0  # calls of changed()
         self._forks = -1  # the machine's fork counter at the last listing of /proc (-1: none yet)
         self.listings = 0  # scans that listed /proc (the others found no fork since the last one)
         self._by_key: dict[int, _Task] = {}  # the same, by task_key
@@ -280,13 +282,24 @@ class ProcfsReader(Lineage, Facts):
                 new = self._first_sight(int(name))
                 if new is not None:  # else it vanished between listing and reading
                     tasks[name] = self._by_key[new.key] = self._loose[new.key] = new
-                    self._cpu[new.key] = new.cpu_ns
+                    self._set_cpu(new.key, new.cpu_ns)
         self.cgroups.read()
         return machine, self._cpu.copy()
 
     def exited(self) -> dict[int, int]:
         """Cumulative ns of exited descendants at the last scan, for the processes that have any."""
         return dict(self._exited)
+
+    def changed(self) -> tuple[int, frozenset[int]]:
+        """A number one more than at the last call, and the keys whose CPU time changed since it."""
+        self._changes += 1
+        changed, self._changed = frozenset(self._changed), set()
+        return self._changes, changed
+
+    def _set_cpu(self, key: int, ns: int) -> None:
+        if self._cpu.get(key) != ns:
+            self._cpu[key] = ns
+            self._changed.add(key)
 
     def cgroup_ns(self) -> dict[str, int]:
         """Cumulative CPU ns of the tracked cgroups at the last scan, by cgroup path."""
@@ -324,7 +337,8 @@ class ProcfsReader(Lineage, Facts):
         task.own_ns = own
         if cticks != task.cticks:
             self._credit(task, cticks)
-        task.cpu_ns = self._cpu[task.key] = own + task.exited_ns
+        task.cpu_ns = own + task.exited_ns
+        self._set_cpu(task.key, task.cpu_ns)
         if ppid != task.ppid:
             self._adopt(task, ppid)
         if comm != task.comm:
@@ -370,7 +384,7 @@ class ProcfsReader(Lineage, Facts):
     def _publish(self, task: _Task) -> None:
         super()._publish(task)
         if task.key in self._cpu:  # else not yet seen whole (its first sight sets it)
-            self._cpu[task.key] = task.cpu_ns
+            self._set_cpu(task.key, task.cpu_ns)
 
     # -- threads ----------------------------------------------------------------------------
     def _threaded(self, task: _Task, ticks: int, threads: int) -> tuple[int, int]:
