@@ -37,6 +37,9 @@ PERMISSION_FIX = (
 )
 
 
+_MOST = 4096  # bytes read of a counter's file: a u64 is 20 digits; a page is no counter
+
+
 @dataclass(frozen=True, slots=True)
 class Zone:
     path: str  # the zone's energy_uj file
@@ -67,8 +70,13 @@ class PowercapSensor:
         counters = []
         for zone in self.zones:
             try:
-                with open(zone.path, "rb", buffering=0) as f:
-                    raw = f.read()
+                fd = os.open(zone.path, os.O_RDONLY | os.O_CLOEXEC)  # anew: a tree rewritten by rename too
+                try:
+                    raw = os.read(fd, _MOST)
+                finally:
+                    os.close(fd)
+                if len(raw) == _MOST:
+                    raise ValueError("longer than any counter")
                 uj = int(raw)
             except PermissionError as error:
                 raise SensorReadError(f"cannot read {zone.path}: permission denied", lasting=True) from error

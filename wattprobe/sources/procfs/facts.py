@@ -54,10 +54,9 @@ class Facts:
                 except OSError:
                     task.io_fd = _NO_IO
                     return None
-            data = self._read(task.io_fd, task.pid, "io")
-            fields = dict(line.split(b": ") for line in data.split(b"\n") if b": " in line)
-            now = int(fields[b"read_bytes"]), int(fields[b"write_bytes"])
-        except (OSError, ValueError, KeyError):
+            data = b"\n" + self._read(task.io_fd, task.pid, "io")
+            now = _io_field(data, b"\nread_bytes: "), _io_field(data, b"\nwrite_bytes: ")
+        except (OSError, ValueError):
             return None
         before, task.io = task.io or now, now
         return DiskIo(now[0], now[1], now[0] - before[0], now[1] - before[1])
@@ -107,3 +106,13 @@ class Facts:
             vm_folder=guest.folder if guest else None,
         )
         return info, counters
+
+
+def _io_field(data: bytes, name: bytes) -> int:
+    """The number on the line of /proc/PID/io (after a newline) that starts with `name`; ValueError if none."""
+    start = data.index(name) + len(name)
+    end = data.find(b"\n", start)
+    value = int(data[start:] if end < 0 else data[start:end])
+    if value < 0:
+        raise ValueError("a negative count")
+    return value
