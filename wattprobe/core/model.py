@@ -362,7 +362,8 @@ class ProcessReader(Protocol):
 
 
 class HostFactsReader(Protocol):
-    """The host's load, memory, frequencies and disks, read with each Frame (`sources.host.HostReader`)."""
+    """The host's load, memory, frequencies and disks, read with each Frame when an output writes them
+    (`sources.host.HostReader`)."""
 
     def read(self) -> HostFacts | None: ...
 

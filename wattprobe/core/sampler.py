@@ -54,7 +54,9 @@ class Sampler(Generic[Reader]):
         stamps them: a test on a synthetic tree and /proc passes fake ones and sleeps for nothing."""
         self.sensor = sensor
         self.procfs = procfs
-        self.host = host  # the host's load, memory, disks..., read with each Frame
+        self.host = (
+            host  # the host's load, memory, disks..., read with each Frame (None: no output writes them)
+        )
         self.names = names  # containers' names (dict lookups: it resolves off the tick)
         self.socket_cpus = tuple(sorted((socket_cpus or {}).items()))
         self.latest: Frame | None = None
