@@ -54,9 +54,8 @@ class Sampler(Generic[Reader]):
         stamps them: a test on a synthetic tree and /proc passes fake ones and sleeps for nothing."""
         self.sensor = sensor
         self.procfs = procfs
-        self.host = (
-            host  # the host's load, memory, disks..., read with each Frame (None: no output writes them)
-        )
+        # The host's load, memory, disks..., read with each Frame (None: no output writes them).
+        self.host = host
         self.names = names  # containers' names (dict lookups: it resolves off the tick)
         self.socket_cpus = tuple(sorted((socket_cpus or {}).items()))
         self.latest: Frame | None = None
