@@ -11,12 +11,14 @@ Membership has to be exact: a process moved out of its cgroup could run elsewher
 stands still, the cgroup's `cgroup.procs` is read too, and the cgroup is quiet only if it lists the
 same processes as the last time (a process that left or came makes it differ: its members are then
 read one by one, and those it no longer lists leave it). A process joins once it is found idle, and
-its cgroup is quiet again only after a listing read since. Where inotify watches the whole hierarchy
-(`sources.cgroup_moves`), the listings are read only in the scans after a process was written to a
-cgroup or a cgroup was made (and every `FULL_LISTING_EVERY` scans regardless): without a move, a
-cgroup lists what it listed last time, and a still counter is enough. Multi-threaded processes join only in
+its cgroup is quiet again only after a listing read since. Multi-threaded processes join only in
 cgroup v2, where a process's threads stay in its cgroup's subtree and the counter covers the
 subtree; in v1 a thread can be moved anywhere on its own.
+
+Where inotify watches the whole hierarchy (`sources.cgroup_moves`), the listings are read only in
+the scans after a process was written to a cgroup or a cgroup was made, and every
+`FULL_LISTING_EVERY` scans regardless: without a move, a cgroup lists what it listed last time, and
+a still counter is enough.
 
 What stays approximate, and only in time (no CPU time is ever lost, it is read later): v2 counts
 µs, so processes that ran less than a µs in all between two scans may leave their cgroup looking
