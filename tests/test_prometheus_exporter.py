@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import http.client
+import itertools
 import ssl
 import subprocess
 import threading
@@ -161,7 +162,7 @@ def test_scrapes_every_second_each_get_a_fresh_one_second_window(powercap: Power
     assert len(set(energies)) == len(energies)  # a new measurement at every scrape
     # Each window runs from the previous scrape to this one: each was measured somewhere inside its request,
     # so the window lies between the gap separating the two requests and the span covering both.
-    for window, (before, now) in zip(windows[1:], zip(spans, spans[1:])):
+    for window, (before, now) in zip(windows[1:], itertools.pairwise(spans), strict=True):
         assert now[0] - before[1] - 0.05 <= window <= now[1] - before[0] + 0.05
 
 
