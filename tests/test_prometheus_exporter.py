@@ -166,6 +166,27 @@ def test_scrapes_every_second_each_get_a_fresh_one_second_window(powercap: Power
         assert now[0] - before[1] - 0.05 <= window <= now[1] - before[0] + 0.05
 
 
+def test_an_idle_exporter_is_woken_by_nothing_between_scrapes(powercap: PowercapTree):
+    """Before: its main thread and its server's loop each woke twice a second to poll, 0.2 ms of CPU a
+    second: at Prometheus' default of a scrape every 15 s, as much as a scrape itself."""
+
+    def switches(pid: int) -> int:  # a thread that sleeps throughout switches out of the CPU never
+        return sum(
+            int(line.split()[1])
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for line in (task / "status").read_text().splitlines()
+            if "ctxt_switches:" in line
+        )
+
+    with powercap.running(), exporter(powercap.root) as agent:
+        scrape(agent.url)
+        time.sleep(0.3)  # the scrape's connection closes and its thread ends
+        before = switches(agent.process.pid)
+        time.sleep(2.0)
+        assert switches(agent.process.pid) == before
+        assert one(scrape(agent.url), "wattprobe_window_seconds") > 2.0  # and the next scrape measures
+
+
 def test_concurrent_scrapes_in_one_window_share_one_measurement(powercap: PowercapTree):
     with powercap.running(), exporter(powercap.root, "--min-interval", "30") as agent:
         results = []

@@ -32,6 +32,7 @@ from wattprobe.sinks import Fatal, Sink
 
 log = logging.getLogger(__name__)
 
+IDLE_WAIT_S = 3600.0  # an on-demand agent's main thread, between its timeout checks
 WARMUP_S = 0.5  # the first window of an on-demand agent: RAPL moves every ~1 ms, a few ms would be noise
 # Tries, this far apart, to close the last window at a stop when the sampler skips the sample (energy
 # that has not moved yet in a window of a few ms: RAPL moves every ~1 ms, a VM's tree when its host
@@ -143,8 +144,10 @@ class Runner:
         self._sleep(WARMUP_S)
         self._publish(self.sampler.tick())  # so that the first request already has power
         end = None if self.timeout_s is None else self._clock() + self.timeout_s
+        # Requests measure in their own threads; this one only waits for the timeout or a signal
+        # (which interrupts a sleep), so an idle agent is not woken for nothing.
         while self.live and (end is None or self._clock() < end):
-            self._sleep(0.5 if end is None else max(0.0, min(0.5, end - self._clock())))
+            self._sleep(IDLE_WAIT_S if end is None else max(0.0, min(IDLE_WAIT_S, end - self._clock())))
 
     def write(self, sink: Sink, frame: Frame) -> None:
         """Write one Frame to one sink, containing whatever it raises."""

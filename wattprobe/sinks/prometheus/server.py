@@ -25,7 +25,9 @@ import hmac
 import html
 import io
 import logging
+import os
 import resource
+import selectors
 import socket
 import ssl
 import struct
@@ -92,7 +94,43 @@ class MetricsServer(ThreadingHTTPServer):
         self.max_connections = connection_cap()
         self._connections: dict[socket.socket, _Connection] = {}
         self._slots = threading.Condition()  # guards _connections; notified when one ends
+        self._wake_read, self._wake_write = os.pipe()  # shutdown() wakes serve_forever() through it
+        os.set_blocking(self._wake_read, False)
+        self._stopping = False
+        self._stopped = threading.Event()
         super().__init__(address, _Handler, bind_and_activate=False)
+
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        """socketserver's loop without its polling (its own comment asks for this): it waits for a
+        connection or for `shutdown()`, which wakes it through a pipe, so an idle agent is woken by
+        nothing between scrapes. `poll_interval` is not used."""
+        self._stopped.clear()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self, selectors.EVENT_READ)
+                selector.register(self._wake_read, selectors.EVENT_READ)
+                while not self._stopping:
+                    ready = selector.select()
+                    if not self._stopping and any(key.fileobj is self for key, _ in ready):
+                        self._handle_request_noblock()  # type: ignore[attr-defined]  # socketserver's own step
+        finally:
+            with contextlib.suppress(OSError):
+                while os.read(self._wake_read, 64):
+                    pass
+            self._stopping = False
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop serve_forever() (running in another thread, or about to) and wait for it to end."""
+        self._stopping = True
+        os.write(self._wake_write, b"\0")
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        super().server_close()
+        for fd in (self._wake_read, self._wake_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:  # `::` takes IPv4 clients too

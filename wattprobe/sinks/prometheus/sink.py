@@ -104,7 +104,7 @@ class PrometheusSink:
 
     def _serve(self) -> None:
         try:
-            self.server.serve_forever(poll_interval=0.5)
+            self.server.serve_forever()
         except Exception as error:  # the listening socket broke: say so; the agent goes on without it
             log.error("prometheus: stopped serving: %r", error)
 
