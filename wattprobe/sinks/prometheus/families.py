@@ -14,6 +14,7 @@ TYPE and HELP lines back to the name their samples carry.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 from prometheus_client.metrics_core import Metric
@@ -49,22 +50,31 @@ def render(
     `ledger`, with the Frame added, gives the workloads' energy counters."""
     labels = labels_of(opts, hostname)
     naming = opts.naming
-    metrics: dict[Family, Metric] = {}
-    for family in catalogue.families(naming):
-        name = family.name(naming) or ""
-        kind = family.kind_in(naming)
-        unit = family.unit if naming != "scaphandre" and name.endswith("_" + family.unit) else ""
-        base = name.removesuffix("_total") if kind == "counter" else name
-        metrics[family] = Metric(base, family.help, kind, unit)
+    shapes = _shapes(naming)
+    metrics = {
+        family: Metric(base, family.help, kind, unit) for family, (base, kind, unit, _) in shapes.items()
+    }
     if frame is not None:
         found = catalogue.samples(frame, selected_consumers(frame, opts), labels, ledger)
     else:
         found = catalogue.agent_samples(None, labels)
     for sample in found:
-        metric = metrics[sample.family]
-        value = sample.family.value_in(naming, sample.value)
-        metric.add_sample(sample.family.sample_name(naming), sample.labels, value)
+        family = sample.family
+        metrics[family].add_sample(shapes[family][3], sample.labels, family.value_in(naming, sample.value))
     return list(metrics.values())
+
+
+@functools.cache
+def _shapes(naming: str) -> dict[Family, tuple[str, str, str, str]]:
+    """Each family of a naming, in order: its metric's name, type and unit, and its samples' name."""
+    shapes = {}
+    for family in catalogue.families(naming):
+        name = family.name(naming) or ""
+        kind = family.kind_in(naming)
+        unit = family.unit if naming != "scaphandre" and name.endswith("_" + family.unit) else ""
+        base = name.removesuffix("_total") if kind == "counter" else name
+        shapes[family] = (base, kind, unit, family.sample_name(naming))
+    return shapes
 
 
 class FrameCollector(Collector):
