@@ -183,7 +183,9 @@ def test_an_idle_exporter_is_woken_by_nothing_between_scrapes(powercap: Powercap
         time.sleep(0.3)  # the scrape's connection closes and its thread ends
         before = switches(agent.process.pid)
         time.sleep(2.0)
-        assert switches(agent.process.pid) == before
+        # Before: 8 in these 2 s. (One is let pass: a container seen on the machine would start the name
+        # resolver, which retries an engine that refused on a timer of seconds.)
+        assert switches(agent.process.pid) - before <= 1
         assert one(scrape(agent.url), "wattprobe_window_seconds") > 2.0  # and the next scrape measures
 
 
