@@ -4,12 +4,13 @@ hierarchy mounted gets no watch (its cgroups are listed at every scan instead)."
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
 
 from tests.support.cgroups import new_cgroup
-from wattprobe.sources.cgroup_moves import open_watch
+from wattprobe.sources.cgroup_moves import MoveWatch, open_watch
 from wattprobe.sources.cgroupfs import CgroupReader
 
 
@@ -52,3 +53,17 @@ def test_a_tree_that_is_not_a_mounted_hierarchy_gets_no_watch(tmp_path):
     (tmp_path / "cgroup.controllers").write_text("cpu\n")
     assert open_watch([str(tmp_path)]) is None
     assert open_watch([]) is None
+
+
+def test_a_watch_that_cannot_be_set_everywhere_says_moved_at_every_call(tmp_path):
+    """Past the watch limit (ENOSPC) a directory goes unwatched: the cgroups are then listed at every
+    scan, as without a watch."""
+    (tmp_path / "a").mkdir()
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    refused = iter([1, -1])  # the first directory is watched, the next is refused
+    watch = MoveWatch(read_end, lambda fd, path, mask: next(refused), [str(tmp_path)])
+    assert not watch.complete
+    assert watch.moved() and watch.moved()
+    watch.close()
+    os.close(write_end)

@@ -58,6 +58,9 @@ class MoveWatch:
             except OSError:  # the watch itself broke: never trusted again
                 self.complete = False
                 break
+            if not data:  # not what inotify answers: never trusted again
+                self.complete = False
+                break
             moved |= self._events(data)
         return moved or not self.complete
 
