@@ -182,72 +182,76 @@ def burn(process: subprocess.Popen[bytes]) -> None:
     wait_for(lambda: stat_fields(process.pid)[0] == "S", 10, "the burner to wait again", every_s=0.005)
 
 
+@contextmanager
+def burners_in(cgroup: Path, n: int) -> Iterator[tuple[list[subprocess.Popen[bytes]], dict[int, int]]]:
+    """`n` burners in `cgroup` for the block, and their task keys by pid; killed at the end."""
+    procs = [burner(20) for _ in range(n)]
+    try:
+        for p in procs:
+            (cgroup / "cgroup.procs").write_text(str(p.pid))
+        yield procs, {p.pid: task_key(p.pid, int(stat_fields(p.pid)[19])) for p in procs}
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def test_real_processes_that_sleep_run_and_move_are_measured_exactly():
-    with real_cgroup() as service, real_cgroup() as elsewhere:
-        procs = [burner(20) for _ in range(4)]
-        try:
-            for p in procs:
-                (service / "cgroup.procs").write_text(str(p.pid))
-            keys = {p.pid: task_key(p.pid, int(stat_fields(p.pid)[19])) for p in procs}
-            reader = ProcfsReader()
-            wait_for(
-                lambda: (reader.scan(), _quiet(reader, procs[0].pid))[1],
-                10,
-                "their cgroup to be quiet",
-                every_s=0.1,
-            )
-            # One runs: its cgroup's counter moves, and the scan reads its time.
-            burn(procs[1])
-            assert reader.scan()[1][keys[procs[1].pid]] == schedstat_ns(procs[1].pid)
-            wait_for(lambda: (reader.scan(), _quiet(reader, procs[0].pid))[1], 10, "quiet again", every_s=0.1)
-            # One moves to another cgroup and runs there: its old cgroup's counter stands still, but its
-            # process list changed, so the scan reads it.
-            (elsewhere / "cgroup.procs").write_text(str(procs[2].pid))
-            burn(procs[2])
-            times = reader.scan()[1]
-            assert times[keys[procs[2].pid]] == schedstat_ns(procs[2].pid)
-            for p in procs:  # and nothing is behind for any of them
-                assert times[keys[p.pid]] == schedstat_ns(p.pid)
-            reader.close()
-        finally:
-            for p in procs:
-                p.kill()
-                p.wait()
+    with (
+        real_cgroup() as service,
+        real_cgroup() as elsewhere,
+        burners_in(service, 4) as (procs, keys),
+    ):
+        reader = ProcfsReader()
+        wait_for(
+            lambda: (reader.scan(), _quiet(reader, procs[0].pid))[1],
+            10,
+            "their cgroup to be quiet",
+            every_s=0.1,
+        )
+        # One runs: its cgroup's counter moves, and the scan reads its time.
+        burn(procs[1])
+        assert reader.scan()[1][keys[procs[1].pid]] == schedstat_ns(procs[1].pid)
+        wait_for(lambda: (reader.scan(), _quiet(reader, procs[0].pid))[1], 10, "quiet again", every_s=0.1)
+        # One moves to another cgroup and runs there: its old cgroup's counter stands still, but its
+        # process list changed, so the scan reads it.
+        (elsewhere / "cgroup.procs").write_text(str(procs[2].pid))
+        burn(procs[2])
+        times = reader.scan()[1]
+        assert times[keys[procs[2].pid]] == schedstat_ns(procs[2].pid)
+        for p in procs:  # and nothing is behind for any of them
+            assert times[keys[p.pid]] == schedstat_ns(p.pid)
+        reader.close()
 
 
 def test_with_moves_watched_a_quiet_cgroup_is_listed_only_after_a_move():
     """Where inotify sees every write to a cgroup's process list, a cgroup whose counter stood still is
     quiet without reading its list; a move anywhere has the next scan list it again, and misses nothing."""
-    with real_cgroup() as service, real_cgroup() as elsewhere:
-        procs = [burner(20) for _ in range(3)]
-        try:
-            for p in procs:
-                (service / "cgroup.procs").write_text(str(p.pid))
-            keys = {p.pid: task_key(p.pid, int(stat_fields(p.pid)[19])) for p in procs}
-            reader = ProcfsReader()
-            listed: list[str] = []
-            listing = reader.homes._listing
-            reader.homes._listing = lambda home: (listed.append(home.directory), listing(home))[1]  # type: ignore[method-assign]
-            wait_for(lambda: (reader.scan(), _quiet(reader, procs[0].pid))[1], 10, "quiet", every_s=0.1)
-            if reader.homes._moves is None:
-                pytest.skip("the cgroup hierarchies are not mounted whole here: no watch")
-            listed.clear()
-            reader.homes._checks = 1  # the next scans are not one of the every-64th that list anyway
-            for _ in range(5):
-                reader.scan()
-                assert _quiet(reader, procs[0].pid)
-            assert str(service) not in listed
-            (elsewhere / "cgroup.procs").write_text(str(procs[2].pid))
-            burn(procs[2])
-            times = reader.scan()[1]
-            assert str(service) in listed
-            for p in procs:
-                assert times[keys[p.pid]] == schedstat_ns(p.pid)
-            reader.close()
-        finally:
-            for p in procs:
-                p.kill()
-                p.wait()
+    with (
+        real_cgroup() as service,
+        real_cgroup() as elsewhere,
+        burners_in(service, 3) as (procs, keys),
+    ):
+        reader = ProcfsReader()
+        listed: list[str] = []
+        listing = reader.homes._listing
+        reader.homes._listing = lambda home: (listed.append(home.directory), listing(home))[1]
+        wait_for(lambda: (reader.scan(), _quiet(reader, procs[0].pid))[1], 10, "quiet", every_s=0.1)
+        if reader.homes._moves is None:
+            pytest.skip("the cgroup hierarchies are not mounted whole here: no watch")
+        listed.clear()
+        reader.homes._checks = 1  # the next scans are not one of the every-64th that list anyway
+        for _ in range(5):
+            reader.scan()
+            assert _quiet(reader, procs[0].pid)
+        assert str(service) not in listed
+        (elsewhere / "cgroup.procs").write_text(str(procs[2].pid))
+        burn(procs[2])
+        times = reader.scan()[1]
+        assert str(service) in listed
+        for p in procs:
+            assert times[keys[p.pid]] == schedstat_ns(p.pid)
+        reader.close()
 
 
 def _quiet(reader: ProcfsReader, pid: int) -> bool:
