@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import agents
 from tests.support.engine import FakeEngine, container, refusing
+from tests.support.names import named_documents
 from tests.support.podman import Podman, podman_unavailable
 from tests.support.waiting import wait_for
 from wattprobe.core.model import Container, Workload
@@ -162,26 +162,7 @@ def test_a_real_podman_container_carries_its_name_in_the_agents_output(
 ) -> None:
     name = f"wattprobe-burner-{time.monotonic_ns() % 10**9}"
     cid = podman.run(name, "sh", "-c", "while :; do :; done", labels={"team": "energy"})
-    out = tmp_path / "out.json"
-    result = agents.run(
-        agents.command(
-            "-s",
-            "estimate",
-            "--container-socket",
-            str(podman.socket),
-            "json",
-            "-t",
-            "5",
-            "-s",
-            "1",
-            "--containers",
-            "-f",
-            str(out),
-        ),
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    documents = json.loads(out.read_text())
+    documents, result = named_documents(tmp_path / "out.json", "--container-socket", str(podman.socket))
     mine = [
         c["container"]
         for d in documents

@@ -4,7 +4,6 @@ agent naming a process placed in a real kubepods/pod<uid>/<container id> cgroup.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -13,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import agents
 from tests.support.cgroups import container_cgroup
 from tests.support.kubeapi import TOKEN, FakeKubeApi, pod
+from tests.support.names import named_documents
 from tests.support.processes import child
 from tests.support.waiting import wait_for
 from wattprobe.config.settings import from_table
@@ -265,28 +264,13 @@ def test_the_agent_names_a_pods_process_in_a_real_kubepods_cgroup(api: FakeKubeA
         with child("--api-token", TOKEN) as busy:
             (cgroup / "cgroup.procs").write_text(str(busy.pid))
             out = tmp_path / "out.json"
-            result = agents.run(
-                agents.command(
-                    "-s",
-                    "estimate",
-                    "--container-socket",
-                    str(tmp_path / "no-engine.sock"),
-                    *api.args("node-a"),
-                    "json",
-                    "-t",
-                    "5",
-                    "-s",
-                    "1",
-                    "--containers",
-                    "-m",
-                    "50",
-                    "-f",
-                    str(out),
-                ),
-                timeout=60,
+            documents, result = named_documents(
+                out,
+                "--container-socket",
+                str(tmp_path / "no-engine.sock"),
+                *api.args("node-a"),
+                json_args=("-m", "50"),
             )
-    assert result.returncode == 0, result.stderr
-    documents = json.loads(out.read_text())
     mine = [c for d in documents for c in d["consumers"] if c["pid"] == busy.pid]
     assert mine, f"the pod's process is in no document: {result.stderr}"
     last = mine[-1]["container"]
