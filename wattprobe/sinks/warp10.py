@@ -25,9 +25,9 @@ from wattprobe.config.values import count, port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.sinks import Context, Rejected, Remote, RemoteSink, Retry, Sink
-from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit import options, points
 from wattprobe.sinks.kit.net import netloc
-from wattprobe.sinks.kit.points import HOST_FACTS, Point, frame_points
+from wattprobe.sinks.kit.points import Point, frame_points
 from wattprobe.sinks.kit.workloads import Ledger
 
 NAME = "warp10"
@@ -80,8 +80,7 @@ class Settings:
         return token
 
 
-def host_facts(settings: Settings) -> bool:
-    return HOST_FACTS
+host_facts = points.host_facts  # read by sinks.writes_host_facts
 
 
 def create(settings: Settings, context: Context) -> Sink:

@@ -16,8 +16,11 @@ from wattprobe.sinks.kit import catalogue
 from wattprobe.sinks.kit.catalogue import Labels
 from wattprobe.sinks.kit.workloads import Ledger
 
-# The host's facts are among the points (Scaphandre's host load, memory and disks).
-HOST_FACTS = catalogue.uses_host_facts("scaphandre")
+
+def host_facts(settings: object) -> bool:
+    """Whether the points hold the host's facts (Scaphandre's host load, memory and disks): the same
+    for every sink that sends them, whatever its settings."""
+    return catalogue.uses_host_facts("scaphandre")
 
 
 @dataclass(frozen=True, slots=True)

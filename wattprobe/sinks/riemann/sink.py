@@ -21,9 +21,9 @@ from wattprobe.config.values import port
 from wattprobe.core.model import Frame
 from wattprobe.errors import UsageError, WattprobeError
 from wattprobe.sinks import Context, Rejected, Remote, RemoteSink, Retry, Sink
-from wattprobe.sinks.kit import options
+from wattprobe.sinks.kit import options, points
 from wattprobe.sinks.kit.net import netloc
-from wattprobe.sinks.kit.points import HOST_FACTS, Point, frame_points
+from wattprobe.sinks.kit.points import Point, frame_points
 from wattprobe.sinks.kit.workloads import Ledger
 
 if TYPE_CHECKING:
@@ -69,8 +69,7 @@ class Settings:
             raise UsageError(f"--mtls needs {' '.join(missing)}")
 
 
-def host_facts(settings: Settings) -> bool:
-    return HOST_FACTS
+host_facts = points.host_facts  # read by sinks.writes_host_facts
 
 
 def create(settings: Settings, context: Context) -> Sink:
