@@ -6,10 +6,11 @@ Per-process series are bounded (top N or a regex, or none; every VM with --qemu)
 label is cut; aggregates always cover every process. The collector keeps the workloads' energy
 counters (`sinks.kit.workloads.Ledger`): each Frame it is given or renders is added to them once.
 
-Exposition is prometheus_client's. Scaphandre's names are served as text format 0.0.4 only, as
-Scaphandre serves them: its energy counters have no `_total` suffix, which OpenMetrics requires and
-which prometheus_client's 0.0.4 writer adds to a counter's TYPE line, so `exposition()` renames those
-TYPE and HELP lines back to the name their samples carry.
+Exposition is prometheus_client's, each series' name and labels written once (`writer.Writer`).
+Scaphandre's names are served as text format 0.0.4 only, as Scaphandre serves them: its energy
+counters have no `_total` suffix, which OpenMetrics requires and which prometheus_client's 0.0.4
+writer adds to a counter's TYPE line, so `exposition()` renames those TYPE and HELP lines back to
+the name their samples carry.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from wattprobe.sinks.kit.catalogue import Family, Labels
 from wattprobe.sinks.kit.selection import select_consumers
 from wattprobe.sinks.kit.workloads import Ledger
 from wattprobe.sinks.prometheus.series import SeriesSettings
+from wattprobe.sinks.prometheus.writer import Encoder, Head, Writer
 
 TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
+_WRITERS = 4  # formats whose lines are kept at once (a scraper may ask for any version)
 
 
 def labels_of(opts: SeriesSettings, hostname: str | None = None) -> Labels:
@@ -48,33 +51,44 @@ def render(
 ) -> list[Metric]:
     """The families of one Frame in the chosen naming (None: no Frame yet, families stay empty);
     `ledger`, with the Frame added, gives the workloads' energy counters."""
+    metrics = []
+    for head, samples in grouped(frame, opts, hostname, ledger):
+        metric = head.metric()
+        for labels, value in samples:
+            metric.add_sample(head.sample_name, labels, value)
+        metrics.append(metric)
+    return metrics
+
+
+def grouped(
+    frame: Frame | None, opts: SeriesSettings, hostname: str | None = None, ledger: Ledger | None = None
+) -> list[tuple[Head, list[tuple[dict[str, str], float]]]]:
+    """Each family of the naming, in order, with its samples' labels and values (see `render`)."""
     labels = labels_of(opts, hostname)
     naming = opts.naming
-    shapes = _shapes(naming)
-    metrics = {
-        family: Metric(base, family.help, kind, unit) for family, (base, kind, unit, _) in shapes.items()
-    }
+    heads = _heads(naming)
+    found: dict[Family, list[tuple[dict[str, str], float]]] = {family: [] for family in heads}
     if frame is not None:
-        found = catalogue.samples(frame, selected_consumers(frame, opts), labels, ledger)
+        samples = catalogue.samples(frame, selected_consumers(frame, opts), labels, ledger)
     else:
-        found = catalogue.agent_samples(None, labels)
-    for sample in found:
+        samples = catalogue.agent_samples(None, labels)
+    for sample in samples:
         family = sample.family
-        metrics[family].add_sample(shapes[family][3], sample.labels, family.value_in(naming, sample.value))
-    return list(metrics.values())
+        found[family].append((sample.labels, family.value_in(naming, sample.value)))
+    return [(heads[family], found[family]) for family in heads]
 
 
 @functools.cache
-def _shapes(naming: str) -> dict[Family, tuple[str, str, str, str]]:
-    """Each family of a naming, in order: its metric's name, type and unit, and its samples' name."""
-    shapes = {}
+def _heads(naming: str) -> dict[Family, Head]:
+    """Each family of a naming, in order, as a Metric of it is made."""
+    heads = {}
     for family in catalogue.families(naming):
         name = family.name(naming) or ""
         kind = family.kind_in(naming)
         unit = family.unit if naming != "scaphandre" and name.endswith("_" + family.unit) else ""
         base = name.removesuffix("_total") if kind == "counter" else name
-        shapes[family] = (base, kind, unit, family.sample_name(naming))
-    return shapes
+        heads[family] = Head(base, family.help, kind, unit, family.sample_name(naming))
+    return heads
 
 
 class FrameCollector(Collector):
@@ -87,6 +101,7 @@ class FrameCollector(Collector):
         self.opts = opts
         self.hostname = hostname
         self.ledger = catalogue.ledger_for(opts.naming)
+        self._writers: dict[str, Writer] = {}  # by content type: each keeps its format's lines
 
     def add(self, frame: Frame) -> None:
         """Count the Frame's energy (each Frame once: the sink gives it, or a scrape renders it)."""
@@ -104,13 +119,32 @@ class FrameCollector(Collector):
         """The body and content type for a scrape whose Accept header is `accept`."""
         from prometheus_client.exposition import choose_encoder, generate_latest
 
-        if self.opts.naming != "scaphandre":
+        encoder: Encoder
+        if self.opts.naming == "scaphandre":
+            encoder, content_type = generate_latest, TEXT_0_0_4
+        else:
             encoder, content_type = choose_encoder(accept)
-            return encoder(self), content_type
-        text = generate_latest(self)
-        for family in catalogue.families("scaphandre"):
-            name = family.name("scaphandre") or ""
-            if family.kind_in("scaphandre") == "counter" and not name.endswith("_total"):
-                for line in (b"# HELP ", b"# TYPE "):
-                    text = text.replace(line + name.encode() + b"_total ", line + name.encode() + b" ")
-        return text, TEXT_0_0_4
+        frame = self.frame_source()
+        with self.ledger.lock:
+            if frame is not None:
+                self.ledger.add(frame)
+            writer = self._writers.get(content_type)
+            if writer is None:
+                if len(self._writers) >= _WRITERS:  # the Accept header is the scraper's: bound what it costs
+                    self._writers.clear()
+                rename = _scaphandre_counter if self.opts.naming == "scaphandre" else _as_written
+                writer = self._writers[content_type] = Writer(encoder, rename)
+            return writer.body(grouped(frame, self.opts, self.hostname, self.ledger)), content_type
+
+
+def _as_written(head: Head, text: bytes) -> bytes:
+    return text
+
+
+def _scaphandre_counter(head: Head, text: bytes) -> bytes:
+    """A counter's HELP and TYPE lines under the name its samples carry, Scaphandre's (no _total)."""
+    name = head.sample_name.encode()
+    if head.kind == "counter" and not name.endswith(b"_total"):
+        for line in (b"# HELP ", b"# TYPE "):
+            text = text.replace(line + name + b"_total ", line + name + b" ")
+    return text

@@ -1,0 +1,106 @@
+"""The scrape's writer: byte for byte prometheus_client's encoders, scrape after scrape, in every naming.
+
+Each scrape's body (`FrameCollector.exposition`, which keeps each series' start) is compared with
+what prometheus_client's encoder writes for the same Frame from a collector of its own, through the
+Frames a host goes through: values that change, a process that leaves and one that comes, labels
+that need escaping, the families empty before the first Frame.
+"""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.exposition import choose_encoder, generate_latest
+
+from tests.support import frames
+from tests.support.prometheus import AGENT_STATS, PROMETHEUS_ACCEPT
+from wattprobe.core.model import Container, DiskIo, DomainPower, Frame, Group, SocketPower
+from wattprobe.sinks.kit import catalogue
+from wattprobe.sinks.prometheus.families import TEXT_0_0_4, FrameCollector
+from wattprobe.sinks.prometheus.series import SeriesSettings
+
+POD = "0a1b2c3d-0000-1111-2222-333344445555"
+CONTAINER = Container("c" * 64, "containerd", "kubernetes", POD)
+ACCEPTS = {
+    "text 0.0.4": "",
+    "OpenMetrics, as Prometheus asks": PROMETHEUS_ACCEPT,
+    "text 1.0.0, names as they are": "text/plain;version=1.0.0;escaping=allow-utf-8",
+}
+
+
+def _frame(step: int, *, hostile: bool = False) -> Frame:
+    """A host at its `step`-th measurement: values move; process 103 leaves at step 2, 104 comes."""
+    pids = [101, 102, 103] if step < 2 else [101, 102, 104]
+    consumers = []
+    for i, pid in enumerate(pids):
+        cmdline = f"/usr/bin/app --id {pid}"
+        if hostile and pid == 102:
+            cmdline = '/usr/bin/app --name "q\\uote"\n{x="1"} é \u202e'
+        info = frames.process(pid, cmdline, exe="/usr/bin/app", container=CONTAINER if pid == 101 else None)
+        watts = 10.0 + i + step / 3
+        consumers.append(
+            frames.consumer(
+                info,
+                watts,
+                rss_bytes=pid * 4096 + step,
+                disk_io=DiskIo(4096 * step, 8192, 1024 * step, 2048),
+            )
+        )
+    domains = (DomainPower("core", 12.0 + step, 120.0 * step, 0), DomainPower("dram", 5.0, 50.0 * step, 1))
+    return frames.frame(
+        consumers,
+        host_watts=60.0 + step,
+        host_energy_j=600.0 * (step + 1),
+        sockets=(SocketPower(0, 20.0, 200.0 * step, domains),),
+        cgroups=(Group("/system.slice/x", 30.0, 0.3, 3),),
+        containers=(Group(CONTAINER.id, 10.0, 0.1, 1, CONTAINER),),
+        exes=(Group("/usr/bin/app", 33.0 + step, 0.33, 3),),
+        agent=AGENT_STATS,
+        timestamp=frames.TIMESTAMP + step,
+    )
+
+
+def _library(collector: FrameCollector, accept: str) -> bytes:
+    """What prometheus_client's encoder writes from the collector (Scaphandre's counters renamed)."""
+    if collector.opts.naming != "scaphandre":
+        return choose_encoder(accept)[0](collector)
+    text = generate_latest(collector)
+    for family in catalogue.families("scaphandre"):
+        name = family.sample_name("scaphandre").encode()
+        if family.kind_in("scaphandre") == "counter" and not name.endswith(b"_total"):
+            for line in (b"# HELP ", b"# TYPE "):
+                text = text.replace(line + name + b"_total ", line + name + b" ")
+    return text
+
+
+@pytest.mark.parametrize("naming", ["native", "scaphandre", "kepler"])
+@pytest.mark.parametrize("accept", list(ACCEPTS.values()), ids=list(ACCEPTS))
+@pytest.mark.parametrize("hostile", [False, True], ids=["plain labels", "labels to escape"])
+def test_each_scrape_is_the_library_s_text_byte_for_byte(naming: str, accept: str, hostile: bool) -> None:
+    opts = SeriesSettings(naming=naming, containers=True)
+    shown: list[Frame | None] = [None]
+    ours = FrameCollector(lambda: shown[0], opts)
+    theirs = FrameCollector(lambda: shown[0], opts)
+    for step in (None, 0, 1, 2, 3):
+        shown[0] = None if step is None else _frame(step, hostile=hostile)
+        body, content_type = ours.exposition(accept)
+        expected = _library(theirs, accept)
+        assert body == expected, f"step {step}"
+        if naming == "scaphandre":
+            assert content_type == TEXT_0_0_4
+    assert b'="104"' in body and b'="103"' not in body  # the process that came, not the one gone
+
+
+def test_what_is_kept_is_what_the_last_scrape_showed() -> None:
+    """A series gone from the Frame is forgotten; a scraper's Accept headers cannot grow the kept formats."""
+    shown = [_frame(0)]
+    collector = FrameCollector(lambda: shown[0], SeriesSettings())
+    collector.exposition("")
+    shown[0] = _frame(2)
+    body, _ = collector.exposition("")
+    (writer,) = collector._writers.values()
+    lines = [line for line in body.split(b"\n") if line and not line.startswith(b"#")]
+    assert len(writer._starts) == len(lines)
+    assert not [key for key in writer._starts if any("--id 103" in value for _, value in key[1])]
+    for version in range(1, 20):
+        collector.exposition(f"application/openmetrics-text;version=1.0.{version}")
+    assert len(collector._writers) <= 4
