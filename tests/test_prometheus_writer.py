@@ -17,6 +17,7 @@ from wattprobe.core.model import Container, DiskIo, DomainPower, Frame, Group, S
 from wattprobe.sinks.kit import catalogue
 from wattprobe.sinks.prometheus.families import TEXT_0_0_4, FrameCollector
 from wattprobe.sinks.prometheus.series import SeriesSettings
+from wattprobe.sinks.prometheus.writer import KEEP
 
 POD = "0a1b2c3d-0000-1111-2222-333344445555"
 CONTAINER = Container("c" * 64, "containerd", "kubernetes", POD)
@@ -90,17 +91,23 @@ def test_each_scrape_is_the_library_s_text_byte_for_byte(naming: str, accept: st
     assert b'="104"' in body and b'="103"' not in body  # the process that came, not the one gone
 
 
-def test_what_is_kept_is_what_the_last_scrape_showed() -> None:
-    """A series gone from the Frame is forgotten; a scraper's Accept headers cannot grow the kept formats."""
+def test_what_is_kept_is_what_was_shown_lately() -> None:
+    """A series gone from the Frames is forgotten after KEEP to 2 * KEEP scrapes; a scraper's Accept
+    headers cannot grow the kept formats."""
     shown = [_frame(0)]
     collector = FrameCollector(lambda: shown[0], SeriesSettings())
     collector.exposition("")
     shown[0] = _frame(2)
-    body, _ = collector.exposition("")
     (writer,) = collector._writers.values()
+
+    def kept(pid: str) -> bool:
+        return any(("pid", pid) in key[1] for key in {**writer._older, **writer._starts})
+
+    for _ in range(2 * KEEP):
+        body, _ = collector.exposition("")
+    assert kept("104") and not kept("103")
     lines = [line for line in body.split(b"\n") if line and not line.startswith(b"#")]
-    assert len(writer._starts) == len(lines)
-    assert not [key for key in writer._starts if any("--id 103" in value for _, value in key[1])]
+    assert len({**writer._older, **writer._starts}) == len(lines)
     for version in range(1, 20):
         collector.exposition(f"application/openmetrics-text;version=1.0.{version}")
     assert len(collector._writers) <= 4

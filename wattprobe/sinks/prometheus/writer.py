@@ -7,8 +7,9 @@ value changes at nearly every one (power is a rate), so reusing whole unchanged 
 little. This writer asks prometheus_client's own encoder for each family's header and for the
 line of each series it has not written before, keeps the line up to its value, and at a scrape
 joins those starts to the values, formatted by prometheus_client's `floatToGoString`. The body is
-byte for byte what the encoder writes for the same families (tests compare the two); a series
-missing from a scrape is forgotten, so what is kept is bounded by what is exposed.
+byte for byte what the encoder writes for the same families (tests compare the two). Which
+processes are exposed changes from one scrape to the next (those that ran), so a series is kept
+until it has been missing from KEEP to 2 * KEEP bodies: what is kept is bounded by what ran lately.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prometheus_client.utils import floatToGoString
 
 Encoder = Callable[..., bytes]  # prometheus_client's generate_latest of one format (a registry in, text out)
 _ZERO = b"0.0\n"  # how the encoders end the line of a sample whose value is 0.0
+KEEP = 64  # bodies: a series missing from this many to twice as many is forgotten
 
 
 class Head(NamedTuple):
@@ -55,27 +57,32 @@ class Writer:
         self._encode = encode
         self._rename = rename
         self._end = encode(_Registry())  # what follows the last family: "# EOF" in OpenMetrics
-        self._heads: dict[Head, bytes] = {}
-        self._starts: dict[tuple[Head, tuple[tuple[str, str], ...]], bytes] = {}
+        self._heads: dict[Head, tuple[bytes, bytes]] = {}  # as the encoder wrote it, as renamed
+        self._starts: dict[tuple[Head, tuple[tuple[str, str], ...]], bytes] = {}  # used since the last turn
+        self._older: dict[tuple[Head, tuple[tuple[str, str], ...]], bytes] = {}  # used in the KEEP before
+        self._bodies = 0
 
     def body(self, families: Iterable[tuple[Head, Iterable[tuple[dict[str, str], float]]]]) -> bytes:
         """The text of `families`, each with its samples' (labels, value), in the order given."""
         out: list[bytes] = []
-        starts, kept = self._starts, {}
+        starts, older = self._starts, self._older
         for head, samples in families:
-            out.append(self._heads.get(head) or self._head(head))
+            out.append((self._heads.get(head) or self._head(head))[1])
             for labels, value in samples:
                 key = (head, tuple(labels.items()))
-                start = starts.get(key) or self._start(head, labels)
-                kept[key] = start
+                start = starts.get(key)
+                if start is None:
+                    start = starts[key] = older.get(key) or self._start(head, labels)
                 out.append(start + floatToGoString(value).encode() + b"\n")
-        self._starts = kept
         out.append(self._end)
+        self._bodies += 1
+        if self._bodies % KEEP == 0:
+            self._older, self._starts = starts, {}
         return b"".join(out)
 
-    def _head(self, head: Head) -> bytes:
+    def _head(self, head: Head) -> tuple[bytes, bytes]:
         text = self._written(head.metric())
-        self._heads[head] = self._rename(head, text)
+        self._heads[head] = (text, self._rename(head, text))
         return self._heads[head]
 
     def _start(self, head: Head, labels: dict[str, str]) -> bytes:
@@ -83,7 +90,7 @@ class Writer:
         metric = head.metric()
         metric.add_sample(head.sample_name, labels, 0.0)
         text = self._written(metric)
-        header = self._written(head.metric())
+        header = self._heads[head][0]
         if not (text.startswith(header) and text.endswith(_ZERO)):
             raise RuntimeError(f"prometheus_client wrote {text[len(header) :]!r} for one sample of 0.0")
         return text[len(header) : -len(_ZERO)]
