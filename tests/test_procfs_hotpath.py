@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from tests.support import agents
 from tests.support.procfs import write_process, write_stat
@@ -174,4 +175,42 @@ def test_a_process_that_exits_between_listings_leaves_the_scan():
         child.kill()
         child.wait()
     assert child.pid not in cpu_by_pid(reader.scan()[1])
+    reader.close()
+
+
+# Threads that burn 25 ms of CPU each and end, a few at a time, then the process reports its own CPU
+# clock and sleeps: its CPU time is mostly that of threads nobody saw alive.
+_SHORT_THREADS = """
+import sys, threading, time
+def burn():
+    end = time.thread_time() + 0.025
+    while time.thread_time() < end:
+        pass
+for _ in range(8):
+    threads = [threading.Thread(target=burn) for _ in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+print(time.process_time_ns(), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_process_s_ended_threads_count_to_the_ns_on_the_real_proc():
+    """On the agent's own /proc, a process's CPU time is its CPU clock: every thread's, the ended ones
+    included, exact (stat's remainder for them was up to a few clock ticks short)."""
+    reader = ProcfsReader()
+    reader.scan()
+    with subprocess.Popen(
+        [sys.executable, "-c", _SHORT_THREADS], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as child:
+        try:
+            reader.scan()  # seen while its threads come and go
+            assert child.stdout is not None
+            own_ns = int(child.stdout.readline())
+            time.sleep(0.05)  # asleep in read() from here
+            seen = cpu_by_pid(reader.scan()[1])[child.pid]
+        finally:
+            child.kill()
+    assert own_ns >= 24 * 25_000_000
+    assert 0 <= seen - own_ns < 2_000_000  # what it ran between its report and its read(): µs
     reader.close()

@@ -11,10 +11,14 @@ read by path. Static facts (exe, cmdline, cgroup) are read lazily, once per (pid
 re-read when the command name changes (an exec).
 
 A process's CPU time has two parts, both cumulative and in ns:
-- its own: `schedstat` (ns) while it is single-threaded; for a multi-threaded one, the sum over
-  its threads' `task/<tid>/schedstat`, read only when its `stat` ticks moved, with the time of
-  threads that died unseen taken from the `stat` remainder (utime+stime of all threads, dead ones
-  included, in clock ticks). Both sources only ever undercount, so the larger one is kept.
+- its own: where the pids under the root are this agent's (its own /proc), the process's CPU-time
+  clock (clock_gettime of its pid's CPUCLOCK_SCHED, which any process may read): the run time of
+  all its threads, those that ended included, exact to the ns, in one syscall and no descriptor.
+  Elsewhere (another pid namespace's procfs, a synthetic tree), `schedstat` (ns) while it is
+  single-threaded; for a multi-threaded one, the sum over its threads' `task/<tid>/schedstat`,
+  read only when its `stat` ticks moved, with the time of threads that died unseen taken from the
+  `stat` remainder (utime+stime of all threads, dead ones included, in clock ticks). Both sources
+  only ever undercount, so the larger one is kept.
 - its exited descendants': the kernel adds a reaped child's whole time (its own and its reaped
   descendants') to the parent's cutime+cstime. The increase of those, less what was already
   counted for the children that vanished (their last-seen cumulative time), is the parent's; see
@@ -27,6 +31,7 @@ import contextlib
 import errno
 import os
 import resource
+import time
 
 from wattprobe.core.model import MachineCpu, ProcessInfo
 from wattprobe.sources.cgroupfs import CgroupReader
@@ -62,6 +67,21 @@ def task_key(pid: int, starttime: int) -> int:
 
 def key_pid(key: int) -> int:
     return key & ((1 << _PID_BITS) - 1)
+
+
+def process_clock_ns(pid: int) -> int:
+    """The CPU time of every thread of process `pid`, ended ones included, in ns (its CPU-time clock:
+    glibc's clock_getcpuclockid, CPUCLOCK_SCHED). OSError when no process has that pid."""
+    return time.clock_gettime_ns(((~pid) << 3) | 2)
+
+
+def clocks_readable(root: str) -> bool:
+    """Whether the processes under `root` are named by this agent's pids (its own pid namespace), so
+    that their CPU clocks can be read by pid."""
+    try:
+        return os.readlink(f"{root}/self") == str(os.getpid()) and process_clock_ns(os.getpid()) > 0
+    except OSError:
+        return False
 
 
 # /proc/stat's scheduler lines -> MachineCpu's fields.
@@ -140,7 +160,7 @@ class _Task:
         self.ticks = 0  # utime+stime, all threads
         self.cticks = 0  # cutime+cstime: reaped children
         self.threads = 0
-        self.sched_ns = -1  # -1: not read at the last scan (process was multi-threaded)
+        self.sched_ns = -1  # its clock, or its one thread's schedstat, at the last scan; -1: not read
         self.tids: dict[int, list[int]] | None = None  # multi-threaded: tid -> [fd, schedstat ns]
         self.own_ns = 0
         self.exited_ns = 0  # cumulative time of exited descendants, kernel-consistent (see _settle)
@@ -217,6 +237,7 @@ class ProcfsReader(Lineage, Facts):
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self._max_kept = (1 << 62) if soft == resource.RLIM_INFINITY else max(soft - FD_RESERVE, 0)
         self._use_schedstat = schedstat
+        self._clock = schedstat and clocks_readable(root)  # own CPU time from the process's clock
         self._scan = 0
         self._reaped: list[_Task] = []  # tasks whose cticks moved in this scan
         self.cgroups = CgroupReader(cgroupfs_root)
@@ -250,19 +271,22 @@ class ProcfsReader(Lineage, Facts):
         active = list(self._loose.values())
         for moving in self.homes.moved():
             active += moving.members.values()  # type: ignore[arg-type]
-        pread, refresh = os.pread, self._refresh
+        pread, refresh, clock, clock_ns = os.pread, self._refresh, self._clock, time.clock_gettime_ns
         for task in active:
             if skip and task.key in skip:
                 continue
             home = task.home
             sched_ns = -1
             if task.sched_ns >= 0:
-                # Single-threaded at the last scan: if its one thread has not run since, nothing
-                # we track can have changed (CPU time, a new thread, an exec and reaping a child
-                # all need it to run), so `stat` need not be read. Most processes sleep most ticks.
+                # Its clock, or its one thread's schedstat: if it has not run since the last scan,
+                # nothing we track can have changed (CPU time, a new thread, an exec and reaping a
+                # child all need it to run), so `stat` need not be read. Most processes sleep most ticks.
                 try:
-                    data = pread(task.sched_fd, 128, 0)
-                    sched_ns = int(data[: data.index(b" ")])
+                    if clock:
+                        sched_ns = clock_ns(((~task.pid) << 3) | 2)  # process_clock_ns, inlined
+                    else:
+                        data = pread(task.sched_fd, 128, 0)
+                        sched_ns = int(data[: data.index(b" ")])
                 except (OSError, ValueError):
                     sched_ns = -1  # gone, or read by path: _refresh tells
                 if sched_ns == task.sched_ns:
@@ -313,14 +337,17 @@ class ProcfsReader(Lineage, Facts):
         self.cgroups.unwatch(path)
 
     def _refresh(self, task: _Task, sched_ns: int) -> bool:
-        """Advance a known process's CPU time (`sched_ns`: schedstat if read); False when it is gone."""
+        """Advance a known process's CPU time (`sched_ns`: its clock or schedstat if read); False when
+        it is gone."""
         fd = task.stat_fd
         try:
             data = os.pread(fd, 1024, 0) if fd != _NO_FD else _read_file(f"{self.root}/{task.pid}/stat")
             comm, ppid, ticks, cticks, threads, starttime, task.vsize, rss = _parse_stat(data)
             if fd == _NO_FD and task_key(task.pid, starttime) != task.key:
                 return False  # read by path: the pid now names another process
-            if threads == 1 and task.tids is None:
+            if self._clock:
+                own = sched_ns = sched_ns if sched_ns >= 0 else process_clock_ns(task.pid)
+            elif threads == 1 and task.tids is None:
                 if sched_ns < 0:
                     sched_ns = self._schedstat(task)
                 own = task.own_ns
@@ -371,7 +398,10 @@ class ProcfsReader(Lineage, Facts):
             self._exited[task.key] = task.exited_ns
         task.own_ns = ticks * TICK_NS
         self._adopt(task, ppid)
-        if threads == 1:
+        if self._clock:
+            with contextlib.suppress(OSError):  # else gone already: the next scan tells
+                task.sched_ns = task.own_ns = process_clock_ns(pid)
+        elif threads == 1:
             with contextlib.suppress(OSError, ValueError):
                 sched_ns = self._schedstat(task)
                 if sched_ns >= 0:
