@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,6 +16,13 @@ from wattprobe.pipeline.runner import Runner
 from wattprobe.sinks import Context, Sink, pulled, writes_host_facts
 from wattprobe.sources import SourceSettings, open_sources
 from wattprobe.sources.procfs import ProcfsReader
+
+
+# A tick and a scrape allocate and drop a few thousand objects, all but a handful freed by reference
+# counting as soon as they are dropped. At Python's default threshold (700 more allocations than
+# frees) the cycle collector ran at every other scrape of an idle host, walking objects about to be
+# freed anyway: 0.12 ms of a 2.7 ms scrape. The agent sets this one for its run.
+GC_THRESHOLD = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,7 @@ def run(
             sinks.append(delivered(output.module.create(output.settings, context)))  # remote: off the tick
         runner = Runner(sampler, sinks, step_s=None if pull_only else step_s, timeout_s=timeout_s)
         sinks = []  # the runner closes them from here on
+        gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
         return runner.run()
     finally:
         for sink in sinks:  # opened before another output failed to open
