@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.support.procfs import CONTAINER_ID as ID
+from tests.support.procfs import DOCKER_CGROUP as DOCKER
 from tests.support.procfs import write_process, write_stat
 from tests.support.waiting import wait_for
 from tests.support.workloads import BusyChildren
@@ -151,6 +152,30 @@ def test_synthetic_tree(tmp_path):
     assert new_key != by_pid[42][0] and tasks[new_key] == 2 * TICK_NS
     assert reader.process(new_key)[0].comm == "other"
     assert reader.process(by_pid[42][0]) is None
+    reader.close()
+
+
+def test_a_kernel_thread_that_changes_its_name_did_not_exec(tmp_path):
+    """A kworker's name says the work queue it serves and changes as it runs: its name is updated and
+    nothing else is read again; the same change in a user process is an exec, read again whole."""
+    write_stat(tmp_path)
+    kthread, user = 0x00200000, 0
+    for pid, flags in ((40, kthread), (41, user)):
+        write_process(
+            tmp_path, pid, comm="kworker/0:1-events", flags=flags, ppid=2, cmdline=b"", sched_ns=10**9
+        )
+    reader = ProcfsReader(str(tmp_path))
+    keys = {key_pid(k): k for k in reader.scan()[1]}
+    assert {pid: reader.process(keys[pid])[0].cgroup for pid in (40, 41)} == {40: DOCKER, 41: DOCKER}
+    for pid, flags in ((40, kthread), (41, user)):
+        write_process(
+            tmp_path, pid, comm="kworker/0:1-mm_percpu_wq", flags=flags, ppid=2, cmdline=b"", sched_ns=2 * 10**9,
+            cgroup="0::/other.slice\n",
+        )  # fmt: skip
+    reader.scan()
+    kworker, execed = reader.process(keys[40])[0], reader.process(keys[41])[0]
+    assert (kworker.comm, kworker.cgroup) == ("kworker/0:1-mm_percpu_wq", DOCKER)  # renamed, not re-read
+    assert (execed.comm, execed.cgroup) == ("kworker/0:1-mm_percpu_wq", "/other.slice")
     reader.close()
 
 

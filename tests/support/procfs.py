@@ -78,6 +78,7 @@ def write_times(
     tids: dict[int, int] | None = None,
     vsize: int = 4_096_000,
     rss_pages: int = 250,
+    flags: int = 0,
 ) -> None:
     """/proc/<pid>/stat and schedstat: what changes as a process runs.
 
@@ -85,14 +86,17 @@ def write_times(
     trail its nanoseconds; `sched_ns` defaults to `ticks` in ns; with neither, 100 and 50 ticks.
     `starttime` defaults to the pid. `cticks` are the reaped children's (cutime, cstime). `tids`
     ({tid: schedstat ns}) writes task/ for a multi-threaded process; threads left out have ended.
-    `comm` as bytes is written as it is (the kernel's is any 15 bytes but NUL).
+    `comm` as bytes is written as it is (the kernel's is any 15 bytes but NUL). `flags` are the
+    kernel's PF_* (0x00200000: a kernel thread).
     """
     if ticks is None:
         ticks = (100, 50) if sched_ns is None else (sched_ns // TICK_NS, 0)
     if sched_ns is None:
         sched_ns = (ticks[0] + ticks[1]) * TICK_NS
     fields = ["S"] + ["0"] * 50
-    fields[1], fields[11], fields[12], fields[13], fields[14] = map(str, (ppid, *ticks, *cticks))
+    fields[1], fields[6], fields[11], fields[12], fields[13], fields[14] = map(
+        str, (ppid, flags, *ticks, *cticks)
+    )
     fields[17], fields[19], fields[20], fields[21] = map(str, (threads, starttime or pid, vsize, rss_pages))
     directory = root / str(pid)
     directory.mkdir(parents=True, exist_ok=True)

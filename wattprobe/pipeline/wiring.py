@@ -17,7 +17,6 @@ from wattprobe.sinks import Context, Sink, pulled, writes_host_facts
 from wattprobe.sources import SourceSettings, open_sources
 from wattprobe.sources.procfs import ProcfsReader
 
-
 # A tick and a scrape allocate and drop a few thousand objects, all but a handful freed by reference
 # counting as soon as they are dropped. At Python's default threshold (700 more allocations than
 # frees) the cycle collector ran at every other scrape of an idle host, walking objects about to be

@@ -3,6 +3,7 @@ and disk I/O, read once per process and exec for the processes a Frame lists."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING
 
@@ -75,6 +76,11 @@ class Facts:
         task.info, task.cgroups = None, ()
         if task.io_fd == _NO_IO:  # an exec may have changed whose process it is: try /proc/PID/io again
             task.io_fd = _NO_FD
+
+    def _renamed(self, task: _Task) -> None:
+        """A kernel thread took a new name (a kworker's tells the work queue it serves): only that changed."""
+        if task.info is not None:
+            task.info = dataclasses.replace(task.info, comm=task.comm.decode(errors="replace"))
 
     def _read_info(self, task: _Task) -> tuple[ProcessInfo, tuple[str, ...]]:
         base = f"{self.root}/{task.pid}"

@@ -202,6 +202,18 @@ def _parse_stat(data: bytes) -> tuple[bytes, int, int, int, int, int, int, int]:
     )
 
 
+_PF_KTHREAD = 0x00200000  # in stat's flags: a kernel thread (include/linux/sched.h)
+
+
+def _kernel_thread(stat: bytes) -> bool:
+    """Whether a `stat` is a kernel thread's (its flags, the 7th field after the command name); a stat
+    too garbled to tell is not."""
+    try:
+        return bool(int(stat[stat.rindex(b")") + 2 :].split(b" ", 7)[6]) & _PF_KTHREAD)
+    except (ValueError, IndexError):
+        return False
+
+
 def _run_ns(data: bytes) -> int:
     return int(data[: data.index(b" ")])
 
@@ -370,7 +382,10 @@ class ProcfsReader(Lineage, Facts):
             self._adopt(task, ppid)
         if comm != task.comm:
             task.comm = comm
-            self._drop_info(task)  # exec'd: read exe, cmdline and cgroup again
+            if _kernel_thread(data):
+                self._renamed(task)  # a kworker's name says the work it runs: no exec, nothing to read
+            else:
+                self._drop_info(task)  # exec'd: read exe, cmdline and cgroup again
         task.ticks, task.threads, task.sched_ns, task.rss = ticks, threads, sched_ns, rss
         return True
 
