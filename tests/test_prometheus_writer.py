@@ -100,14 +100,22 @@ def test_what_is_kept_is_what_was_shown_lately() -> None:
     shown[0] = _frame(2)
     (writer,) = collector._writers.values()
 
+    def series() -> set[tuple[object, ...]]:
+        return {
+            (head, labels)
+            for kept in (writer._older, writer._starts)
+            for head in kept
+            for labels in kept[head]
+        }
+
     def kept(pid: str) -> bool:
-        return any(("pid", pid) in key[1] for key in {**writer._older, **writer._starts})
+        return any(("pid", pid) in labels for _, labels in series())
 
     for _ in range(2 * KEEP):
         body, _ = collector.exposition("")
     assert kept("104") and not kept("103")
     lines = [line for line in body.split(b"\n") if line and not line.startswith(b"#")]
-    assert len({**writer._older, **writer._starts}) == len(lines)
+    assert len(series()) == len(lines)
     for version in range(1, 20):
         collector.exposition(f"application/openmetrics-text;version=1.0.{version}")
     assert len(collector._writers) <= 4

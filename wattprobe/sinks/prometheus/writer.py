@@ -4,12 +4,14 @@ prometheus_client writes every sample whole at every scrape: it checks and escap
 name and each label's name and value again, which is most of what an idle host's scrape costs in
 exposition (0.6 of 0.8 ms for ~100 series). A series' name and labels outlive many scrapes; its
 value changes at nearly every one (power is a rate), so reusing whole unchanged families saves
-little. This writer asks prometheus_client's own encoder for each family's header and for the
-line of each series it has not written before, keeps the line up to its value, and at a scrape
-joins those starts to the values, formatted by prometheus_client's `floatToGoString`. The body is
-byte for byte what the encoder writes for the same families (tests compare the two). Which
-processes are exposed changes from one scrape to the next (those that ran), so a series is kept
-until it has been missing from KEEP to 2 * KEEP bodies: what is kept is bounded by what ran lately.
+little. This writer asks prometheus_client's own encoder for each family's header, and for the
+lines of the series it has not written lately (all of a scrape's at once, with a value of 0.0),
+keeps each line up to its value, and at a scrape joins those starts to the values, formatted by
+prometheus_client's `floatToGoString`. The body is byte for byte what the encoder writes for the
+same families (tests compare the two). Which processes are exposed changes from one scrape to the
+next (those that ran), so a series is kept until it has been missing from KEEP to 2 * KEEP bodies:
+what is kept is bounded by what ran lately. Measured with 10,000 process series: 122 ms where
+prometheus_client takes 294 ms; 397 ms when every series is new (360 ms).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class Head(NamedTuple):
         return Metric(self.name, self.help, self.kind, self.unit)
 
 
+Labels = tuple[tuple[str, str], ...]  # a series' labels, in the order given
+
+
 class _Registry:
     """What an encoder reads: something whose collect() gives the Metrics."""
 
@@ -58,22 +63,40 @@ class Writer:
         self._rename = rename
         self._end = encode(_Registry())  # what follows the last family: "# EOF" in OpenMetrics
         self._heads: dict[Head, tuple[bytes, bytes]] = {}  # as the encoder wrote it, as renamed
-        self._starts: dict[tuple[Head, tuple[tuple[str, str], ...]], bytes] = {}  # used since the last turn
-        self._older: dict[tuple[Head, tuple[tuple[str, str], ...]], bytes] = {}  # used in the KEEP before
+        # Each series' line up to its value, by family and labels: used since the last turn, in the KEEP before.
+        self._starts: dict[Head, dict[Labels, bytes]] = {}
+        self._older: dict[Head, dict[Labels, bytes]] = {}
         self._bodies = 0
 
     def body(self, families: Iterable[tuple[Head, Iterable[tuple[dict[str, str], float]]]]) -> bytes:
         """The text of `families`, each with its samples' (labels, value), in the order given."""
-        out: list[bytes] = []
         starts, older = self._starts, self._older
+        rows: list[tuple[Head, bytes, list[tuple[bytes | None, Labels, float]]]] = []
+        missing: dict[Head, dict[Labels, dict[str, str]]] = {}  # series never written, or not lately
         for head, samples in families:
-            out.append((self._heads.get(head) or self._head(head))[1])
+            known = starts.setdefault(head, {})
+            lines = []
             for labels, value in samples:
-                key = (head, tuple(labels.items()))
-                start = starts.get(key)
+                items = tuple(labels.items())
+                start = known.get(items)
                 if start is None:
-                    start = starts[key] = older.get(key) or self._start(head, labels)
-                out.append(start + floatToGoString(value).encode() + b"\n")
+                    start = older.get(head, {}).get(items)
+                    if start is None:
+                        missing.setdefault(head, {})[items] = labels
+                    else:
+                        known[items] = start
+                lines.append((start, items, value))
+            rows.append((head, (self._heads.get(head) or self._head(head))[1], lines))
+        if missing:
+            self._learn(missing)
+        out: list[bytes] = []
+        for head, text, lines in rows:
+            out.append(text)
+            known = starts[head]
+            out += [
+                (start or known[items]) + floatToGoString(value).encode() + b"\n"
+                for start, items, value in lines
+            ]
         out.append(self._end)
         self._bodies += 1
         if self._bodies % KEEP == 0:
@@ -85,16 +108,31 @@ class Writer:
         self._heads[head] = (text, self._rename(head, text))
         return self._heads[head]
 
-    def _start(self, head: Head, labels: dict[str, str]) -> bytes:
-        """The encoder's line for this series, up to its value."""
-        metric = head.metric()
-        metric.add_sample(head.sample_name, labels, 0.0)
-        text = self._written(metric)
-        header = self._heads[head][0]
-        if not (text.startswith(header) and text.endswith(_ZERO)):
-            raise RuntimeError(f"prometheus_client wrote {text[len(header) :]!r} for one sample of 0.0")
-        return text[len(header) : -len(_ZERO)]
+    def _learn(self, missing: dict[Head, dict[Labels, dict[str, str]]]) -> None:
+        """Each series' line up to its value, as the encoder writes them all at once (a value of 0.0)."""
+        metrics = []
+        for head, series in missing.items():
+            metric = head.metric()
+            for labels in series.values():
+                metric.add_sample(head.sample_name, labels, 0.0)
+            metrics.append(metric)
+        text = self._written(*metrics)
+        at = 0
+        for head, series in missing.items():
+            header = self._heads[head][0]
+            if not text.startswith(header, at):
+                raise RuntimeError(f"prometheus_client wrote {text[at : at + 80]!r} where {header!r} was due")
+            at += len(header)
+            known = self._starts[head]
+            for items in series:
+                end = text.index(b"\n", at) + 1
+                if not text.endswith(b" " + _ZERO, at, end):
+                    raise RuntimeError(f"prometheus_client wrote {text[at:end]!r} for one sample of 0.0")
+                known[items] = text[at : end - len(_ZERO)]
+                at = end
+        if at != len(text):
+            raise RuntimeError(f"prometheus_client wrote more than asked: {text[at : at + 80]!r}")
 
-    def _written(self, metric: Metric) -> bytes:
-        text = self._encode(_Registry(metric))
+    def _written(self, *metrics: Metric) -> bytes:
+        text = self._encode(_Registry(*metrics))
         return text[: len(text) - len(self._end)]
