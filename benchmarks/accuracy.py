@@ -1,9 +1,10 @@
 """Attribution accuracy: short windows, multi-threaded processes, and processes that live less than a step.
 
-**Single-threaded, schedstat against stat clock ticks.** Busy children burn CPU at known duty
+**Single-threaded, CPU clocks against stat clock ticks.** Busy children burn CPU at known duty
 cycles (busy part of every 20 ms) and keep their own CPU time (`time.process_time_ns`) in shared
-memory. Two samplers tick back to back every window, one with schedstat (wattprobe's default) and
-one forced to `stat` utime+stime ticks (what Scaphandre and psutil-based agents read). For each
+memory. Two samplers tick back to back every window, one reading each process's CPU clock in ns
+(wattprobe's default) and one forced to `stat` utime+stime ticks (what Scaphandre and
+psutil-based agents read). For each
 child and window, the error is the child's attributed CPU time against what it measured itself
 over the same window, relative to the latter; it is also the relative error of its share of host
 power, since both use the same machine time. The children's own clocks are read just before and
@@ -16,7 +17,7 @@ and write their own CPU time (`CLOCK_THREAD_CPUTIME_ID`) into shared memory, mea
 in the same two samplers: a 4-thread process next to a single-threaded one, the same with every
 thread busy all the time on a machine too small for them (saturated; these samplers read all of
 /proc, so that the processes' sum meets the machine's time), and a process whose threads each live
-30 ms (their time reaches the reader only through the `stat` remainder). The error is
+30 ms (their time stays in the process's clock after they end; `stat` counts it in ticks). The error is
 the process's share of all CPUs' time against its true share, in points (1 point = 1 % of the
 machine); the total is its attributed CPU time over the run divided by the CPU time it measured.
 
@@ -124,7 +125,7 @@ def _duty_cycles(result: Result, window_s: float, windows: int, duties: tuple[fl
                     if own > 1.05 * elapsed_ns:  # more CPU than time from one thread: a bad reference
                         implausible += 1
                         continue
-                    if name == "schedstat":
+                    if name == "CPU clock":
                         achieved[duty].append(own / (window_s * 1e9))
                     error = abs(by_pid.get(pid, 0) - own) / own
                     errors[name].append(error)
@@ -203,9 +204,9 @@ def _threads(result: Result, window_s: float, windows: int) -> None:
                     key = f"threads_{case}_{i}_{name.replace(' ', '_')}"
                     result.numbers |= {f"{key}_p95": percentile(errors, 95), f"{key}_ratio": ratio}
     result.tables.append(rows)
-    mixed = [result.numbers[f"threads_mixed_{i}_schedstat_p95"] for i in (0, 1)]
+    mixed = [result.numbers[f"threads_mixed_{i}_CPU_clock_p95"] for i in (0, 1)]
     bias = [
-        abs(result.numbers[f"threads_{case}_{i}_schedstat_ratio"] - 1)
+        abs(result.numbers[f"threads_{case}_{i}_CPU_clock_ratio"] - 1)
         for case in ("mixed", "saturated")
         for i in (0, 1)
     ]

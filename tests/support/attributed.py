@@ -5,6 +5,7 @@ Tests judge attribution with these on short runs; benchmarks/accuracy.py on long
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import time
@@ -18,7 +19,7 @@ from wattprobe.core.sampler import Sampler
 from wattprobe.sources.powercap import PowercapSensor
 from wattprobe.sources.procfs import ProcfsReader
 
-SAMPLERS = ("schedstat", "stat ticks")  # wattprobe's reader, and one forced to stat's clock ticks
+SAMPLERS = ("CPU clock", "stat ticks")  # wattprobe's reader, and one forced to stat's clock ticks
 Load = tuple[int, float, float, float]  # threads, duty, period ms, thread life ms (0: threads live on)
 
 
@@ -64,19 +65,21 @@ def attributed_while(
 
 
 def two_samplers(tmp: str, pids: list[int] | None) -> tuple[PowercapTree, dict[str, Sampler]]:
-    """A schedstat sampler and a stat-ticks one on a procfs root that holds only `pids` and /proc/stat
-    (None: all of /proc), so that a scan takes microseconds and does not blur short windows."""
+    """wattprobe's sampler (processes' CPU clocks, in ns) and a stat-ticks one on a procfs root that
+    holds only `pids` and /proc/stat (None: all of /proc), so that a scan takes microseconds and does
+    not blur short windows. Its `self` is this process, as in /proc: its pids are this namespace's."""
     proc = Path(tmp) / "proc"
     if pids is None:
         proc = Path("/proc")
     else:
         proc.mkdir()
         (proc / "stat").symlink_to("/proc/stat")
+        (proc / "self").symlink_to(str(os.getpid()))
         for pid in pids:
             (proc / str(pid)).symlink_to(f"/proc/{pid}")
     tree = PowercapTree(Path(tmp) / "powercap")
     samplers = {
-        "schedstat": Sampler(PowercapSensor(str(tree.root)), ProcfsReader(str(proc))),
+        "CPU clock": Sampler(PowercapSensor(str(tree.root)), ProcfsReader(str(proc))),
         "stat ticks": Sampler(PowercapSensor(str(tree.root)), ProcfsReader(str(proc), schedstat=False)),
     }
     return tree, samplers
