@@ -1,14 +1,16 @@
 """Fast /proc reader: CPU time of the machine and of every process, once per tick.
 
 The per-tick scan is the agent's hot path (docs/performance.md measures it). Each process keeps
-its `stat` (and, while it is single-threaded, `schedstat`) file open, so a tick costs a pread per
-file and no open/close; a dead process's file answers ESRCH, which also tells a reused pid from
-the process we knew. A single-threaded process whose `schedstat` run time has not moved has not
-run, so nothing else can have changed: that one 30-byte read is all a sleeper costs. Reaping a
-child counts too: wait4 runs in the parent, so a parent whose children's time grew has run.
-Descriptors are kept up to a budget (the soft fd limit less FD_RESERVE); processes beyond it are
-read by path. Static facts (exe, cmdline, cgroup) are read lazily, once per (pid, starttime), and
-re-read when the command name changes (an exec).
+its `stat` file open (and, on another namespace's procfs, its `schedstat` while it is
+single-threaded), so a read is a pread and no open/close; a dead process's file answers ESRCH,
+which also tells a reused pid from the process we knew. A process whose CPU clock (or one
+thread's `schedstat`) has not moved has not run, so nothing else can have changed: that one read
+is all a sleeper costs. (A pid reused by a process whose clock happens to read the same ns as the
+one we knew is told at its next run, when its stat answers ESRCH.) Reaping a child counts too:
+wait4 runs in the parent, so a parent whose children's time grew has run. Descriptors are kept up
+to a budget (the soft fd limit less FD_RESERVE); processes beyond it are read by path. Static
+facts (exe, cmdline, cgroup) are read lazily, once per (pid, starttime), and re-read when the
+command name of a user process changes (an exec; a kernel thread's name only says what it works on).
 
 A process's CPU time has two parts, both cumulative and in ns:
 - its own: where the pids under the root are this agent's (its own /proc), the process's CPU-time
