@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from tests.support import agents
 from tests.support.procfs import write_process, write_stat
 from tests.support.waiting import wait_for
 from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid
+from wattprobe.sources.procfs.scan import clocks_readable
 
 
 def cpu_by_pid(tasks: dict[int, int]) -> dict[int, int]:
@@ -214,3 +216,16 @@ def test_a_process_s_ended_threads_count_to_the_ns_on_the_real_proc():
     assert own_ns >= 24 * 25_000_000
     assert 0 <= seen - own_ns < 2_000_000  # what it ran between its report and its read(): µs
     reader.close()
+
+
+def test_clocks_are_read_by_pid_only_where_the_pids_are_the_agent_s(tmp_path):
+    """The agent's own /proc (or a root whose `self` is the agent, as with hostPID): CPU clocks by
+    pid. Another namespace's procfs (its `self` another pid) or a synthetic tree: files."""
+    assert clocks_readable("/proc")
+    assert not clocks_readable(str(tmp_path))
+    (tmp_path / "self").symlink_to(str(os.getpid() + 1))
+    assert not clocks_readable(str(tmp_path))
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / "self").symlink_to(str(os.getpid()))
+    assert clocks_readable(str(ours))

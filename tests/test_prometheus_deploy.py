@@ -90,6 +90,7 @@ def test_compose_stack_is_consistent():
     assert {"/proc:/host/proc:ro", "/sys:/host/sys:ro"} <= set(agent["volumes"])
     assert f"{args.port}:{args.port}" in agent["ports"]
     assert agent["cap_drop"] == ["ALL"] and agent["read_only"] is True
+    assert agent["pid"] == "host"  # the pids under /host/proc are the agent's: CPU clocks by pid
     # Every file the stack mounts from this folder is there.
     for service in services.values():
         for volume in service.get("volumes", []):
@@ -223,6 +224,7 @@ def test_helm_chart_renders_a_daemonset_with_the_host_mounts_and_a_service():
     security = container["securityContext"]
     assert security["capabilities"]["drop"] == ["ALL"] and security["allowPrivilegeEscalation"] is False
     assert pod["spec"]["tolerations"] == [{"operator": "Exists"}]
+    assert pod["spec"]["hostPID"] is True  # the pids under /host/proc are the agent's: CPU clocks by pid
 
 
 def test_helm_chart_options_and_service_monitor():
