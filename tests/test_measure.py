@@ -71,10 +71,11 @@ def test_a_sleeping_block_gets_none_of_the_samplers_time(vm):
         figures(m)
         """,
     )
-    # Thirty ticks of the sampler's thread ran in the process, and are left out, to within the
-    # rounding of the first window, which the kernel gives in 10 ms ticks for a multi-threaded process.
-    assert m["overhead_cpu_s"] > 0.03, m
-    assert m["cpu_seconds"] <= 0.025, m
+    # Thirty ticks of the sampler's thread ran in the process, and are left out: reported apart, and
+    # far above what the sleeping block itself used (a bound on their cost alone, such as 30 ms, would
+    # say how fast a tick is, not whether it was left out).
+    assert m["overhead_cpu_s"] > 0.005, m
+    assert m["cpu_seconds"] <= min(0.025, m["overhead_cpu_s"] / 2), m
 
 
 def test_a_decorated_function_is_measured_at_each_call(vm):

@@ -172,7 +172,9 @@ def test_a_collector_answering_503_costs_the_json_nothing_and_the_sums_resume(
     expected = math.floor(timeout / step + 0.1)
     assert expected - 1 <= len(documents) <= expected  # one per step, the outage or not
     stamps = [d["host"]["timestamp"] for d in documents]
-    assert max(b - a for a, b in itertools.pairwise(stamps)) < 2.5 * step  # no write waited for the collector
+    # No write waited for the collector: that would leave a gap of the export timeout (2 s) or more.
+    # One sample skipped on a busy machine (1 s, as a CI runner once showed) is not what this is about.
+    assert max(b - a for a, b in itertools.pairwise(stamps)) < 3.5 * step
     refused = [r for r in receiver.requests if r.status == 503]
     assert refused
     # Every Frame reached the collector once, in order: those of the outage after it.
