@@ -86,6 +86,7 @@ def target(fd):
         return ""  # the descriptor of the listing itself
 held = [target(fd) for fd in os.listdir("/proc/self/fd")]
 held = [path for path in held if path.startswith(str(root))]
+held.remove(str(root / "stat"))  # the machine's, kept open beside the processes' budget
 assert len(held) == 5, held
 assert sorted(first.values()) == [pid * TICK_NS for pid in range(100, 110)], first
 # A process read by path exits and a new process gets its pid before the next scan.
@@ -229,3 +230,18 @@ def test_clocks_are_read_by_pid_only_where_the_pids_are_the_agent_s(tmp_path):
     ours.mkdir()
     (ours / "self").symlink_to(str(os.getpid()))
     assert clocks_readable(str(ours))
+
+
+def test_the_machines_stat_is_read_whole_through_its_kept_descriptor_as_it_grows(tmp_path):
+    """/proc/stat is read by pread on a descriptor kept open: a read gives it whole, from a few CPUs'
+    lines to thousands (longer than any buffer tried first), and as it is now, not as first read."""
+    write_stat(tmp_path, cpus=2, forks=7)
+    reader = ProcfsReader(str(tmp_path))
+    assert reader.scan()[0].n_cpus == 2
+    write_stat(tmp_path, busy=9000, cpus=4096, forks=8)  # ~200 KB
+    machine = reader.scan()[0]
+    assert (machine.n_cpus, machine.forks, machine.busy) == (4096, 8, 9000)
+    write_stat(tmp_path, busy=9500, cpus=3, forks=9)
+    machine = reader.scan()[0]
+    assert (machine.n_cpus, machine.forks, machine.busy) == (3, 9, 9500)
+    reader.close()

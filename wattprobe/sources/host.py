@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from wattprobe.core.model import CpuInfo, Disk, HostFacts
+from wattprobe.sources.kept_files import KeptFiles
 
 # File systems that live on a disk (not tmpfs, proc, overlay, network shares...).
 DISK_FILE_SYSTEMS = frozenset(
@@ -57,7 +58,7 @@ class HostReader:
     def __init__(self, procfs_root: str = "/proc", sysfs_root: str = "/sys") -> None:
         self.procfs_root = procfs_root
         self.sysfs_root = sysfs_root
-        self._fds: dict[str, int] = {}
+        self._files = KeptFiles()
         cpus = f"{sysfs_root}/devices/system/cpu"
         try:
             names = sorted(n for n in os.listdir(cpus) if n.startswith("cpu") and n[3:].isdigit())
@@ -96,14 +97,7 @@ class HostReader:
             return None
 
     def _read(self, path: str, size: int = 256) -> bytes:
-        fd = self._fds.get(path)
-        if fd is None:
-            fd = self._fds[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        data = os.pread(fd, size, 0)
-        while len(data) == size:  # grow until the whole file fits
-            size *= 2
-            data = os.pread(fd, size, 0)
-        return data
+        return self._files.read(path, size)
 
     def _cpu_mhz(self) -> float | None:
         """The mean of the CPUs' current frequencies (kHz in sysfs), else /proc/cpuinfo's "cpu MHz"."""
@@ -165,9 +159,7 @@ class HostReader:
         return self._devices[device]
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds = {}
+        self._files.close()
 
 
 def _frequency(mhz: float) -> float | None:

@@ -12,6 +12,7 @@ from wattprobe.sources.cgroupfs import CgroupReader
 from wattprobe.sources.identity.containers import parse_cgroup
 from wattprobe.sources.identity.redaction import Redactor
 from wattprobe.sources.identity.vms import find_guest
+from wattprobe.sources.kept_files import KeptFiles
 from wattprobe.sources.procfs.files import _NO_FD, _NO_IO, PAGE_SIZE, _read_file
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ class Facts:
     root: str
     redactor: Redactor
     cgroups: CgroupReader
+    _files: KeptFiles
     _by_key: dict[int, _Task]
 
     def _open(self, path: str) -> int:
@@ -65,8 +67,7 @@ class Facts:
     def own_memory(self) -> tuple[int, int]:
         """The agent's own resident and virtual size in bytes (the real /proc: it is this process)."""
         try:
-            with open("/proc/self/statm", "rb") as f:
-                size, resident = f.read().split()[:2]
+            size, resident = self._files.read("/proc/self/statm", 256).split()[:2]
         except (OSError, ValueError):
             return 0, 0
         return int(resident) * PAGE_SIZE, int(size) * PAGE_SIZE

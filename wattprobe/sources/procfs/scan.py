@@ -38,6 +38,7 @@ import time
 from wattprobe.core.model import MachineCpu, ProcessInfo
 from wattprobe.sources.cgroupfs import CgroupReader
 from wattprobe.sources.identity.redaction import Redactor
+from wattprobe.sources.kept_files import KeptFiles
 from wattprobe.sources.procfs.facts import Facts
 from wattprobe.sources.procfs.files import _NO_FD, TICK_NS, _read_file
 from wattprobe.sources.procfs.lineage import Lineage
@@ -98,7 +99,11 @@ _SCHEDULER = {
 def read_machine_cpu(root: str = "/proc") -> MachineCpu:
     """Whole-machine CPU time from /proc/stat, and the scheduler's counters in it."""
     with open(f"{root}/stat", "rb") as f:
-        data = f.read()
+        return parse_machine_cpu(f.read())
+
+
+def parse_machine_cpu(data: bytes) -> MachineCpu:
+    """What read_machine_cpu gives, from /proc/stat's text."""
     lines = data.split(b"\n")
     fields = [int(x) for x in lines[0].split()[1:]]
     fields += [0] * (8 - len(fields))
@@ -254,6 +259,7 @@ class ProcfsReader(Lineage, Facts):
         self._clock = schedstat and clocks_readable(root)  # own CPU time from the process's clock
         self._scan = 0
         self._reaped: list[_Task] = []  # tasks whose cticks moved in this scan
+        self._files = KeptFiles()  # the machine's files read at every scan: /proc/stat, our own statm
         self.cgroups = CgroupReader(cgroupfs_root)
         self.homes = Homes(self.cgroups.v2, self.cgroups.v1, self._open, self._close, self._leave_home, root)
 
@@ -263,7 +269,7 @@ class ProcfsReader(Lineage, Facts):
         included), keyed by task_key; `exited()` and `cgroup_ns()` give the rest of the same scan."""
         self._scan += 1
         try:
-            machine = read_machine_cpu(self.root)
+            machine = parse_machine_cpu(self._files.read(f"{self.root}/stat"))
         except ValueError as error:  # as unreadable for this scan: the sampler skips the sample, goes on
             raise OSError(errno.EIO, f"{self.root}/stat is garbled: {error}") from None
         tasks = self._tasks
@@ -625,3 +631,4 @@ class ProcfsReader(Lineage, Facts):
         self._kids = {}
         self.homes.close()
         self.cgroups.close()
+        self._files.close()
