@@ -17,7 +17,7 @@ from wattprobe.core.model import Container, DiskIo, DomainPower, Frame, Group, S
 from wattprobe.sinks.kit import catalogue
 from wattprobe.sinks.prometheus.families import TEXT_0_0_4, FrameCollector
 from wattprobe.sinks.prometheus.series import SeriesSettings
-from wattprobe.sinks.prometheus.writer import KEEP
+from wattprobe.sinks.prometheus.writer import KEEP, Head, Writer, _Registry
 
 POD = "0a1b2c3d-0000-1111-2222-333344445555"
 CONTAINER = Container("c" * 64, "containerd", "kubernetes", POD)
@@ -119,3 +119,20 @@ def test_what_is_kept_is_what_was_shown_lately() -> None:
     for version in range(1, 20):
         collector.exposition(f"application/openmetrics-text;version=1.0.{version}")
     assert len(collector._writers) <= 4
+
+
+@pytest.mark.parametrize("accept", list(ACCEPTS.values()), ids=list(ACCEPTS))
+def test_every_kind_of_value_is_written_as_the_library_writes_it(accept: str) -> None:
+    """The writer formats values itself below 1e6 (repr); at the bounds and beyond, ints, and what is
+    not a number, its text is still the encoder's."""
+    values = [0, 0.0, -0.0, 1, 2**40, 0.1, 1 / 3, 999_999.999_999_9, 1e6, -1e6, 1_234_567.0, 1e15, 1e16]
+    values += [1.5e17, 1e22, -2.5e-7, 5e-324, float("nan"), float("inf"), float("-inf"), True]
+    head = Head("wattprobe_test_value", "A value.", "gauge", "", "wattprobe_test_value")
+    writer = Writer(choose_encoder(accept)[0], lambda head, text: text)
+    samples = [({"i": str(i)}, value) for i, value in enumerate(values)]
+    metric = head.metric()
+    for labels, value in samples:
+        metric.add_sample(head.sample_name, labels, value)
+    expected = choose_encoder(accept)[0](_Registry(metric))
+    for _ in range(2):  # the series new, then kept
+        assert writer.body([(head, samples)]) == expected

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 
+from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -72,9 +73,12 @@ def grouped(
         samples = catalogue.samples(frame, selected_consumers(frame, opts), labels, ledger)
     else:
         samples = catalogue.agent_samples(None, labels)
-    for sample in samples:
-        family = sample.family
-        found[family].append((sample.labels, family.value_in(naming, sample.value)))
+    if naming == "scaphandre":  # its units and integers
+        for family, named, value in samples:
+            found[family].append((named, family.value_in(naming, value)))
+    else:
+        for family, named, value in samples:
+            found[family].append((named, value))
     return [(heads[family], found[family]) for family in heads]
 
 
@@ -102,6 +106,7 @@ class FrameCollector(Collector):
         self.hostname = hostname
         self.ledger = catalogue.ledger_for(opts.naming)
         self._writers: dict[str, Writer] = {}  # by content type: each keeps its format's lines
+        self._chosen: dict[str, tuple[Encoder, str]] = {}  # encoder and content type, by Accept header
 
     def add(self, frame: Frame) -> None:
         """Count the Frame's energy (each Frame once: the sink gives it, or a scrape renders it)."""
@@ -117,13 +122,11 @@ class FrameCollector(Collector):
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """The body and content type for a scrape whose Accept header is `accept`."""
-        from prometheus_client.exposition import choose_encoder, generate_latest
-
         encoder: Encoder
         if self.opts.naming == "scaphandre":
             encoder, content_type = generate_latest, TEXT_0_0_4
         else:
-            encoder, content_type = choose_encoder(accept)
+            encoder, content_type = self._chosen.get(accept) or self._choose(accept)
         frame = self.frame_source()
         with self.ledger.lock:
             if frame is not None:
@@ -135,6 +138,12 @@ class FrameCollector(Collector):
                 rename = _scaphandre_counter if self.opts.naming == "scaphandre" else _as_written
                 writer = self._writers[content_type] = Writer(encoder, rename)
             return writer.body(grouped(frame, self.opts, self.hostname, self.ledger)), content_type
+
+    def _choose(self, accept: str) -> tuple[Encoder, str]:
+        if len(self._chosen) >= _WRITERS:  # the Accept header is the scraper's: bound what it costs
+            self._chosen.clear()
+        chosen = self._chosen[accept] = choose_encoder(accept)
+        return chosen
 
 
 def _as_written(head: Head, text: bytes) -> bytes:

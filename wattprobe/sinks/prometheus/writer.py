@@ -25,6 +25,7 @@ from prometheus_client.utils import floatToGoString
 Encoder = Callable[..., bytes]  # prometheus_client's generate_latest of one format (a registry in, text out)
 _ZERO = b"0.0\n"  # how the encoders end the line of a sample whose value is 0.0
 KEEP = 64  # bodies: a series missing from this many to twice as many is forgotten
+_INF = float("inf")
 
 
 class Head(NamedTuple):
@@ -73,11 +74,14 @@ class Writer:
         starts, older = self._starts, self._older
         rows: list[tuple[Head, bytes, list[tuple[bytes | None, Labels, float]]]] = []
         missing: dict[Head, dict[Labels, dict[str, str]]] = {}  # series never written, or not lately
+        seen: dict[int, Labels] = {}  # the samples of one process share one dict of labels
         for head, samples in families:
             known = starts.setdefault(head, {})
             lines = []
             for labels, value in samples:
-                items = tuple(labels.items())
+                items = seen.get(id(labels))
+                if items is None:
+                    items = seen[id(labels)] = tuple(labels.items())
                 start = known.get(items)
                 if start is None:
                     start = older.get(head, {}).get(items)
@@ -93,8 +97,11 @@ class Writer:
         for head, text, lines in rows:
             out.append(text)
             known = starts[head]
+            # floatToGoString's text: repr() below 1e6 (not NaN nor infinite), its own way beyond.
             out += [
-                (start or known[items]) + floatToGoString(value).encode() + b"\n"
+                (start or known[items])
+                + (repr(v) if -_INF < (v := float(value)) < 1e6 else floatToGoString(v)).encode()
+                + b"\n"
                 for start, items, value in lines
             ]
         out.append(self._end)
