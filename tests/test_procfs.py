@@ -176,6 +176,16 @@ def test_a_kernel_thread_that_changes_its_name_did_not_exec(tmp_path):
     kworker, execed = reader.process(keys[40])[0], reader.process(keys[41])[0]
     assert (kworker.comm, kworker.cgroup) == ("kworker/0:1-mm_percpu_wq", DOCKER)  # renamed, not re-read
     assert (execed.comm, execed.cgroup) == ("kworker/0:1-mm_percpu_wq", "/other.slice")
+    seen = {kworker.comm: kworker}
+    for n in range(3, 13):  # back and forth between names: each name's facts are kept, a few of them
+        comm = "kworker/0:1-events" if n % 2 else f"kworker/0:1-queue{n}"
+        write_process(
+            tmp_path, 40, comm=comm, flags=kthread, ppid=2, cmdline=b"", sched_ns=n * 10**9, cgroup="0::/x\n"
+        )
+        reader.scan()
+        renamed = reader.process(keys[40])[0]
+        assert (renamed.comm, renamed.cgroup, renamed.pid) == (comm, DOCKER, 40)
+        assert seen.setdefault(comm, renamed) is renamed  # a name seen before: its facts, not a copy
     reader.close()
 
 

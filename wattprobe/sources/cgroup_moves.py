@@ -16,6 +16,7 @@ import ctypes
 import errno
 import logging
 import os
+import select
 import struct
 from collections.abc import Callable
 
@@ -43,6 +44,8 @@ class MoveWatch:
         self._roots = roots
         self._dirs: dict[int, str] = {}  # watch descriptor -> directory
         self.complete = True  # every directory is watched
+        self._pending = select.poll()
+        self._pending.register(fd, select.POLLIN)
         for root in roots:
             self._watch_tree(root)
 
@@ -50,7 +53,7 @@ class MoveWatch:
         """Whether, since the last call, a process was written to a cgroup, a cgroup was made, or an
         event was lost: each of these may have taken a process out of the cgroup it was listed in."""
         moved = False
-        while True:
+        while self._pending.poll(0):  # a poll, not a read refused with an exception: most scans find none
             try:
                 data = os.read(self._fd, 65536)
             except BlockingIOError:

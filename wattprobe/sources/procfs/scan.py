@@ -142,6 +142,7 @@ class _Task:
         "io",
         "io_fd",
         "key",
+        "names",
         "owed",
         "own_ns",
         "pid",
@@ -180,6 +181,7 @@ class _Task:
         self.io_fd = _NO_FD  # /proc/PID/io, opened once the process is a consumer
         self.io: tuple[int, int] | None = None  # read_bytes, write_bytes at the last read
         self.info: ProcessInfo | None = None
+        self.names: dict[str, ProcessInfo] | None = None  # a kernel thread's facts by the names it took
         self.cgroups: tuple[str, ...] = ()  # cgroup counters tracked for this process
         self.home: Home | None = None  # the cgroup whose quiet counter says it did not run
         self.homed = False  # its cgroup was looked up (found or not)
