@@ -27,6 +27,7 @@ counters repeat the MSR ones, which wattprobe reads once), and the internal buff
 
 from __future__ import annotations
 
+import functools
 import platform
 import re
 import socket
@@ -263,6 +264,11 @@ def families(naming: str) -> tuple[Family, ...]:
     return tuple(f for f in FAMILIES if f.name(naming))
 
 
+@functools.cache
+def _written(naming: str) -> frozenset[Family]:
+    return frozenset(families(naming))
+
+
 def uses_host_facts(naming: str) -> bool:
     """Whether the naming has families made of the host's facts (Frame.host: load, memory, disks, CPUs)."""
     return any(f.name(naming) for f in _HOST_FACTS)
@@ -399,45 +405,46 @@ def ledger_for(naming: str) -> Ledger:
 
 def samples(
     frame: Frame, consumers: Iterable[Consumer], labels: Labels, ledger: Ledger | None = None
-) -> Iterator[Sample]:
+) -> list[Sample]:
     """Every sample of a Frame in a naming, the per-process ones for `consumers` only. `ledger` (with
     this Frame added) gives the workloads' energy counters; without it they are left out."""
     naming = labels.naming
     if naming == "kepler":
-        yield from _kepler_samples(frame, consumers, labels, ledger)
-        yield from agent_samples(frame, labels)
-        return
+        return [*_kepler_samples(frame, consumers, labels, ledger), *agent_samples(frame, labels)]
+    out: list[Sample] = []
+    written = _written(naming)
+    extra = labels.extra
 
-    def sample(family: Family, value: float, **named: str) -> Iterator[Sample]:
-        if family.name(naming):
-            yield Sample(family, labels.extra(named), value)
+    def sample(family: Family, value: float, **named: str) -> None:
+        if family in written:
+            out.append(Sample(family, extra(named), value))
 
     host = {"value_source": _value_source(frame)} if labels.scaph else {}
-    yield from sample(HOST_POWER, frame.host_watts, **host)
-    yield from sample(HOST_ENERGY, frame.host_energy_j, **host)
-    yield from sample(UNATTRIBUTED, frame.unattributed_watts)
-    yield from sample(HOST_CPU, frame.cpu_load)
-    yield from sample(WINDOW, frame.window_s)
+    sample(HOST_POWER, frame.host_watts, **host)
+    sample(HOST_ENERGY, frame.host_energy_j, **host)
+    sample(UNATTRIBUTED, frame.unattributed_watts)
+    sample(HOST_CPU, frame.cpu_load)
+    sample(WINDOW, frame.window_s)
     estimated = "true" if frame.estimated else "false"
     model = {"model": frame.model} if frame.model else {}
-    yield from sample(SENSOR, 1, sensor=frame.sensor, source=frame.host_source, estimated=estimated, **model)
+    sample(SENSOR, 1, sensor=frame.sensor, source=frame.host_source, estimated=estimated, **model)
     for s in frame.sockets:
-        yield from sample(SOCKET_POWER, s.watts, **labels.socket(s.id))
-        yield from sample(SOCKET_ENERGY, s.energy_j, **labels.socket(s.id))
+        sample(SOCKET_POWER, s.watts, **labels.socket(s.id))
+        sample(SOCKET_ENERGY, s.energy_j, **labels.socket(s.id))
         for d in s.domains:
-            yield from sample(DOMAIN_POWER, d.watts, **labels.domain(s.id, d.name, d.id))
-            yield from sample(DOMAIN_ENERGY, d.energy_j, **labels.domain(s.id, d.name, d.id))
+            sample(DOMAIN_POWER, d.watts, **labels.domain(s.id, d.name, d.id))
+            sample(DOMAIN_ENERGY, d.energy_j, **labels.domain(s.id, d.name, d.id))
     if frame.host is not None:
         facts = frame.host
         for family, value in zip((LOAD_1, LOAD_5, LOAD_15), facts.load_avg, strict=True):
-            yield from sample(family, value)
+            sample(family, value)
         if facts.cpu_mhz is not None:
-            yield from sample(CPU_FREQUENCY, facts.cpu_mhz)
-        yield from sample(MEMORY_TOTAL, facts.memory_total_bytes)
-        yield from sample(MEMORY_AVAILABLE, facts.memory_available_bytes)
-        yield from sample(MEMORY_FREE, facts.memory_free_bytes)
-        yield from sample(SWAP_FREE, facts.swap_free_bytes)
-        yield from sample(SWAP_TOTAL, facts.swap_total_bytes)
+            sample(CPU_FREQUENCY, facts.cpu_mhz)
+        sample(MEMORY_TOTAL, facts.memory_total_bytes)
+        sample(MEMORY_AVAILABLE, facts.memory_available_bytes)
+        sample(MEMORY_FREE, facts.memory_free_bytes)
+        sample(SWAP_FREE, facts.swap_free_bytes)
+        sample(SWAP_TOTAL, facts.swap_total_bytes)
         for disk in facts.disks:
             about = {
                 "disk_name": disk.name,
@@ -446,37 +453,38 @@ def samples(
                 "disk_type": disk.kind,
                 "disk_is_removable": "true" if disk.removable else "false",
             }
-            yield from sample(DISK_TOTAL, disk.total_bytes, **about)
-            yield from sample(DISK_AVAILABLE, disk.available_bytes, **about)
+            sample(DISK_TOTAL, disk.total_bytes, **about)
+            sample(DISK_AVAILABLE, disk.available_bytes, **about)
     if frame.machine is not None:
-        yield from sample(FORKS, frame.machine.forks)
-        yield from sample(RUNNING, frame.machine.running)
-        yield from sample(BLOCKED, frame.machine.blocked)
-        yield from sample(CONTEXT_SWITCHES, frame.machine.context_switches)
+        sample(FORKS, frame.machine.forks)
+        sample(RUNNING, frame.machine.running)
+        sample(BLOCKED, frame.machine.blocked)
+        sample(CONTEXT_SWITCHES, frame.machine.context_switches)
     node = labels.node_name(frame) if labels.containers else None
-    yield from _process_samples(consumers, labels, frame.workloads, node)
+    out += _process_samples(consumers, labels, frame.workloads, node)
     for g in frame.exes:
-        yield from sample(EXE_POWER, g.watts, exe=g.key)
+        sample(EXE_POWER, g.watts, exe=g.key)
     for g in frame.cgroups:
-        yield from sample(CGROUP_POWER, g.watts, cgroup=g.key)
+        sample(CGROUP_POWER, g.watts, cgroup=g.key)
     workloads = frame.workloads
     for g in frame.containers:
-        yield from sample(CONTAINER_POWER, g.watts, **container_labels(g.container, workloads.get(g.key)))
+        sample(CONTAINER_POWER, g.watts, **container_labels(g.container, workloads.get(g.key)))
     now = flows(frame)
     for flow in now["pod"].values():
-        yield from sample(POD_POWER, flow.watts, **pod_labels(flow.about))  # type: ignore[arg-type]
+        sample(POD_POWER, flow.watts, **pod_labels(flow.about))  # type: ignore[arg-type]
     for namespace, flow in now["namespace"].items():
-        yield from sample(NAMESPACE_POWER, flow.watts, namespace=str(namespace))
+        sample(NAMESPACE_POWER, flow.watts, namespace=str(namespace))
     if ledger is not None:
         for _, account in ledger.known("container"):
             named = cast(Named, account.about)
             about = container_labels(named.container, named.workload)
-            yield from sample(CONTAINER_ENERGY, account.joules[HOST], **about)
+            sample(CONTAINER_ENERGY, account.joules[HOST], **about)
         for _, account in ledger.known("pod"):
-            yield from sample(POD_ENERGY, account.joules[HOST], **pod_labels(account.about))  # type: ignore[arg-type]
+            sample(POD_ENERGY, account.joules[HOST], **pod_labels(account.about))  # type: ignore[arg-type]
         for namespace, account in ledger.known("namespace"):
-            yield from sample(NAMESPACE_ENERGY, account.joules[HOST], namespace=str(namespace))
-    yield from agent_samples(frame, labels)
+            sample(NAMESPACE_ENERGY, account.joules[HOST], namespace=str(namespace))
+    out += agent_samples(frame, labels)
+    return out
 
 
 def _process_samples(

@@ -16,7 +16,7 @@ the name their samples carry.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -69,6 +69,7 @@ def grouped(
     naming = opts.naming
     heads = _heads(naming)
     found: dict[Family, list[tuple[dict[str, str], float]]] = {family: [] for family in heads}
+    samples: Iterable[catalogue.Sample]
     if frame is not None:
         samples = catalogue.samples(frame, selected_consumers(frame, opts), labels, ledger)
     else:
