@@ -382,3 +382,27 @@ def test_a_power_that_is_not_a_number_adds_no_energy_to_a_workload():
         dict(p.labels)["pod_name"]: p.value for p in points if p.name == "wattprobe_pod_energy_joules_total"
     }
     assert pods == {"shop-0": 40.0, "db-0": 30.0}  # the counter stays a number and never goes back
+
+
+def test_a_process_s_labels_are_made_once_while_what_they_say_stays():
+    """A sink that writes Frame after Frame keeps each process's labels: the same dict while its facts,
+    its container's names and the node stay; new ones when they change; forgotten once a Frame is
+    written without the process."""
+    made = catalogue.ProcessLabels(catalogue.Labels(containers=True, hostname="h1"))
+    kept, other = frames.process(101, "app --x"), frames.process(102, "db")
+    first = made(kept, None, "node-a")
+    assert first == made.labels.extra(made.labels.process(kept, None, "node-a"))
+    assert (first["pid"], first["cmdline"], first["hostname"]) == ("101", "app --x", "h1")
+    made.turn()
+    assert made(kept, None, "node-a") is first
+    assert made(other, None, "node-a")["pid"] == "102"
+    named = made(kept, Workload("web", "nginx:1"), "node-a")
+    assert named is not first and named == made.labels.extra(
+        made.labels.process(kept, Workload("web", "nginx:1"), "node-a")
+    )
+    assert made(kept, None, "node-b") is not named
+    renamed = dataclasses.replace(kept, comm="app2")  # an equal pid, other facts: its own labels
+    assert made(renamed, None, "node-b")["comm"] == "app2"
+    for _ in range(2):  # two Frames without process 102
+        made.turn()
+    assert made._now == {} and made._before == {}

@@ -8,12 +8,14 @@ that need escaping, the families empty before the first Frame.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 from prometheus_client.exposition import choose_encoder, generate_latest
 
 from tests.support import frames
 from tests.support.prometheus import AGENT_STATS, PROMETHEUS_ACCEPT
-from wattprobe.core.model import Container, DiskIo, DomainPower, Frame, Group, SocketPower
+from wattprobe.core.model import Container, DiskIo, DomainPower, Frame, Group, ProcessInfo, SocketPower
 from wattprobe.sinks.kit import catalogue
 from wattprobe.sinks.prometheus.families import TEXT_0_0_4, FrameCollector
 from wattprobe.sinks.prometheus.series import SeriesSettings
@@ -28,15 +30,21 @@ ACCEPTS = {
 }
 
 
+@functools.cache
+def _process(pid: int, hostile: bool) -> ProcessInfo:
+    """A process's facts: the same object from one Frame to the next, as the /proc reader gives them."""
+    cmdline = f"/usr/bin/app --id {pid}"
+    if hostile and pid == 102:
+        cmdline = '/usr/bin/app --name "q\\uote"\n{x="1"} é \u202e'
+    return frames.process(pid, cmdline, exe="/usr/bin/app", container=CONTAINER if pid == 101 else None)
+
+
 def _frame(step: int, *, hostile: bool = False) -> Frame:
     """A host at its `step`-th measurement: values move; process 103 leaves at step 2, 104 comes."""
     pids = [101, 102, 103] if step < 2 else [101, 102, 104]
     consumers = []
     for i, pid in enumerate(pids):
-        cmdline = f"/usr/bin/app --id {pid}"
-        if hostile and pid == 102:
-            cmdline = '/usr/bin/app --name "q\\uote"\n{x="1"} é \u202e'
-        info = frames.process(pid, cmdline, exe="/usr/bin/app", container=CONTAINER if pid == 101 else None)
+        info = _process(pid, hostile)
         watts = 10.0 + i + step / 3
         consumers.append(
             frames.consumer(

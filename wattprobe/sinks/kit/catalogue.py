@@ -404,13 +404,20 @@ def ledger_for(naming: str) -> Ledger:
 
 
 def samples(
-    frame: Frame, consumers: Iterable[Consumer], labels: Labels, ledger: Ledger | None = None
+    frame: Frame,
+    consumers: Iterable[Consumer],
+    labels: Labels,
+    ledger: Ledger | None = None,
+    made: ProcessLabels | None = None,
 ) -> list[Sample]:
     """Every sample of a Frame in a naming, the per-process ones for `consumers` only. `ledger` (with
-    this Frame added) gives the workloads' energy counters; without it they are left out."""
+    this Frame added) gives the workloads' energy counters; without it they are left out. `made`
+    (under the same `labels`) keeps the processes' labels from one call to the next."""
     naming = labels.naming
     if naming == "kepler":
         return [*_kepler_samples(frame, consumers, labels, ledger), *agent_samples(frame, labels)]
+    if made is not None:
+        made.turn()
     out: list[Sample] = []
     written = _written(naming)
     extra = labels.extra
@@ -461,7 +468,7 @@ def samples(
         sample(BLOCKED, frame.machine.blocked)
         sample(CONTEXT_SWITCHES, frame.machine.context_switches)
     node = labels.node_name(frame) if labels.containers else None
-    out += _process_samples(consumers, labels, frame.workloads, node)
+    out += _process_samples(consumers, labels, frame.workloads, node, made)
     for g in frame.exes:
         sample(EXE_POWER, g.watts, exe=g.key)
     for g in frame.cgroups:
@@ -487,11 +494,45 @@ def samples(
     return out
 
 
+_Made = tuple[
+    ProcessInfo, Workload | None, str | None, dict[str, str]
+]  # a process's labels, and what they are of
+
+
+class ProcessLabels:
+    """Each process's labels (with those every sample carries) under a label policy, made once while
+    its facts, its container's names and the node stay the same: a sink that writes Frames one after
+    another lists mostly the processes it listed last time. What the last call of `samples` used is
+    kept; the dicts are shared, not to be changed."""
+
+    def __init__(self, labels: Labels) -> None:
+        self.labels = labels
+        self._now: dict[int, _Made] = {}  # by id(info): the entry holds `info`, so the id names no other
+        self._before: dict[int, _Made] = {}
+
+    def turn(self) -> None:
+        """A new Frame: what the last one used is kept, the rest forgotten."""
+        self._before, self._now = self._now, {}
+
+    def __call__(self, info: ProcessInfo, workload: Workload | None, node: str | None) -> dict[str, str]:
+        key = id(info)
+        made = self._now.get(key) or self._before.get(key)
+        if made is None or made[0] is not info or made[1] != workload or made[2] != node:
+            made = (info, workload, node, self.labels.extra(self.labels.process(info, workload, node)))
+        self._now[key] = made
+        return made[3]
+
+
 def _process_samples(
-    consumers: Iterable[Consumer], labels: Labels, workloads: Mapping[str, Workload], node: str | None
+    consumers: Iterable[Consumer],
+    labels: Labels,
+    workloads: Mapping[str, Workload],
+    node: str | None,
+    made: ProcessLabels | None = None,
 ) -> Iterator[Sample]:
     """The per-process samples: the hot part of a scrape with thousands of processes listed, so the
-    families of the naming are chosen once and a process's samples share one label dict."""
+    families of the naming are chosen once and a process's samples share one label dict (`made`
+    keeps them from one Frame to the next)."""
     naming = labels.naming
     power, exited, cpu, memory, virtual, read, write, total_read, total_write = (
         family if family.name(naming) else None
@@ -510,7 +551,11 @@ def _process_samples(
     for c in consumers:
         container = c.info.container
         workload = workloads.get(container.id) if container is not None and workloads else None
-        named = labels.extra(labels.process(c.info, workload, node))
+        named = (
+            made(c.info, workload, node)
+            if made is not None
+            else labels.extra(labels.process(c.info, workload, node))
+        )
         if power:
             yield Sample(power, named, c.watts)
         if exited and c.exited_watts > 0:

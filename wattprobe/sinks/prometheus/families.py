@@ -62,16 +62,21 @@ def render(
 
 
 def grouped(
-    frame: Frame | None, opts: SeriesSettings, hostname: str | None = None, ledger: Ledger | None = None
+    frame: Frame | None,
+    opts: SeriesSettings,
+    hostname: str | None = None,
+    ledger: Ledger | None = None,
+    made: catalogue.ProcessLabels | None = None,
 ) -> list[tuple[Head, list[tuple[dict[str, str], float]]]]:
-    """Each family of the naming, in order, with its samples' labels and values (see `render`)."""
-    labels = labels_of(opts, hostname)
+    """Each family of the naming, in order, with its samples' labels and values (see `render`);
+    `made`, made for these settings, keeps the processes' labels from one call to the next."""
+    labels = made.labels if made is not None else labels_of(opts, hostname)
     naming = opts.naming
     heads = _heads(naming)
     found: dict[Family, list[tuple[dict[str, str], float]]] = {family: [] for family in heads}
     samples: Iterable[catalogue.Sample]
     if frame is not None:
-        samples = catalogue.samples(frame, selected_consumers(frame, opts), labels, ledger)
+        samples = catalogue.samples(frame, selected_consumers(frame, opts), labels, ledger, made)
     else:
         samples = catalogue.agent_samples(None, labels)
     if naming == "scaphandre":  # its units and integers
@@ -105,6 +110,7 @@ class FrameCollector(Collector):
         self.frame_source = frame_source
         self.opts = opts
         self.hostname = hostname
+        self._labels = catalogue.ProcessLabels(labels_of(opts, hostname))  # kept between scrapes
         self.ledger = catalogue.ledger_for(opts.naming)
         self._writers: dict[str, Writer] = {}  # by content type: each keeps its format's lines
         self._chosen: dict[str, tuple[Encoder, str]] = {}  # encoder and content type, by Accept header
@@ -138,7 +144,8 @@ class FrameCollector(Collector):
                     self._writers.clear()
                 rename = _scaphandre_counter if self.opts.naming == "scaphandre" else _as_written
                 writer = self._writers[content_type] = Writer(encoder, rename)
-            return writer.body(grouped(frame, self.opts, self.hostname, self.ledger)), content_type
+            families = grouped(frame, self.opts, self.hostname, self.ledger, self._labels)
+            return writer.body(families), content_type
 
     def _choose(self, accept: str) -> tuple[Encoder, str]:
         if len(self._chosen) >= _WRITERS:  # the Accept header is the scraper's: bound what it costs

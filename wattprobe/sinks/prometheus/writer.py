@@ -68,20 +68,26 @@ class Writer:
         self._starts: dict[Head, dict[Labels, bytes]] = {}
         self._older: dict[Head, dict[Labels, bytes]] = {}
         self._bodies = 0
+        # Each dict of labels of the last body, as a tuple, by id: the samples of one process share one
+        # dict, which a caller may keep from one body to the next (the entry holds it: its id names no other).
+        self._items: dict[int, tuple[dict[str, str], Labels]] = {}
 
     def body(self, families: Iterable[tuple[Head, Iterable[tuple[dict[str, str], float]]]]) -> bytes:
         """The text of `families`, each with its samples' (labels, value), in the order given."""
         starts, older = self._starts, self._older
         rows: list[tuple[Head, bytes, list[tuple[bytes | None, Labels, float]]]] = []
         missing: dict[Head, dict[Labels, dict[str, str]]] = {}  # series never written, or not lately
-        seen: dict[int, Labels] = {}  # the samples of one process share one dict of labels
+        before = self._items
+        seen: dict[int, tuple[dict[str, str], Labels]] = {}
         for head, samples in families:
             known = starts.setdefault(head, {})
             lines = []
             for labels, value in samples:
-                items = seen.get(id(labels))
-                if items is None:
-                    items = seen[id(labels)] = tuple(labels.items())
+                kept = seen.get(id(labels)) or before.get(id(labels))
+                if kept is None or kept[0] is not labels:
+                    kept = (labels, tuple(labels.items()))
+                seen[id(labels)] = kept
+                items = kept[1]
                 start = known.get(items)
                 if start is None:
                     start = older.get(head, {}).get(items)
@@ -105,6 +111,7 @@ class Writer:
                 for start, items, value in lines
             ]
         out.append(self._end)
+        self._items = seen
         self._bodies += 1
         if self._bodies % KEEP == 0:
             self._older, self._starts = starts, {}
