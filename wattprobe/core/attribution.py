@@ -172,27 +172,27 @@ def attribute(
 def _sockets(
     deltas: dict[CounterKey, int], totals: EnergyTotals, window_s: float, reading: EnergyReading
 ) -> tuple[SocketPower, ...]:
+    """Each socket's package power, and its other domains' in the order of their names."""
+
     def watts(key: CounterKey) -> float:
         return deltas[key] / 1e6 / window_s if window_s > 0 else 0.0
 
-    ids = {c.key: c.index for c in reading.counters}
-    sockets = []
-    for socket in sorted({s for s, _ in deltas if s is not None}):
-        domains = tuple(
-            DomainPower(domain, watts((s, domain)), totals.counters[(s, domain)], ids.get((s, domain), 0))
-            for s, domain in sorted(deltas, key=lambda k: k[1])
-            if s == socket and domain != "package"
+    ids = {(c.socket, c.domain): c.index for c in reading.counters}
+    domains: dict[int, list[DomainPower]] = {}
+    for key in sorted(deltas, key=lambda k: k[1]):
+        socket, domain = key
+        if socket is not None and domain != "package":
+            found = DomainPower(domain, watts(key), totals.counters[key], ids.get(key, 0))
+            domains.setdefault(socket, []).append(found)
+    return tuple(
+        SocketPower(
+            socket,
+            watts((socket, "package")) if (socket, "package") in deltas else 0.0,
+            totals.counters.get((socket, "package"), 0.0),
+            tuple(domains.get(socket, ())),
         )
-        package = (socket, "package")
-        sockets.append(
-            SocketPower(
-                socket,
-                watts(package) if package in deltas else 0.0,
-                totals.counters.get(package, 0.0),
-                domains,
-            )
-        )
-    return tuple(sockets)
+        for socket in sorted({s for s, _ in deltas if s is not None})
+    )
 
 
 def _groups(
