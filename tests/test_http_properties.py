@@ -255,7 +255,9 @@ def test_a_well_formed_request_reads_as_the_standard_library_reads_it(head: tupl
     if ours.ok:
         for name in names:
             expected = reference.headers.get(name)
-            assert handler.headers.get(name) == (expected.strip(" \t") if expected is not None else None)
+            assert handler.fields.get(name.lower()) == (
+                expected.strip(" \t") if expected is not None else None
+            )
 
 
 def test_a_folded_or_odd_header_line_reads_as_rfc_9112_says():
@@ -265,7 +267,7 @@ def test_a_folded_or_odd_header_line_reads_as_rfc_9112_says():
     )
     parsed, handler = _parse(_Handler, data)
     assert parsed.ok and not parsed.close
-    assert handler.headers.items() == [("Accept", "text/plain; version=0.0.4"), ("Accept-Encoding", "gzip")]
+    assert handler.fields == {"accept": "text/plain; version=0.0.4", "accept-encoding": "gzip"}
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,6 @@ import threading
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.client import HTTPMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import TYPE_CHECKING
@@ -354,6 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a scraper reuses its connection
     timeout = None  # set per read from the request's deadline, then WRITE_TIMEOUT_S to answer
     raw_requestline: bytes  # BaseHTTPRequestHandler's: the request line as read
+    fields: dict[str, str]  # the request's header fields by lower-case name (the first of each)
 
     def setup(self) -> None:
         super().setup()
@@ -428,19 +428,19 @@ class _Handler(BaseHTTPRequestHandler):
         headers = self._read_headers()
         if headers is None:
             return False
-        self.headers = headers
-        connection = headers.get("Connection", "").lower()
+        self.fields = headers
+        connection = headers.get("connection", "").lower()
         if connection == "close":
             self.close_connection = True
         elif connection == "keep-alive":
             self.close_connection = False
         return True
 
-    def _read_headers(self) -> HTTPMessage | None:
-        """The request's header fields, as RFC 9112 reads them: the value without the spaces around it,
-        a folded line (one that starts with a space or tab) joined to the one before with a space, a line
-        that is no field (no name before its colon) skipped; None, the error answered, past
-        http.client's limits on a line's length and the lines' count."""
+    def _read_headers(self) -> dict[str, str] | None:
+        """The request's header fields by lower-case name, as RFC 9112 reads them: the value without the
+        spaces around it, a folded line (one that starts with a space or tab) joined to the one before
+        with a space, a line that is no field (no name before its colon) skipped, the first of a name
+        kept; None, the error answered, past http.client's limits on a line's length and the lines' count."""
         fields: list[list[str]] = []
         for _ in range(_MAX_HEADERS + 1):
             raw = self.rfile.readline(_MAX_LINE + 1)
@@ -449,9 +449,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return None
             line = raw.decode("iso-8859-1").rstrip("\r\n")
             if not line:  # the blank line that ends them (or the end of the stream)
-                headers = HTTPMessage()
+                headers: dict[str, str] = {}
                 for name, value in fields:
-                    headers[name] = value
+                    headers.setdefault(name.lower(), value)  # the first of a name, as email's get() gives
                 return headers
             if line[0] in _OWS:
                 if fields:
@@ -491,7 +491,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _metrics(self, send_body: bool) -> None:
         try:
-            body, content_type = self.server.collector.exposition(self.headers.get("Accept", ""))
+            body, content_type = self.server.collector.exposition(self.fields.get("accept", ""))
         except Exception as error:  # a bug must not take the agent down: this scrape fails, not the next
             log.error("scrape failed: %r", error, exc_info=log.isEnabledFor(logging.DEBUG))
             self._send(
@@ -499,7 +499,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         headers = []
-        if _accepts_gzip(self.headers.get("Accept-Encoding", "")):
+        if _accepts_gzip(self.fields.get("accept-encoding", "")):
             body = gzip.compress(body, compresslevel=5)
             headers.append(("Content-Encoding", "gzip"))
         self._send(200, body, content_type, send_body, headers)
@@ -508,7 +508,7 @@ class _Handler(BaseHTTPRequestHandler):
         expected = self.server.credentials
         if expected is None:
             return True
-        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        scheme, _, token = self.fields.get("authorization", "").partition(" ")
         if scheme.lower() != "basic":
             return False
         try:
