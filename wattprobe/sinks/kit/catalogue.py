@@ -494,9 +494,8 @@ def samples(
     return out
 
 
-_Made = tuple[
-    ProcessInfo, Workload | None, str | None, dict[str, str]
-]  # a process's labels, and what they are of
+# A process's facts, its container's names and the node, and the labels made of them.
+_Made = tuple[ProcessInfo, Workload | None, str | None, dict[str, str]]
 
 
 class ProcessLabels:
