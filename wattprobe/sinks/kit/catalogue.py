@@ -700,11 +700,7 @@ def _value_source(frame: Frame) -> str:
 def agent_samples(frame: Frame | None, labels: Labels) -> Iterator[Sample]:
     """The agent's own figures (the version even without a Frame)."""
     naming = labels.naming
-    for family, value, named in (
-        (BUILD, 1, {"version": __version__}),
-        (VERSION, version_number(__version__), {}),
-        (K_BUILD, 1, {"arch": platform.machine(), "version": __version__}),
-    ):
+    for family, value, named in _build():
         if family.name(naming):
             yield Sample(family, labels.extra(named), value)
     if frame is None:
@@ -721,6 +717,16 @@ def agent_samples(frame: Frame | None, labels: Labels) -> Iterator[Sample]:
     ):
         if family.name(naming):
             yield Sample(family, labels.extra({}), value)
+
+
+@functools.cache
+def _build() -> tuple[tuple[Family, float, dict[str, str]], ...]:
+    """The agent's build families: their values and labels never change while it runs."""
+    return (
+        (BUILD, 1, {"version": __version__}),
+        (VERSION, version_number(__version__), {}),
+        (K_BUILD, 1, {"arch": platform.machine(), "version": __version__}),
+    )
 
 
 def version_number(version: str) -> float:
