@@ -424,7 +424,7 @@ def samples(
 
     def sample(family: Family, value: float, **named: str) -> None:
         if family in written:
-            out.append(Sample(family, extra(named), value))
+            out.append(tuple.__new__(Sample, (family, extra(named), value)))
 
     host = {"value_source": _value_source(frame)} if labels.scaph else {}
     sample(HOST_POWER, frame.host_watts, **host)
@@ -547,6 +547,7 @@ def _process_samples(
             PROCESS_DISK_TOTAL_WRITE,
         )
     )
+    new = tuple.__new__  # a Sample as its own constructor makes it, without that Python function's call
     for c in consumers:
         container = c.info.container
         workload = workloads.get(container.id) if container is not None and workloads else None
@@ -556,25 +557,25 @@ def _process_samples(
             else labels.extra(labels.process(c.info, workload, node))
         )
         if power:
-            yield Sample(power, named, c.watts)
+            yield new(Sample, (power, named, c.watts))
         if exited and c.exited_watts > 0:
-            yield Sample(exited, named, c.exited_watts)
+            yield new(Sample, (exited, named, c.exited_watts))
         if cpu:
-            yield Sample(cpu, named, c.cpu_share)
+            yield new(Sample, (cpu, named, c.cpu_share))
         if memory:
-            yield Sample(memory, named, c.rss_bytes)
+            yield new(Sample, (memory, named, c.rss_bytes))
         if virtual:
-            yield Sample(virtual, named, c.vsize_bytes)
+            yield new(Sample, (virtual, named, c.vsize_bytes))
         io = c.disk_io
         if io is not None:
             if read:
-                yield Sample(read, named, io.read_delta)
+                yield new(Sample, (read, named, io.read_delta))
             if write:
-                yield Sample(write, named, io.write_delta)
+                yield new(Sample, (write, named, io.write_delta))
             if total_read:
-                yield Sample(total_read, named, io.read_bytes)
+                yield new(Sample, (total_read, named, io.read_bytes))
             if total_write:
-                yield Sample(total_write, named, io.write_bytes)
+                yield new(Sample, (total_write, named, io.write_bytes))
 
 
 def _kepler_samples(
