@@ -264,6 +264,9 @@ def families(naming: str) -> tuple[Family, ...]:
     return tuple(f for f in FAMILIES if f.name(naming))
 
 
+_NO_LABELS: dict[str, str] = {}  # a sample's labels where it has none (shared, not to be changed)
+
+
 @functools.cache
 def _written(naming: str) -> frozenset[Family]:
     return frozenset(families(naming))
@@ -382,12 +385,23 @@ class Labels:
         return labels if self.hostname is None else {**labels, "hostname": self.hostname}
 
     def socket(self, socket: int) -> dict[str, str]:
-        return {"socket_id": str(socket)} if self.scaph else {"socket": str(socket)}
+        return _socket_labels(self.scaph, socket)
 
     def domain(self, socket: int, name: str, domain_id: int) -> dict[str, str]:
-        if self.scaph:
-            return {"domain_name": name, "domain_id": str(domain_id), "socket_id": str(socket)}
-        return {"socket": str(socket), "domain": name}
+        return _domain_labels(self.scaph, socket, name, domain_id)
+
+
+# A socket's and a domain's labels: the same dict from one Frame to the next (shared, not to be changed).
+@functools.cache
+def _socket_labels(scaph: bool, socket: int) -> dict[str, str]:
+    return {"socket_id": str(socket)} if scaph else {"socket": str(socket)}
+
+
+@functools.cache
+def _domain_labels(scaph: bool, socket: int, name: str, domain_id: int) -> dict[str, str]:
+    if scaph:
+        return {"domain_name": name, "domain_id": str(domain_id), "socket_id": str(socket)}
+    return {"socket": str(socket), "domain": name}
 
 
 # -- samples -------------------------------------------------------------------------------------------
@@ -422,25 +436,25 @@ def samples(
     written = _written(naming)
     extra = labels.extra
 
-    def sample(family: Family, value: float, **named: str) -> None:
+    def sample(family: Family, value: float, named: dict[str, str] = _NO_LABELS) -> None:
         if family in written:
             out.append(tuple.__new__(Sample, (family, extra(named), value)))
 
-    host = {"value_source": _value_source(frame)} if labels.scaph else {}
-    sample(HOST_POWER, frame.host_watts, **host)
-    sample(HOST_ENERGY, frame.host_energy_j, **host)
+    host = {"value_source": _value_source(frame)} if labels.scaph else _NO_LABELS
+    sample(HOST_POWER, frame.host_watts, host)
+    sample(HOST_ENERGY, frame.host_energy_j, host)
     sample(UNATTRIBUTED, frame.unattributed_watts)
     sample(HOST_CPU, frame.cpu_load)
     sample(WINDOW, frame.window_s)
     estimated = "true" if frame.estimated else "false"
     model = {"model": frame.model} if frame.model else {}
-    sample(SENSOR, 1, sensor=frame.sensor, source=frame.host_source, estimated=estimated, **model)
+    sample(SENSOR, 1, {"sensor": frame.sensor, "source": frame.host_source, "estimated": estimated, **model})
     for s in frame.sockets:
-        sample(SOCKET_POWER, s.watts, **labels.socket(s.id))
-        sample(SOCKET_ENERGY, s.energy_j, **labels.socket(s.id))
+        sample(SOCKET_POWER, s.watts, labels.socket(s.id))
+        sample(SOCKET_ENERGY, s.energy_j, labels.socket(s.id))
         for d in s.domains:
-            sample(DOMAIN_POWER, d.watts, **labels.domain(s.id, d.name, d.id))
-            sample(DOMAIN_ENERGY, d.energy_j, **labels.domain(s.id, d.name, d.id))
+            sample(DOMAIN_POWER, d.watts, labels.domain(s.id, d.name, d.id))
+            sample(DOMAIN_ENERGY, d.energy_j, labels.domain(s.id, d.name, d.id))
     if frame.host is not None:
         facts = frame.host
         for family, value in zip((LOAD_1, LOAD_5, LOAD_15), facts.load_avg, strict=True):
@@ -460,8 +474,8 @@ def samples(
                 "disk_type": disk.kind,
                 "disk_is_removable": "true" if disk.removable else "false",
             }
-            sample(DISK_TOTAL, disk.total_bytes, **about)
-            sample(DISK_AVAILABLE, disk.available_bytes, **about)
+            sample(DISK_TOTAL, disk.total_bytes, about)
+            sample(DISK_AVAILABLE, disk.available_bytes, about)
     if frame.machine is not None:
         sample(FORKS, frame.machine.forks)
         sample(RUNNING, frame.machine.running)
@@ -470,26 +484,26 @@ def samples(
     node = labels.node_name(frame) if labels.containers else None
     out += _process_samples(consumers, labels, frame.workloads, node, made)
     for g in frame.exes:
-        sample(EXE_POWER, g.watts, exe=g.key)
+        sample(EXE_POWER, g.watts, {"exe": g.key})
     for g in frame.cgroups:
-        sample(CGROUP_POWER, g.watts, cgroup=g.key)
+        sample(CGROUP_POWER, g.watts, {"cgroup": g.key})
     workloads = frame.workloads
     for g in frame.containers:
-        sample(CONTAINER_POWER, g.watts, **container_labels(g.container, workloads.get(g.key)))
+        sample(CONTAINER_POWER, g.watts, container_labels(g.container, workloads.get(g.key)))
     now = flows(frame)
     for flow in now["pod"].values():
-        sample(POD_POWER, flow.watts, **pod_labels(flow.about))  # type: ignore[arg-type]
+        sample(POD_POWER, flow.watts, pod_labels(flow.about))  # type: ignore[arg-type]
     for namespace, flow in now["namespace"].items():
-        sample(NAMESPACE_POWER, flow.watts, namespace=str(namespace))
+        sample(NAMESPACE_POWER, flow.watts, {"namespace": str(namespace)})
     if ledger is not None:
         for _, account in ledger.known("container"):
             named = cast(Named, account.about)
             about = container_labels(named.container, named.workload)
-            sample(CONTAINER_ENERGY, account.joules[HOST], **about)
+            sample(CONTAINER_ENERGY, account.joules[HOST], about)
         for _, account in ledger.known("pod"):
-            sample(POD_ENERGY, account.joules[HOST], **pod_labels(account.about))  # type: ignore[arg-type]
+            sample(POD_ENERGY, account.joules[HOST], pod_labels(account.about))  # type: ignore[arg-type]
         for namespace, account in ledger.known("namespace"):
-            sample(NAMESPACE_ENERGY, account.joules[HOST], namespace=str(namespace))
+            sample(NAMESPACE_ENERGY, account.joules[HOST], {"namespace": str(namespace)})
     out += agent_samples(frame, labels)
     return out
 
@@ -717,7 +731,7 @@ def agent_samples(frame: Frame | None, labels: Labels) -> Iterator[Sample]:
         (TRACKED, agent.processes_tracked),
     ):
         if family.name(naming):
-            yield Sample(family, labels.extra({}), value)
+            yield Sample(family, labels.extra(_NO_LABELS), value)
 
 
 @functools.cache
