@@ -75,41 +75,37 @@ class Writer:
     def body(self, families: Iterable[tuple[Head, Iterable[tuple[dict[str, str], float]]]]) -> bytes:
         """The text of `families`, each with its samples' (labels, value), in the order given."""
         starts, older = self._starts, self._older
-        rows: list[tuple[Head, bytes, list[tuple[bytes | None, Labels, float]]]] = []
-        missing: dict[Head, dict[Labels, dict[str, str]]] = {}  # series never written, or not lately
         before = self._items
         seen: dict[int, tuple[dict[str, str], Labels]] = {}
+        out: list[bytes] = []
+        missing: dict[Head, dict[Labels, dict[str, str]]] = {}  # series never written, or not lately
+        pending: list[tuple[int, Head, Labels, bytes]] = []  # where their lines go, and their values
         for head, samples in families:
+            out.append((self._heads.get(head) or self._head(head))[1])
             known = starts.setdefault(head, {})
-            lines = []
             for labels, value in samples:
                 kept = seen.get(id(labels)) or before.get(id(labels))
                 if kept is None or kept[0] is not labels:
                     kept = (labels, tuple(labels.items()))
                 seen[id(labels)] = kept
                 items = kept[1]
+                # floatToGoString's text: repr() below 1e6 (not NaN nor infinite), its own way beyond.
+                v = float(value)
+                text = (repr(v) if -_INF < v < 1e6 else floatToGoString(v)).encode() + b"\n"
                 start = known.get(items)
                 if start is None:
                     start = older.get(head, {}).get(items)
                     if start is None:
                         missing.setdefault(head, {})[items] = labels
-                    else:
-                        known[items] = start
-                lines.append((start, items, value))
-            rows.append((head, (self._heads.get(head) or self._head(head))[1], lines))
+                        pending.append((len(out), head, items, text))
+                        out.append(b"")
+                        continue
+                    known[items] = start
+                out.append(start + text)
         if missing:
             self._learn(missing)
-        out: list[bytes] = []
-        for head, text, lines in rows:
-            out.append(text)
-            known = starts[head]
-            # floatToGoString's text: repr() below 1e6 (not NaN nor infinite), its own way beyond.
-            out += [
-                (start or known[items])
-                + (repr(v) if -_INF < (v := float(value)) < 1e6 else floatToGoString(v)).encode()
-                + b"\n"
-                for start, items, value in lines
-            ]
+            for at, head, items, text in pending:
+                out[at] = starts[head][items] + text
         out.append(self._end)
         self._items = seen
         self._bodies += 1
