@@ -151,17 +151,20 @@ class Homes:
         self._checks += 1
         moves = self._moves
         relist = moves is None or moves.moved() or self._checks % FULL_LISTING_EVERY == 0
+        pread = os.pread
         for home in list(self._homes.values()):
             home.quiet = False
-            if home.counter_fd == _NO_FD or not home.listable or len(home.members) < MIN_MEMBERS:
+            fd = home.counter_fd
+            if fd == _NO_FD or not home.listable or len(home.members) < MIN_MEMBERS:
                 home.counter = home.listing = None  # not followed: start afresh when it is
                 continue
             try:
-                data = os.pread(home.counter_fd, 256, 0)
+                # v2's cpu.stat whole: its other lines (user and system time, throttling) move only
+                # with it, or after it (a quota's last periods): never quiet where it should not be.
+                counter = pread(fd, 256, 0)
             except OSError:  # removed (ENODEV): its processes moved out, so they left it
                 self._evict(home, set())
                 continue
-            counter = data.partition(b"\n")[0] if home.v2 else data
             if counter != home.counter:
                 home.counter = counter
                 continue
