@@ -478,6 +478,14 @@ def test_io_gives_the_right_bytes_or_none(read, written, more, garbage):
         second = procfs.process(task_key(4, 4))
         assert second is not None and second[3] is not None
         assert (second[3].read_delta, second[3].write_delta) == more
+        again = procfs.process(task_key(4, 4))  # the file as it was: no I/O since
+        assert again is not None and again[3] is not None
+        assert (again[3].read_bytes, again[3].write_bytes, again[3].read_delta, again[3].write_delta) == (
+            read + more[0],
+            written + more[1],
+            0,
+            0,
+        )
         rewrite(root / "4" / "io", garbage)
         third = procfs.process(task_key(4, 4))
         assert third is not None

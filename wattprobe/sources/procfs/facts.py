@@ -60,12 +60,21 @@ class Facts:
                 except OSError:
                     task.io_fd = _NO_IO
                     return None
-            data = b"\n" + self._read(task.io_fd, task.pid, "io")
-            now = _io_field(data, b"\nread_bytes: "), _io_field(data, b"\nwrite_bytes: ")
+            raw = self._read(task.io_fd, task.pid, "io")
+            last = task.io
+            if last is not None and raw == task.io_raw:  # no I/O since (a kernel thread's, mostly)
+                if last.read_delta or last.write_delta:
+                    last = task.io = DiskIo(last.read_bytes, last.write_bytes, 0, 0)
+                return last
+            data = b"\n" + raw
+            read, write = _io_field(data, b"\nread_bytes: "), _io_field(data, b"\nwrite_bytes: ")
         except (OSError, ValueError):
             return None
-        before, task.io = task.io or now, now
-        return DiskIo(now[0], now[1], now[0] - before[0], now[1] - before[1])
+        if last is None:
+            last = DiskIo(read, write, 0, 0)
+        task.io_raw = raw
+        task.io = DiskIo(read, write, read - last.read_bytes, write - last.write_bytes)
+        return task.io
 
     def own_memory(self) -> tuple[int, int]:
         """The agent's own resident and virtual size in bytes (the real /proc: it is this process)."""

@@ -35,7 +35,7 @@ import os
 import resource
 import time
 
-from wattprobe.core.model import MachineCpu, ProcessInfo
+from wattprobe.core.model import DiskIo, MachineCpu, ProcessInfo
 from wattprobe.sources.cgroupfs import CgroupReader
 from wattprobe.sources.identity.redaction import Redactor
 from wattprobe.sources.kept_files import KeptFiles
@@ -141,6 +141,7 @@ class _Task:
         "info",
         "io",
         "io_fd",
+        "io_raw",
         "key",
         "names",
         "owed",
@@ -179,7 +180,8 @@ class _Task:
         self.rss = 0
         self.vsize = 0
         self.io_fd = _NO_FD  # /proc/PID/io, opened once the process is a consumer
-        self.io: tuple[int, int] | None = None  # read_bytes, write_bytes at the last read
+        self.io: DiskIo | None = None  # its disk I/O at the last read of /proc/PID/io
+        self.io_raw = b""  # that file as then read
         self.info: ProcessInfo | None = None
         self.names: dict[str, ProcessInfo] | None = None  # a kernel thread's facts by the names it took
         self.cgroups: tuple[str, ...] = ()  # cgroup counters tracked for this process
