@@ -391,7 +391,13 @@ class Labels:
         return _domain_labels(self.scaph, socket, name, domain_id)
 
 
-# A socket's and a domain's labels: the same dict from one Frame to the next (shared, not to be changed).
+# A socket's, a domain's, an executable's and a cgroup's labels: the same dict from one Frame to the
+# next (shared, not to be changed).
+@functools.lru_cache(maxsize=4096)
+def _one_label(name: str, value: str) -> dict[str, str]:
+    return {name: value}
+
+
 @functools.cache
 def _socket_labels(scaph: bool, socket: int) -> dict[str, str]:
     return {"socket_id": str(socket)} if scaph else {"socket": str(socket)}
@@ -484,9 +490,9 @@ def samples(
     node = labels.node_name(frame) if labels.containers else None
     out += _process_samples(consumers, labels, frame.workloads, node, made)
     for g in frame.exes:
-        sample(EXE_POWER, g.watts, {"exe": g.key})
+        sample(EXE_POWER, g.watts, _one_label("exe", g.key))
     for g in frame.cgroups:
-        sample(CGROUP_POWER, g.watts, {"cgroup": g.key})
+        sample(CGROUP_POWER, g.watts, _one_label("cgroup", g.key))
     workloads = frame.workloads
     for g in frame.containers:
         sample(CONTAINER_POWER, g.watts, container_labels(g.container, workloads.get(g.key)))
