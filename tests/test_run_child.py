@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from tests.support import agents
-from tests.support.processes import stat_fields
+from tests.support.processes import children, pending, stat_fields
 from tests.support.run import vm_tree
 from tests.support.waiting import wait_for
 
@@ -77,10 +77,14 @@ def test_a_stop_sent_to_wattprobe_stops_it_and_reaches_the_command_and_so_does_t
     out = tmp_path / "run.json"
     process = start_traps(tree, out, [signal.SIGTSTP, signal.SIGCONT])
     try:
+        (command,) = children(process.pid)
         process.send_signal(signal.SIGTSTP)
         wait_for(
             lambda: stat_fields(process.pid)[0] == "T", 10, "wattprobe stopped as its command was asked to"
         )
+        # The kernel discards a stop still pending when a SIGCONT comes: on a busy machine the command
+        # may not have run since wattprobe sent it the stop.
+        wait_for(lambda: not pending(command, signal.SIGTSTP), 10, "the command to take the stop")
         process.send_signal(signal.SIGCONT)
         stdout, stderr = process.communicate(timeout=60)
     finally:

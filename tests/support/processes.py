@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 # What the child runs with `-c`: spin on one CPU, or wait until its stdin closes.
 _CODE = {
@@ -47,6 +48,25 @@ def schedstat_ns(pid: int) -> int:
     """The CPU time of a live process (its threads that live included), ns, as the kernel keeps it."""
     with open(f"/proc/{pid}/schedstat") as f:
         return int(f.read().split()[0])
+
+
+def children(pid: int) -> list[int]:
+    """The pids of the live children of process `pid` (of all its threads)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def pending(pid: int, signum: int) -> bool:
+    """Whether signal `signum` was sent to process `pid` and not yet delivered (a SIGCONT sent meanwhile
+    would discard a pending stop)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    masks = [
+        int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))
+    ]
+    return any(mask >> (signum - 1) & 1 for mask in masks)
 
 
 def stat_fields(pid: int) -> list[str]:
