@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from wattprobe.core.model import HOST_DOMAINS, Counter, EnergyReading, MachineCpu
 from wattprobe.errors import SensorReadError, SensorUnavailable, UsageError
 from wattprobe.sources.cpuinfo import CpuIdentity, read_cpu_identity
-from wattprobe.sources.procfs import read_machine_cpu
+from wattprobe.sources.kept_files import KeptFiles
+from wattprobe.sources.procfs import parse_machine_cpu, read_machine_cpu
 
 if TYPE_CHECKING:
     from wattprobe.sources import SourceSettings
@@ -331,6 +332,7 @@ class EstimateSensor:
         self.memory_watts = memory_watts
         self._uj: dict[Key, float] = {}
         self._last: tuple[int, MachineCpu] | None = None
+        self._files = KeptFiles()  # /proc/stat, read at every tick as the /proc reader reads it
 
     @classmethod
     def from_settings(cls, settings: SourceSettings) -> EstimateSensor:
@@ -353,7 +355,7 @@ class EstimateSensor:
     def read(self) -> EnergyReading:
         now = self.clock()
         try:
-            cpu = read_machine_cpu(self.procfs_root)
+            cpu = parse_machine_cpu(self._files.read(f"{self.procfs_root}/stat"))
         except (OSError, ValueError) as error:
             raise SensorReadError(f"cannot read {self.procfs_root}/stat: {error}") from error
         if self._last is not None:
@@ -375,7 +377,7 @@ class EstimateSensor:
         return EnergyReading(now, counters)
 
     def close(self) -> None:
-        pass
+        self._files.close()
 
 
 def choose_model(settings: SourceSettings) -> PowerModel:
