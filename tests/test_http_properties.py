@@ -213,6 +213,8 @@ def _parse(cls: type[BaseHTTPRequestHandler], head: bytes) -> tuple[_Parsed, Bas
     handler.send_error = lambda code, *_: errors.append(code)  # type: ignore[method-assign]
     handler.rfile, handler.wfile = io.BytesIO(head), io.BytesIO()  # type: ignore[assignment]
     handler.raw_requestline = handler.rfile.readline(65537)  # type: ignore[attr-defined]
+    if len(handler.raw_requestline) > 65536:  # handle_one_request's 414, before either parse
+        return _Parsed(handler, False, [414]), handler
     parse = handler._parse_request if isinstance(handler, _Handler) else handler.parse_request
     return _Parsed(handler, parse(), errors), handler
 
