@@ -127,7 +127,9 @@ def discover(root: str, *, vm: bool = False) -> tuple[Zone, ...]:
     except PermissionError:
         raise SensorUnavailable(f"cannot list {where}: permission denied", "run as root") from None
     dirs: dict[str, str] = {}
-    for entry in entries:
+    # In name order, whatever order the file system lists: a package before its domains, so that a
+    # domain is named by its path inside the package the same way on every run.
+    for entry in sorted(entries):
         dirs.setdefault(entry, f"{root}/{entry}")
         try:  # sysfs nests domains inside their package too
             nested = os.listdir(f"{root}/{entry}") if _ZONE.match(entry) else []
