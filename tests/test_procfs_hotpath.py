@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
+
+import pytest
 
 from tests.support import agents
 from tests.support.procfs import write_process, write_stat
 from tests.support.waiting import wait_for
 from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid
+from wattprobe.sources.procfs.files import _NO_IO
 from wattprobe.sources.procfs.scan import clocks_readable
 
 
@@ -135,6 +139,41 @@ def test_an_unreadable_io_file_is_tried_once_per_process_and_exec(tmp_path):
     io = reader.process(key)[3]
     assert io is not None and (io.read_bytes, io.write_bytes) == (4096, 8192)
     reader.close()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root, to drop a capability"
+)
+def test_an_io_file_refused_at_the_read_is_tried_once_per_process_and_exec():
+    """The kernel checks ptrace access when /proc/PID/io is read, not when it is opened: an agent without
+    CAP_SYS_PTRACE opens a process's io with more capabilities than its own, and is refused each read.
+    It is asked once, and its descriptor closed."""
+    target = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    code = (
+        "import os, sys\n"
+        "from wattprobe.sources.procfs import ProcfsReader, key_pid\n"
+        "reader = ProcfsReader()\n"
+        "key = next(k for k in reader.scan()[1] if key_pid(k) == int(sys.argv[1]))\n"
+        "fds = len(os.listdir('/proc/self/fd'))\n"
+        "print(reader.process(key)[3], len(os.listdir('/proc/self/fd')) - fds, reader._by_key[key].io_fd)\n"
+        "print(reader.process(key)[3], len(os.listdir('/proc/self/fd')) - fds, reader._by_key[key].io_fd)\n"
+        "own = next(k for k in reader._by_key if key_pid(k) == os.getpid())\n"
+        "print(reader.process(own)[3] is not None)\n"
+    )
+    try:
+        result = subprocess.run(
+            ["setpriv", "--bounding-set=-sys_ptrace", sys.executable, "-c", code, str(target.pid)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        target.kill()
+        target.wait()
+    assert result.returncode == 0, result.stderr
+    first, second, own = result.stdout.splitlines()
+    assert first == second == f"None 0 {_NO_IO}"  # opened, refused, closed: no descriptor kept
+    assert own == "True"  # its own io still read
 
 
 def test_proc_is_listed_again_only_after_a_fork(tmp_path):

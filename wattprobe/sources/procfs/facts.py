@@ -37,6 +37,9 @@ class Facts:
     def _read(self, fd: int, pid: int, name: str) -> bytes:
         raise NotImplementedError  # the scan's
 
+    def _close(self, fd: int) -> None:
+        raise NotImplementedError  # the scan's
+
     def process(self, key: int) -> tuple[ProcessInfo, int, int, DiskIo | None] | None:
         """Static facts, RSS and virtual size (bytes) and disk I/O of a live process seen at the last
         scan (its /proc/PID/io is read here, so only for the processes a Frame lists)."""
@@ -50,7 +53,8 @@ class Facts:
 
     def _disk_io(self, task: _Task) -> DiskIo | None:
         """Bytes read and written through the storage layer; None where /proc/PID/io is not ours to read
-        (tried once per process and exec: an agent without privileges is refused every other user's)."""
+        (tried once per process and exec: an agent without privileges is refused every other user's at
+        the open; one with fewer capabilities than a process, or in another user namespace, at the read)."""
         if task.io_fd == _NO_IO:
             return None
         try:
@@ -60,7 +64,12 @@ class Facts:
                 except OSError:
                     task.io_fd = _NO_IO
                     return None
-            raw = self._read(task.io_fd, task.pid, "io")
+            try:
+                raw = self._read(task.io_fd, task.pid, "io")
+            except PermissionError:
+                self._close(task.io_fd)
+                task.io_fd = _NO_IO
+                return None
             last = task.io
             if last is not None and raw == task.io_raw:  # no I/O since (a kernel thread's, mostly)
                 if last.read_delta or last.write_delta:
