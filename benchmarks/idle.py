@@ -18,6 +18,11 @@ Each exporter sits in a cgroup of its own, whose CPU counter gives its CPU time 
 that ended included); scrapes go over one kept-alive connection per exporter, as Prometheus keeps
 its connections. The ratio of a round is its CPU per scrape over the reference's in the same round;
 the tables give the median over the rounds (and the lowest and highest ratio).
+
+Where a scrape's CPU goes, in the 50 cgroups, after the rounds: a second agent, alone, asked once a
+second for its index page (the HTTP exchange alone), then for /metrics with `--min-interval 3600`
+(one Frame kept for every scrape: the HTTP exchange and the exposition), against a fresh scrape from
+the rounds (the measurement too).
 """
 
 from __future__ import annotations
@@ -63,14 +68,14 @@ class Exporter:
             alive=self.process,
         )
 
-    def scrape(self) -> int:
-        """GET /metrics on the kept connection (a new one if it broke); the body's size."""
+    def scrape(self, path: str = "/metrics") -> int:
+        """GET `path` on the kept connection (a new one if it broke); the body's size."""
         started = time.perf_counter()
         for attempt in (0, 1):
             if self._connection is None:
                 self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
             try:
-                self._connection.request("GET", "/metrics")
+                self._connection.request("GET", path)
                 response = self._connection.getresponse()
                 body = response.read()
                 break
@@ -127,6 +132,20 @@ def measure(exporters: list[Exporter], rounds: int, seconds: float, warmup_s: fl
         out.floor.append(median(floors))
         out.scrapes += scrapes
     return out
+
+
+def per_request(exporter: Exporter, path: str, requests: int) -> float:
+    """The exporter's CPU per GET of `path` (s), asked once a second, after two to warm up."""
+    for _ in range(2):
+        exporter.scrape(path)
+        time.sleep(1.0)
+    before = exporter.cpu_ns()
+    due = time.monotonic()
+    for _ in range(requests):
+        exporter.scrape(path)
+        due += 1.0
+        time.sleep(max(0.0, due - time.monotonic()))
+    return (exporter.cpu_ns() - before) / 1e9 / requests
 
 
 @contextlib.contextmanager
@@ -193,6 +212,22 @@ def _exporters(
     return started
 
 
+def _breakdown(
+    tree: PowercapTree, tmp: Path, cgroup: Path, stack: contextlib.ExitStack, requests: int
+) -> dict[str, float]:
+    """A second agent's CPU per request, alone: its index page, then /metrics from one kept Frame."""
+    port = free_port()
+    argv = agents.on_tree(
+        tree.root, "prometheus", "-a", "127.0.0.1", "-p", str(port), "--min-interval", "3600"
+    )
+    agent = Exporter("wattprobe, one Frame kept", argv, port, cgroup, tmp / f"{port}.log")
+    stack.callback(agent.stop)
+    return {
+        "groups_http": per_request(agent, "/", requests),
+        "groups_kept_frame": per_request(agent, "/metrics", requests),
+    }
+
+
 def _spread(values: list[float]) -> str:
     return f"{min(values):.2f} to {max(values):.2f}"
 
@@ -227,12 +262,15 @@ def bench(
         ]
     ]
 
+    spare: list[Path] = []  # the cgroup of the second agent, in the 50 cgroups' layout
+
     def in_groups(stack: contextlib.ExitStack) -> tuple[Path, Path] | None:
-        homes = stack.enter_context(_cgroups(groups + 2, "wattprobe-bench"))
+        homes = stack.enter_context(_cgroups(groups + 3, "wattprobe-bench"))
         if not homes:
             return None
-        for home in homes[2:]:
+        for home in homes[3:]:
             stack.enter_context(Swarm(per_group, cgroup=home))
+        spare.append(homes[2])
         return homes[0], homes[1]
 
     def in_one(stack: contextlib.ExitStack) -> tuple[Path, Path] | None:
@@ -263,6 +301,10 @@ def bench(
                     versus_node = [a / b for a, b in zip(ours, theirs, strict=True) if b > 0]
                     versus_floor = [a / b for a, b in zip(ours, m.floor, strict=True) if b > 0]
                     latency = [median(e.latencies) for e in exporters]
+                    if key == "groups":
+                        for exporter in exporters:
+                            exporter.stop()
+                        result.numbers |= _breakdown(tree, tmp, spare[0], stack, max(3, round(2 * seconds)))
                 result.numbers |= {
                     f"{key}_wattprobe": median(ours),
                     f"{key}_node_exporter": median(theirs),
@@ -288,6 +330,15 @@ def bench(
                     ]
                 )
     result.tables.append(rows)
+    fresh, kept, http = (result.numbers[f"groups_{part}"] for part in ("wattprobe", "kept_frame", "http"))
+    result.tables.append(
+        [
+            [f"a scrape in {groups} cgroups of {per_group}", "CPU per request", "of which"],
+            ["the index page (the HTTP exchange alone)", ms(http), ""],
+            ["/metrics, one Frame kept for every scrape", ms(kept), f"the exposition: {ms(kept - http)}"],
+            ["/metrics, a fresh measurement (the rounds)", ms(fresh), f"the measurement: {ms(fresh - kept)}"],
+        ]
+    )
     result.budgets += [
         Budget(
             f"wattprobe CPU per scrape / node_exporter's RAPL collector's, {processes:,} idle processes "
