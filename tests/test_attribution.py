@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import time
 
 import pytest
 
@@ -157,3 +159,23 @@ def test_cgroups_from_their_counters_add_up_to_host_power_with_their_unattribute
     assert frame.unattributed_cgroup_watts == pytest.approx(50.0 * (1 - 1.25 / 2))
     # The processes' own identity holds beside it.
     assert sum(c.watts for c in frame.consumers) + frame.unattributed_watts == pytest.approx(50.0)
+
+
+def test_the_agent_s_own_cpu_time_is_counted_to_the_microsecond(powercap):
+    """The agent's CPU seconds (and the percentage made of them) follow a tick of a few ms: counted in
+    clock ticks (10 ms), most windows would show none and some a whole tick."""
+    sampler = Sampler(PowercapSensor(str(powercap.root), clock=powercap.written_at), ProcfsReader())
+    seconds = []
+    with powercap.running():
+        sampler.tick()
+        for _ in range(6):
+            end = time.thread_time() + 0.003  # 3 ms of CPU in this thread before each tick
+            while time.thread_time() < end:
+                pass
+            frame = sampler.tick()
+            assert frame is not None
+            seconds.append(frame.agent.cpu_seconds)
+    sampler.close()
+    used = [b - a for a, b in itertools.pairwise(seconds)]
+    assert all(0.003 <= u < 0.05 for u in used), used  # the busy loop's 3 ms and the tick's own
+    assert any(abs(u * 100 - round(u * 100)) > 0.01 for u in used), used  # not whole clock ticks
