@@ -7,8 +7,9 @@ value changes at nearly every one (power is a rate), so reusing whole unchanged 
 little. This writer asks prometheus_client's own encoder for each family's header, and for the
 lines of the series it has not written lately (all of a scrape's at once, with a value of 0.0),
 keeps each line up to its value, and at a scrape joins those starts to the values, written as
-prometheus_client's `floatToGoString` writes them. The body is byte for byte what the encoder writes for the
-same families (tests compare the two). Which processes are exposed changes from one scrape to the
+prometheus_client's `floatToGoString` writes them; a series whose value did not change (an idle
+process's memory and disk counters) gets its last line again. The body is byte for byte what the
+encoder writes for the same families (tests compare the two). Which processes are exposed changes from one scrape to the
 next (those that ran), so a series is kept until it has been missing from KEEP to 2 * KEEP bodies:
 what is kept is bounded by what ran lately. Measured with 10,000 process series: 122 ms where
 prometheus_client takes 294 ms; 397 ms when every series is new (360 ms).
@@ -26,6 +27,7 @@ Encoder = Callable[..., bytes]  # prometheus_client's generate_latest of one for
 _ZERO = b"0.0\n"  # how the encoders end the line of a sample whose value is 0.0
 KEEP = 64  # bodies: a series missing from this many to twice as many is forgotten
 _INF = float("inf")
+_NAN = float("nan")
 
 
 class Head(NamedTuple):
@@ -41,7 +43,28 @@ class Head(NamedTuple):
         return Metric(self.name, self.help, self.kind, self.unit)
 
 
-Labels = tuple[tuple[str, str], ...]  # a series' labels, in the order given
+# A series' labels, in the order given, as one string: the repr of their (name, value) pairs. A string
+# keeps its hash, so that finding a series touches one object, where a tuple of pairs is hashed anew
+# through every pair and string (between scrapes a second apart, each one a cache miss).
+Labels = str
+
+
+class _Series:
+    """A series' line up to its value, and its last value and whole line."""
+
+    __slots__ = ("line", "start", "value")
+
+    def __init__(self, start: bytes) -> None:
+        self.start = start
+        self.value: float = _NAN  # equal to no value: the first one is written
+        self.line = b""
+
+
+def _text(value: float) -> bytes:
+    """A value as floatToGoString writes it, and the line's end: repr() below 1e6 (neither NaN nor
+    infinite), its own way beyond."""
+    v = float(value)
+    return (repr(v) if -_INF < v < 1e6 else floatToGoString(v)).encode() + b"\n"
 
 
 class _Registry:
@@ -64,50 +87,54 @@ class Writer:
         self._rename = rename
         self._end = encode(_Registry())  # what follows the last family: "# EOF" in OpenMetrics
         self._heads: dict[Head, tuple[bytes, bytes]] = {}  # as the encoder wrote it, as renamed
-        # Each series' line up to its value, by family and labels: used since the last turn, in the KEEP before.
-        self._starts: dict[Head, dict[Labels, bytes]] = {}
-        self._older: dict[Head, dict[Labels, bytes]] = {}
+        # Each series by family and labels: used since the last turn, in the KEEP before.
+        self._starts: dict[Head, dict[Labels, _Series]] = {}
+        self._older: dict[Head, dict[Labels, _Series]] = {}
         self._bodies = 0
-        # Each dict of labels of the last body, as a tuple, by id: the samples of one process share one
+        # Each dict of labels of the last body, with its key, by id: the samples of one process share one
         # dict, which a caller may keep from one body to the next (the entry holds it: its id names no other).
-        self._items: dict[int, tuple[dict[str, str], Labels]] = {}
+        self._keys: dict[int, tuple[dict[str, str], Labels]] = {}
 
     def body(self, families: Iterable[tuple[Head, Iterable[tuple[dict[str, str], float]]]]) -> bytes:
         """The text of `families`, each with its samples' (labels, value), in the order given."""
         starts, older = self._starts, self._older
-        before = self._items
+        before = self._keys
         seen: dict[int, tuple[dict[str, str], Labels]] = {}
         out: list[bytes] = []
         missing: dict[Head, dict[Labels, dict[str, str]]] = {}  # series never written, or not lately
-        pending: list[tuple[int, Head, Labels, bytes]] = []  # where their lines go, and their values
+        pending: list[tuple[int, Head, Labels, float]] = []  # where their lines go, and their values
         for head, samples in families:
             out.append((self._heads.get(head) or self._head(head))[1])
             known = starts.setdefault(head, {})
             for labels, value in samples:
                 kept = seen.get(id(labels)) or before.get(id(labels))
                 if kept is None or kept[0] is not labels:
-                    kept = (labels, tuple(labels.items()))
+                    kept = (labels, repr(tuple(labels.items())))
                 seen[id(labels)] = kept
-                items = kept[1]
-                # floatToGoString's text: repr() below 1e6 (not NaN nor infinite), its own way beyond.
-                v = float(value)
-                text = (repr(v) if -_INF < v < 1e6 else floatToGoString(v)).encode() + b"\n"
-                start = known.get(items)
-                if start is None:
-                    start = older.get(head, {}).get(items)
-                    if start is None:
-                        missing.setdefault(head, {})[items] = labels
-                        pending.append((len(out), head, items, text))
+                key = kept[1]
+                series = known.get(key)
+                if series is None:
+                    series = older.get(head, {}).get(key)
+                    if series is None:
+                        missing.setdefault(head, {})[key] = labels
+                        pending.append((len(out), head, key, value))
                         out.append(b"")
                         continue
-                    known[items] = start
-                out.append(start + text)
+                    known[key] = series
+                # The same value writes the same text; a zero is written anew (-0.0 == 0.0).
+                if value != series.value or not value:
+                    series.value = value
+                    series.line = series.start + _text(value)
+                out.append(series.line)
         if missing:
             self._learn(missing)
-            for at, head, items, text in pending:
-                out[at] = starts[head][items] + text
+            for at, head, key, value in pending:
+                series = starts[head][key]
+                series.value = value
+                series.line = series.start + _text(value)
+                out[at] = series.line
         out.append(self._end)
-        self._items = seen
+        self._keys = seen
         self._bodies += 1
         if self._bodies % KEEP == 0:
             self._older, self._starts = starts, {}
@@ -134,11 +161,11 @@ class Writer:
                 raise RuntimeError(f"prometheus_client wrote {text[at : at + 80]!r} where {header!r} was due")
             at += len(header)
             known = self._starts[head]
-            for items in series:
+            for key in series:
                 end = text.index(b"\n", at) + 1
                 if not text.endswith(b" " + _ZERO, at, end):
                     raise RuntimeError(f"prometheus_client wrote {text[at:end]!r} for one sample of 0.0")
-                known[items] = text[at : end - len(_ZERO)]
+                known[key] = _Series(text[at : end - len(_ZERO)])
                 at = end
         if at != len(text):
             raise RuntimeError(f"prometheus_client wrote more than asked: {text[at : at + 80]!r}")
