@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.support import agents
+from tests.support.paths import REPO
 from tests.support.procfs import write_process, write_stat
 from tests.support.waiting import wait_for
 from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid
@@ -163,6 +164,7 @@ def test_an_io_file_refused_at_the_read_is_tried_once_per_process_and_exec():
     try:
         result = subprocess.run(
             ["setpriv", "--bounding-set=-sys_ptrace", sys.executable, "-c", code, str(target.pid)],
+            cwd=REPO,
             capture_output=True,
             text=True,
             timeout=60,
