@@ -5,6 +5,7 @@ response or a closed connection within a time bound, and the server answers a go
 from __future__ import annotations
 
 import base64
+import email.utils
 import http.client
 import io
 import itertools
@@ -23,7 +24,7 @@ from tests.support import frames
 from tests.support.net import http_get
 from wattprobe.sinks.prometheus.families import FrameCollector
 from wattprobe.sinks.prometheus.series import SeriesSettings
-from wattprobe.sinks.prometheus.server import MetricsServer, _Handler, listen
+from wattprobe.sinks.prometheus.server import MetricsServer, _Handler, imf_date, listen
 
 CREDENTIALS = b"user:pass"
 GOOD_AUTH = "Basic " + base64.b64encode(CREDENTIALS).decode()
@@ -287,3 +288,8 @@ def test_a_head_past_the_limits_is_answered_with_the_standard_status(head: bytes
 def test_a_version_in_digits_other_than_ascii_is_refused():
     """`HTTP/1.١` (an Arabic-Indic one) reads as 1.1 to http.server; it is no HTTP version."""
     assert _parse(_Handler, "GET /metrics HTTP/1.١\r\n\r\n".encode())[0].error == 400
+
+
+@given(st.integers(min_value=0, max_value=253402300799))  # 9999-12-31T23:59:59Z
+def test_the_date_header_reads_as_the_standard_library_writes_it(second: int):
+    assert imf_date(second) == email.utils.formatdate(second, usegmt=True)

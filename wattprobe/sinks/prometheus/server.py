@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import email.utils
 import errno
 import fcntl
 import gzip
@@ -590,6 +589,8 @@ def _http_version(word: str) -> tuple[int, int] | None:
 
 
 _date: tuple[int, str] = (0, "")  # the Date header of the current second
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def _http_date() -> str:
@@ -597,5 +598,14 @@ def _http_date() -> str:
     global _date
     second = int(time.time())
     if _date[0] != second:
-        _date = (second, email.utils.formatdate(second, usegmt=True))
+        _date = (second, imf_date(second))
     return _date[1]
+
+
+def imf_date(second: int) -> str:
+    """A Unix time as RFC 9110's IMF-fixdate, in English whatever the locale: email.utils.formatdate's
+    text, without its way through datetime, which took 50 µs of CPU at each scrape a second apart (a
+    fifth of the HTTP exchange)."""
+    t = time.gmtime(second)
+    day, month = _DAYS[t.tm_wday], _MONTHS[t.tm_mon - 1]
+    return f"{day}, {t.tm_mday:02d} {month} {t.tm_year:04d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
