@@ -54,24 +54,27 @@ def test_busy_processes_get_their_cpu_share_of_host_power(powercap):
 
 
 def test_a_window_looks_at_the_processes_that_ran_and_finds_what_comparing_every_process_finds(powercap):
-    """The reader says which processes' time changed since its last snapshot, so that attribution need
-    not compare the 1,000 that slept; on real processes the Frame is the one every comparison gives."""
+    """The reader gives a snapshot the processes whose time changed since its last one (with their
+    time then), so that a tick neither copies nor compares the 1,000 that slept; on real processes
+    the Frame is the one a comparison of every process's time gives."""
     sampler = powercap.sampler()
     with BusyChildren([0.5, 0.2], seconds=0.6):
         sampler.tick()
-        prev = sampler._prev
+        prev, every_before = sampler._prev, dict(sampler.procfs._cpu)
         powercap.advance(0.5)
         frame = sampler.tick()
-        now = sampler._prev
-    assert frame is not None and prev is not None and now is not None
-    assert now.seq == prev.seq + 1 and now.changed is not None
-    assert len(now.changed) < len(now.tasks) / 2  # most processes slept
-    assert now.changed >= {k for k, ns in now.tasks.items() if ns != prev.tasks.get(k)}
-    every = dataclasses.replace(now, changed=None)
-    keys = consumer_keys(prev, every)
+        now, every_now = sampler._prev, dict(sampler.procfs._cpu)
+    assert frame is not None and prev is not None and now is not None and now.changed is not None
+    assert now.seq == prev.seq + 1
+    moved = {k for k, ns in every_now.items() if ns != every_before.get(k)}
+    assert moved and len(moved) < len(every_now) / 2  # most processes slept
+    assert set(now.tasks) == moved and {k: every_before.get(k, 0) for k in moved} == now.changed
+    full_prev = dataclasses.replace(prev, tasks=every_before, changed=None)
+    full_now = dataclasses.replace(now, tasks=every_now, changed=None)
+    keys = consumer_keys(full_prev, full_now)
     assert sorted(consumer_keys(prev, now)) == sorted(keys) and keys
     infos = {key: found[0] for key in keys if (found := sampler.procfs.process(key)) is not None}
-    mine, theirs = frame_between(prev, now, infos), frame_between(prev, every, infos)
+    mine, theirs = frame_between(prev, now, infos), frame_between(full_prev, full_now, infos)
     assert sorted(mine.consumers, key=str) == sorted(theirs.consumers, key=str)
     assert mine.unattributed_watts == pytest.approx(theirs.unattributed_watts, rel=1e-12)
     assert {g.key: g.watts for g in mine.cgroups} == pytest.approx({g.key: g.watts for g in theirs.cgroups})
@@ -82,11 +85,13 @@ def test_only_the_keys_a_following_snapshot_names_are_compared():
     a, b = process(1, "a"), process(2, "b")
     prev = dataclasses.replace(snapshot(0, {1: 0, 2: 0}), seq=4)
     ran = snapshot(1, {1: 10**8, 2: 10**8})
-    following = dataclasses.replace(ran, seq=5, changed=frozenset({1}))
+    following = dataclasses.replace(ran, tasks={1: 10**8}, seq=5, changed={1: 0})
     assert [c.info.pid for c in frame_between(prev, following, {1: a, 2: b}).consumers] == [1]
-    # Not the next snapshot of the same reader (or not said): every process is compared.
-    for other in (dataclasses.replace(following, seq=7), ran):
-        assert {c.info.pid for c in frame_between(prev, other, {1: a, 2: b}).consumers} == {1, 2}
+    # Not said what changed: every process is compared.
+    assert {c.info.pid for c in frame_between(prev, ran, {1: a, 2: b}).consumers} == {1, 2}
+    # What changed since another snapshot than the one it is compared with: no window can be told.
+    with pytest.raises(ValueError, match="since snapshot 6, not 4"):
+        frame_between(prev, dataclasses.replace(following, seq=7), {1: a, 2: b})
 
 
 def test_energy_totals_never_decrease_across_wraps(powercap):
@@ -108,12 +113,18 @@ def test_energy_totals_never_decrease_across_wraps(powercap):
 S = 1_000_000_000
 
 
-def test_a_share_scaled_down_to_fit_the_machine_is_given_back_next_window():
+@pytest.mark.parametrize("said", [False, True], ids=["every process", "what changed, as a reader says"])
+@pytest.mark.parametrize("second_ran", [True, False], ids=["both run again", "one does not"])
+def test_a_share_scaled_down_to_fit_the_machine_is_given_back_next_window(said: bool, second_ran: bool):
     infos = {1: process(1, cgroup=APP), 2: process(2, cgroup=APP)}
     carry = Carry()
     s0 = snapshot(0, {1: 0, 2: 0})
     s1 = snapshot(1, {1: 7 * S // 10, 2: 5 * S // 10})  # 1.2 s of CPU in 1 s on one CPU: too much
-    s2 = snapshot(2, {1: S, 2: 7 * S // 10})
+    s2 = snapshot(2, {1: S, 2: 7 * S // 10 if second_ran else 5 * S // 10})
+    if said:  # the second window as the reader gives it: the processes whose time changed, with it before
+        s1 = dataclasses.replace(s1, seq=1)
+        moved = {k: s1.tasks[k] for k in s2.tasks if s2.tasks[k] != s1.tasks[k]}
+        s2 = dataclasses.replace(s2, tasks={k: s2.tasks[k] for k in moved}, seq=2, changed=moved)
     first = frame_between(s0, s1, infos, carry)
     assert sum(c.cpu_share for c in first.consumers) == pytest.approx(1.0)
     assert first.unattributed_watts == pytest.approx(0.0, abs=1e-9)
@@ -124,7 +135,7 @@ def test_a_share_scaled_down_to_fit_the_machine_is_given_back_next_window():
             shares[c.info.pid] += c.cpu_share
         assert sum(c.watts for c in frame.consumers) + frame.unattributed_watts == pytest.approx(50.0)
     # Over both windows each process got exactly the time it used: none was lost to the scaling.
-    assert shares == pytest.approx({1: 1.0, 2: 0.7})
+    assert shares == pytest.approx({1: 1.0, 2: 0.7 if second_ran else 0.5})
     assert carry.tasks == {}
 
 

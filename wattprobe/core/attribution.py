@@ -82,22 +82,25 @@ def _fit(wanted: dict[K, float], machine_ns: int, carried: dict[K, float]) -> di
 
 
 def _ran(prev: Snapshot, now: Snapshot) -> dict[int, int]:
-    """The CPU ns each process that ran in the window used. Where `now` follows `prev` from the same
-    reader, only the keys it says changed are looked at (a tick costs what ran, not what exists)."""
-    before, tasks = prev.tasks, now.tasks
-    if now.changed is not None and prev.seq and now.seq == prev.seq + 1:
-        ran = (key for key in sorted(now.changed) if key in tasks)  # sorted: ties in power keep an order
-        return {key: ns for key in ran if (ns := tasks[key] - before.get(key, 0)) > 0}
-    return {key: ns for key, cpu in tasks.items() if (ns := cpu - before.get(key, 0)) > 0}
+    """The CPU ns each process that ran in the window used. Where the reader said what changed since
+    `prev`, only those keys are looked at (a tick costs what ran, not what exists)."""
+    tasks, changed = now.tasks, now.changed
+    if changed is None:
+        before = prev.tasks
+        return {key: ns for key, cpu in tasks.items() if (ns := cpu - before.get(key, 0)) > 0}
+    if now.seq != prev.seq + 1:
+        raise ValueError(f"snapshot {now.seq} says what changed since snapshot {now.seq - 1}, not {prev.seq}")
+    ran = (key for key in sorted(changed) if key in tasks)  # sorted: ties in power keep an order
+    return {key: ns for key in ran if (ns := tasks[key] - changed[key]) > 0}
 
 
 def consumer_keys(prev: Snapshot, now: Snapshot, carry: Carry | None = None) -> list[int]:
-    """The processes that get a share of the window: those that ran in it, and those owed time."""
-    before, tasks = prev.tasks, now.tasks
-    ran = list(_ran(prev, now))
+    """The processes that get a share of the window: those that ran in it, and those owed time (that
+    did not run: a key owed time whose process is gone has no facts, and is left out)."""
+    ran = _ran(prev, now)
     if carry is None:
-        return ran
-    return ran + [key for key in carry.tasks if key in tasks and tasks[key] <= before.get(key, 0)]
+        return list(ran)
+    return [*ran, *(key for key in carry.tasks if key not in ran)]
 
 
 def attribute(
@@ -126,11 +129,10 @@ def attribute(
     busy = now.machine.busy - prev.machine.busy
     idle = now.machine.idle - prev.machine.idle
     machine_ns = now.machine.n_cpus * (now.t_ns - prev.t_ns)
-    tasks = now.tasks
     measured = _ran(prev, now)
     used: dict[int, float] = dict(measured)
-    for key in carry.tasks:  # a process that ran less this window still gets back what it was owed
-        if key not in used and key in tasks:
+    for key in carry.tasks:  # a process that did not run this window still gets back what it was owed
+        if key not in used and key in processes:
             used[key] = 0
     shares = _fit(used, machine_ns, carry.tasks)
     exited_now, exited_before = now.exited, prev.exited

@@ -120,17 +120,18 @@ class Snapshot:
     wall: float  # time.time() at the same instant
     energy: EnergyReading
     machine: MachineCpu
-    tasks: dict[
-        int, int
-    ]  # task key (see procfs.task_key) -> cumulative CPU time, ns, exited descendants included
+    # task key (see procfs.task_key) -> cumulative CPU time, ns, exited descendants included: of every
+    # live process, or where `changed` is given, of those in it that live (the others' stood still).
+    tasks: dict[int, int]
     exited: dict[int, int] = field(
         default_factory=dict
     )  # task key -> the exited descendants' part, where not 0
     cgroups: dict[str, int] = field(default_factory=dict)  # cgroup path -> its own cumulative CPU time, ns
-    # The task keys whose CPU time changed since the reader's snapshot numbered `seq - 1` (None: not
-    # known, compare every task): attribution then looks at what ran, not at every process that exists.
+    # The task keys whose CPU time changed since the reader's snapshot numbered `seq - 1`, each with its
+    # CPU time then (0: new since), so that a window looks at what ran, not at every process that exists;
+    # such a snapshot is compared with that one only. None: `tasks` has every process, compare them all.
     seq: int = 0
-    changed: frozenset[int] | None = None
+    changed: Mapping[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,8 +316,9 @@ class ProcessReader(Protocol):
 
     root: str  # the procfs mount, for messages
 
-    def scan(self) -> tuple[MachineCpu, dict[int, int]]:
-        """Machine CPU time and the cumulative CPU ns of every live process, by task key."""
+    def scan_changed(self) -> tuple[MachineCpu, dict[int, int]]:
+        """Machine CPU time, and the cumulative CPU ns of the live processes whose time changed since
+        the last `changed()` (every process at the first scan), by task key."""
         ...
 
     def exited(self) -> dict[int, int]:
@@ -327,9 +329,10 @@ class ProcessReader(Protocol):
         """Cumulative CPU ns of the tracked cgroups at the last scan, by cgroup path."""
         ...
 
-    def changed(self) -> tuple[int, frozenset[int]]:
+    def changed(self) -> tuple[int, Mapping[int, int]]:
         """A number one more than at the last call, and the task keys whose CPU time changed since
-        that call (new processes included, vanished ones not)."""
+        that call (new processes included, 0 then; vanished ones may be there too), each with its
+        cumulative CPU ns at that call."""
         ...
 
     def process(self, key: int) -> tuple[ProcessInfo, int, int, DiskIo | None] | None:

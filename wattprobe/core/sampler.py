@@ -102,7 +102,7 @@ class Sampler(Generic[Reader]):
 
     def snapshot(self, energy: EnergyReading) -> Snapshot:
         """`energy` and the CPU times of the machine and its processes, now."""
-        machine, tasks = self.procfs.scan()
+        machine, tasks = self.procfs.scan_changed()
         seq, changed = self.procfs.changed()
         return Snapshot(
             self._clock(),

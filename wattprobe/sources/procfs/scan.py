@@ -248,8 +248,9 @@ class ProcfsReader(Lineage, Facts):
         self.redactor = redactor or Redactor()
         self._tasks: dict[str, _Task] = {}  # by the pid's directory name
         self._loose: dict[int, _Task] = {}  # by task_key: those in no cgroup that can vouch for them
-        self._cpu: dict[int, int] = {}  # task_key -> cpu_ns, kept up to date: a snapshot copies it
-        self._changed: set[int] = set()  # keys whose cpu_ns changed since the last changed()
+        self._cpu: dict[int, int] = {}  # task_key -> cpu_ns, kept up to date
+        # The keys whose cpu_ns changed since the last changed(), each with its cpu_ns then (0: new since).
+        self._changed: dict[int, int] = {}
         self._changes = 0  # calls of changed()
         self._forks = -1  # the machine's fork counter at the last listing of /proc (-1: none yet)
         self.listings = 0  # scans that listed /proc (the others found no fork since the last one)
@@ -271,6 +272,14 @@ class ProcfsReader(Lineage, Facts):
     def scan(self) -> tuple[MachineCpu, dict[int, int]]:
         """Machine CPU time and cumulative CPU ns of every live process (exited descendants
         included), keyed by task_key; `exited()` and `cgroup_ns()` give the rest of the same scan."""
+        machine, _ = self.scan_changed()
+        return machine, self._cpu.copy()
+
+    def scan_changed(self) -> tuple[MachineCpu, dict[int, int]]:
+        """What `scan` gives, for the live processes whose time changed since the last `changed()`
+        only (every one at the first scan): what a tick needs. A copy of every process's time cost an
+        idle host's tick as much as all it read, and grew with the processes that exist, not with
+        those that ran."""
         self._scan += 1
         try:
             machine = parse_machine_cpu(self._files.read(f"{self.root}/stat"))
@@ -332,22 +341,26 @@ class ProcfsReader(Lineage, Facts):
                     tasks[name] = self._by_key[new.key] = self._loose[new.key] = new
                     self._set_cpu(new.key, new.cpu_ns)
         self.cgroups.read()
-        return machine, self._cpu.copy()
+        cpu = self._cpu
+        return machine, {key: cpu[key] for key in self._changed if key in cpu}
 
     def exited(self) -> dict[int, int]:
         """Cumulative ns of exited descendants at the last scan, for the processes that have any."""
         return dict(self._exited)
 
-    def changed(self) -> tuple[int, frozenset[int]]:
-        """A number one more than at the last call, and the keys whose CPU time changed since it."""
+    def changed(self) -> tuple[int, dict[int, int]]:
+        """A number one more than at the last call, and the keys whose CPU time changed since it, each
+        with its CPU time then (0 for a process new since)."""
         self._changes += 1
-        changed, self._changed = frozenset(self._changed), set()
+        changed, self._changed = self._changed, {}
         return self._changes, changed
 
     def _set_cpu(self, key: int, ns: int) -> None:
-        if self._cpu.get(key) != ns:
+        old = self._cpu.get(key)
+        if old != ns:
             self._cpu[key] = ns
-            self._changed.add(key)
+            if key not in self._changed:
+                self._changed[key] = 0 if old is None else old
 
     def cgroup_ns(self) -> dict[str, int]:
         """Cumulative CPU ns of the tracked cgroups at the last scan, by cgroup path."""
