@@ -297,3 +297,28 @@ def sleepers(n: int) -> Iterator[list[int]]:
         os.close(read_end)
         for pid in pids:
             os.waitpid(pid, 0)
+
+
+def test_a_counter_the_check_read_is_not_read_again_in_the_same_scan(tmp_path, monkeypatch):
+    """A cgroup whose processes were in a Frame has its counter read at every scan for its figure; where
+    it is also checked for quiet, that read gives both: one pread of the file a scan."""
+    tree = Tree(tmp_path)
+    for pid in (10, 11, 12):
+        tree.add(pid)
+    reader = tree.reader()
+    scans(reader, 4)
+    for pid in (10, 11, 12):
+        assert reader.process(task_key(pid, pid)) is not None  # in a Frame: its cgroup's counter is followed
+    tree.counter(5 * MS)
+    read, files = os.pread, []
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        files.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return read(fd, size, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    reader.scan()
+    monkeypatch.undo()
+    assert files.count(str(tree.service / "cpu.stat")) == 1
+    assert reader.cgroup_ns() == {SERVICE: 5 * MS}
+    reader.close()

@@ -4,13 +4,17 @@ cgroup v2 keeps `usage_usec` in every cgroup's `cpu.stat`, whatever controllers 
 keeps `cpuacct.usage` (ns) in the hierarchy that carries cpuacct. Both count every process that
 ever ran in the cgroup or below it, so a service's or a container's figure no longer depends on
 which of its processes were alive at two instants. Counters are read only for the cgroups of
-processes that appeared in a Frame, while one of them lives: one pread each per scan.
+processes that appeared in a Frame, while one of them lives: one pread each per scan, none where
+the quiet cgroups' check read the same file in the same scan.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
+
+_NONE: Mapping[str, bytes] = {}
 
 
 def cgroup_paths(text: str) -> dict[str, str]:
@@ -113,14 +117,16 @@ class CgroupReader:
             if counter.refs <= 0:
                 self._close(path)
 
-    def read(self) -> None:
-        """Read every tracked counter now (the scan's instant); an unreadable one is left out."""
+    def read(self, read: Mapping[str, bytes] = _NONE) -> None:
+        """Read every tracked counter now (the scan's instant); an unreadable one is left out. `read`
+        has counter files already read in this scan, by path, as read (the quiet cgroups' check):
+        each file is read once a scan."""
         usage = {}
         for path, counter in self._counters.items():
             if counter.fd < 0:
                 continue
             try:
-                data = os.pread(counter.fd, 256, 0)
+                data = read.get(counter.file) or os.pread(counter.fd, 256, 0)
                 if counter.v2:
                     name, value = data.split(None, 2)[:2]
                     ns = int(value) * 1000 if name == b"usage_usec" else -1

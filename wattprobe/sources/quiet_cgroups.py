@@ -28,6 +28,7 @@ are read at the next scan in which their cgroup's counter moves.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 
@@ -52,6 +53,7 @@ class Home:
     __slots__ = (
         "counter",
         "counter_fd",
+        "counter_file",
         "directory",
         "key",
         "listable",
@@ -65,6 +67,7 @@ class Home:
     def __init__(self, key: tuple[str, bool], directory: str, v2: bool, counter_fd: int) -> None:
         self.key = key
         self.directory = directory
+        self.counter_file = f"{directory}/{'cpu.stat' if v2 else 'cpuacct.usage'}"
         self.v2 = v2
         self.counter_fd = counter_fd  # _NO_FD: unreadable, its members are read one by one
         self.counter: bytes | None = None  # as last read
@@ -103,6 +106,7 @@ class Homes:
         self._moves: MoveWatch | None = None
         self._watching = False  # a watch was tried (opened at the first check with cgroups to check)
         self._checks = 0
+        self.counters: dict[str, bytes] = {}  # each counter file the last check read, as it read it
 
     @property
     def enabled(self) -> bool:
@@ -124,11 +128,9 @@ class Homes:
         home = self._homes.get(key)
         if home is None:
             directory = f"{self.v2_root if v2 else self.v1_root}{path}"
-            try:
-                fd = self._open(f"{directory}/{'cpu.stat' if v2 else 'cpuacct.usage'}")
-            except OSError:
-                fd = _NO_FD  # gone already, or not ours to read: never quiet
-            home = self._homes[key] = Home(key, directory, v2, fd)
+            home = self._homes[key] = Home(key, directory, v2, _NO_FD)
+            with contextlib.suppress(OSError):  # else gone already, or not ours to read: never quiet
+                home.counter_fd = self._open(home.counter_file)
         home.members[pid] = task
         home.listing = None  # quiet again only once a listing read since shows it
         return home
@@ -149,6 +151,7 @@ class Homes:
             self._watching = True
             self._moves = open_watch([r for r in (self.v2_root, self.v1_root) if r], self._procfs_root)
         self._checks += 1
+        counters = self.counters = {}
         moves = self._moves
         relist = moves is None or moves.moved() or self._checks % FULL_LISTING_EVERY == 0
         pread = os.pread
@@ -165,6 +168,7 @@ class Homes:
             except OSError:  # removed (ENODEV): its processes moved out, so they left it
                 self._evict(home, set())
                 continue
+            counters[home.counter_file] = counter
             if counter != home.counter:
                 home.counter = counter
                 continue

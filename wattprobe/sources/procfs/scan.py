@@ -340,7 +340,7 @@ class ProcfsReader(Lineage, Facts):
                 if new is not None:  # else it vanished between listing and reading
                     tasks[name] = self._by_key[new.key] = self._loose[new.key] = new
                     self._set_cpu(new.key, new.cpu_ns)
-        self.cgroups.read()
+        self.cgroups.read(self.homes.counters)
         cpu = self._cpu
         return machine, {key: cpu[key] for key in self._changed if key in cpu}
 
