@@ -17,6 +17,12 @@ from collections.abc import Mapping
 _NONE: Mapping[str, bytes] = {}
 
 
+def counter_file(directory: str, v2: bool) -> str:
+    """The file of a cgroup's CPU counter: v2's `cpu.stat`, v1's `cpuacct.usage`. One spelling for the
+    reader and the quiet cgroups' check, which share what they read by this path."""
+    return f"{directory}/{'cpu.stat' if v2 else 'cpuacct.usage'}"
+
+
 def cgroup_paths(text: str) -> dict[str, str]:
     """Controller ("" for the v2 hierarchy) -> path, from /proc/<pid>/cgroup.
 
@@ -80,7 +86,7 @@ class CgroupReader:
         found = []
         for path in dict.fromkeys(p for p in (cgroup, container) if p and p != "/"):
             if path not in self._counters:
-                self._counters[path] = _Counter(f"{base}{path}/{'cpu.stat' if v2 else 'cpuacct.usage'}", v2)
+                self._counters[path] = _Counter(counter_file(f"{base}{path}", v2), v2)
             found.append(path)
         return tuple(found)
 
@@ -92,7 +98,7 @@ class CgroupReader:
         if base is None:
             return False
         if path not in self._counters:
-            self._counters[path] = _Counter(f"{base}{path}/{'cpu.stat' if v2 else 'cpuacct.usage'}", v2)
+            self._counters[path] = _Counter(counter_file(f"{base}{path}", v2), v2)
         self.track((path,))
         return True
 

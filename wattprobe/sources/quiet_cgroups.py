@@ -33,7 +33,7 @@ import os
 from collections.abc import Callable
 
 from wattprobe.sources.cgroup_moves import MoveWatch, open_watch
-from wattprobe.sources.cgroupfs import cgroup_paths
+from wattprobe.sources.cgroupfs import cgroup_paths, counter_file
 
 # A cgroup costs a counter read per scan (and a listing when it stands still): it is worth it from two
 # processes on, which would cost a read each.
@@ -67,7 +67,7 @@ class Home:
     def __init__(self, key: tuple[str, bool], directory: str, v2: bool, counter_fd: int) -> None:
         self.key = key
         self.directory = directory
-        self.counter_file = f"{directory}/{'cpu.stat' if v2 else 'cpuacct.usage'}"
+        self.counter_file = counter_file(directory, v2)
         self.v2 = v2
         self.counter_fd = counter_fd  # _NO_FD: unreadable, its members are read one by one
         self.counter: bytes | None = None  # as last read
