@@ -23,7 +23,7 @@ def wait_for(
 
     An OSError from `check` counts as not yet (a file not written yet, a server not listening yet).
     Fails (AssertionError, saying `what`) after `timeout_s`, or as soon as the process `alive`, on
-    which the condition depends, has exited.
+    which the condition depends, has exited (with the end of its stderr, where it is piped).
     """
     deadline = time.monotonic() + timeout_s
     while True:
@@ -35,7 +35,9 @@ def wait_for(
         if result:
             return result
         if alive is not None and alive.poll() is not None:
-            raise AssertionError(f"{_text(what)}: the process exited ({alive.returncode}) first")
+            raise AssertionError(
+                f"{_text(what)}: the process exited ({alive.returncode}) first{_said(alive)}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:g} s waiting for {_text(what)}")
         time.sleep(every_s)
@@ -52,3 +54,16 @@ def holds_within(check: Callable[[], object], timeout_s: float, *, every_s: floa
 
 def _text(what: str | Callable[[], str]) -> str:
     return what if isinstance(what, str) else what()
+
+
+def _said(process: subprocess.Popen) -> str:
+    """The end of what an exited process wrote to its piped stderr, for a failure to say why (kept by
+    Popen: a later communicate() gives it again)."""
+    if process.stderr is None:
+        return ""
+    try:
+        _, err = process.communicate(timeout=1)
+    except subprocess.TimeoutExpired:  # a child of its still holds the pipe open
+        return ""
+    text = err.decode(errors="replace") if isinstance(err, bytes) else err or ""
+    return f"; its stderr ends: {text[-2000:]}" if text.strip() else ""
