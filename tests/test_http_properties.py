@@ -234,7 +234,10 @@ def well_formed_heads(draw: st.DrawFn) -> tuple[bytes, list[str]]:
     """A request line of parts good or wrong, then header fields as RFC 9112 writes them (spaces or
     tabs around the value), and the names they use."""
     eol = draw(st.sampled_from(["\r\n", "\n"]))
-    line = " ".join(p for p in (draw(METHODS), draw(TARGETS), draw(VERSIONS)) if p)
+    # A target with a line feed would end the request line there: that head is not the one drawn (the
+    # line after it, not a field, is read as RFC 9112 says, skipped, where email's parser stops).
+    parts = (draw(METHODS), draw(TARGETS.filter(lambda t: "\n" not in t)), draw(VERSIONS))
+    line = " ".join(p for p in parts if p)
     fields = draw(
         st.lists(st.tuples(FIELD_NAME | st.sampled_from(sorted(HEADER_VALUES)), FIELD_VALUE), max_size=8)
     )
