@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.frames import frame_between, process, snapshot
 from tests.support.workloads import BusyChildren
-from wattprobe.core.attribution import Carry, consumer_keys
+from wattprobe.core.attribution import Carry, consumer_keys, cpu_used
 from wattprobe.core.sampler import Sampler
 from wattprobe.sources.powercap import PowercapSensor
 from wattprobe.sources.procfs import ProcfsReader
@@ -71,8 +71,8 @@ def test_a_window_looks_at_the_processes_that_ran_and_finds_what_comparing_every
     assert set(now.tasks) == moved and {k: every_before.get(k, 0) for k in moved} == now.changed
     full_prev = dataclasses.replace(prev, tasks=every_before, changed=None)
     full_now = dataclasses.replace(now, tasks=every_now, changed=None)
-    keys = consumer_keys(full_prev, full_now)
-    assert sorted(consumer_keys(prev, now)) == sorted(keys) and keys
+    keys = consumer_keys(cpu_used(full_prev, full_now))
+    assert sorted(consumer_keys(cpu_used(prev, now))) == sorted(keys) and keys
     infos = {key: found[0] for key in keys if (found := sampler.procfs.process(key)) is not None}
     mine, theirs = frame_between(prev, now, infos), frame_between(full_prev, full_now, infos)
     assert sorted(mine.consumers, key=str) == sorted(theirs.consumers, key=str)

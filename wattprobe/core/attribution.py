@@ -81,7 +81,7 @@ def _fit(wanted: dict[K, float], machine_ns: int, carried: dict[K, float]) -> di
     return {key: ns * scale / machine_ns for key, ns in wanted.items()}
 
 
-def _ran(prev: Snapshot, now: Snapshot) -> dict[int, int]:
+def cpu_used(prev: Snapshot, now: Snapshot) -> dict[int, int]:
     """The CPU ns each process that ran in the window used. Where the reader said what changed since
     `prev`, only those keys are looked at (a tick costs what ran, not what exists)."""
     tasks, changed = now.tasks, now.changed
@@ -94,10 +94,10 @@ def _ran(prev: Snapshot, now: Snapshot) -> dict[int, int]:
     return {key: ns for key in ran if (ns := tasks[key] - changed[key]) > 0}
 
 
-def consumer_keys(prev: Snapshot, now: Snapshot, carry: Carry | None = None) -> list[int]:
-    """The processes that get a share of the window: those that ran in it, and those owed time (that
-    did not run: a key owed time whose process is gone has no facts, and is left out)."""
-    ran = _ran(prev, now)
+def consumer_keys(ran: Mapping[int, int], carry: Carry | None = None) -> list[int]:
+    """The processes that get a share of the window: those that ran in it (`ran`, from `cpu_used`),
+    and those owed time (that did not run: a key owed time whose process is gone has no facts, and is
+    left out)."""
     if carry is None:
         return list(ran)
     return [*ran, *(key for key in carry.tasks if key not in ran)]
@@ -113,13 +113,14 @@ def attribute(
     sensor: str,
     estimated: bool,
     carry: Carry | None = None,
+    ran: Mapping[int, int] | None = None,
 ) -> Frame:
     """The Frame of the window between two snapshots; `totals` already include this window.
 
     `processes` has the facts of the processes `consumer_keys()` names (a process missing from it
     has vanished since the scan: it is left out). `carry` keeps, from one window to the next, what
     had to be withheld to fit the machine's time (a Frame without it withholds for good, as a
-    one-off comparison may).
+    one-off comparison may). `ran` is `cpu_used(prev, now)` where the caller has it already.
     """
     carry = carry if carry is not None else Carry()
     window_s = (now.energy.t_ns - prev.energy.t_ns) / 1e9
@@ -129,7 +130,7 @@ def attribute(
     busy = now.machine.busy - prev.machine.busy
     idle = now.machine.idle - prev.machine.idle
     machine_ns = now.machine.n_cpus * (now.t_ns - prev.t_ns)
-    measured = _ran(prev, now)
+    measured = cpu_used(prev, now) if ran is None else ran
     used: dict[int, float] = dict(measured)
     for key in carry.tasks:  # a process that did not run this window still gets back what it was owed
         if key not in used and key in processes:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from wattprobe.core.attribution import Carry, EnergyTotals, attribute, consumer_keys
+from wattprobe.core.attribution import Carry, EnergyTotals, attribute, consumer_keys, cpu_used
 from wattprobe.core.counters import CounterGuard, host_energy
 from wattprobe.core.model import (
     AgentStats,
@@ -157,7 +157,8 @@ class Sampler(Generic[Reader]):
             self._resets += 1
             return None
         self._totals.add(deltas, host_energy(deltas)[0])
-        keys = consumer_keys(prev, now, self._carry)
+        ran = cpu_used(prev, now)
+        keys = consumer_keys(ran, self._carry)
         processes = {key: facts for key in keys if (facts := self.procfs.process(key)) is not None}
         frame = attribute(
             prev,
@@ -168,6 +169,7 @@ class Sampler(Generic[Reader]):
             sensor=self.sensor.name,
             estimated=self.sensor.estimated or now.energy.estimated_uj > prev.energy.estimated_uj,
             carry=self._carry,
+            ran=ran,
         )
         names = self.names
         frame = dataclasses.replace(
