@@ -108,10 +108,13 @@ class Writer:
             out.append((self._heads.get(head) or self._head(head))[1])
             known = starts.setdefault(head, {})
             for labels, value in samples:
-                kept = seen.get(id(labels)) or before.get(id(labels))
-                if kept is None or kept[0] is not labels:
-                    kept = (labels, repr(tuple(labels.items())))
-                seen[id(labels)] = kept
+                at = id(labels)
+                kept = seen.get(at)
+                if kept is None:  # the first sample with these labels in this body
+                    kept = before.get(at)
+                    if kept is None or kept[0] is not labels:
+                        kept = (labels, repr(tuple(labels.items())))
+                    seen[at] = kept
                 key = kept[1]
                 series = known.get(key)
                 if series is None:
