@@ -76,6 +76,10 @@ def test_a_window_looks_at_the_processes_that_ran_and_finds_what_comparing_every
     infos = {key: found[0] for key in keys if (found := sampler.procfs.process(key)) is not None}
     mine, theirs = frame_between(prev, now, infos), frame_between(full_prev, full_now, infos)
     assert sorted(mine.consumers, key=str) == sorted(theirs.consumers, key=str)
+    # The sampler hands attribute() what ran, worked out once for the consumers' keys: the same shares.
+    assert {c.info.pid: (c.cpu_ns, c.cpu_share) for c in frame.consumers} == {
+        c.info.pid: (c.cpu_ns, c.cpu_share) for c in mine.consumers
+    }
     assert mine.unattributed_watts == pytest.approx(theirs.unattributed_watts, rel=1e-12)
     assert {g.key: g.watts for g in mine.cgroups} == pytest.approx({g.key: g.watts for g in theirs.cgroups})
     sampler.close()
