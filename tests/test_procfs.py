@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.procfs import CONTAINER_ID as ID
 from tests.support.procfs import DOCKER_CGROUP as DOCKER
-from tests.support.procfs import write_process, write_stat
+from tests.support.procfs import rewrite, write_process, write_stat
 from tests.support.waiting import wait_for
 from tests.support.workloads import BusyChildren
 from wattprobe.sources.identity.containers import parse_cgroup
@@ -155,37 +155,81 @@ def test_synthetic_tree(tmp_path):
     reader.close()
 
 
-def test_a_kernel_thread_that_changes_its_name_did_not_exec(tmp_path):
-    """A kworker's name says the work queue it serves and changes as it runs: its name is updated and
-    nothing else is read again; the same change in a user process is an exec, read again whole."""
+KTHREAD = 0x00200000  # PF_KTHREAD, in a stat's flags
+
+
+def kernel_thread(root, pid: int, comm: str, sched_ns: int, cticks: tuple[int, int] = (0, 0)) -> None:
+    write_process(root, pid, comm=comm, flags=KTHREAD, ppid=2, cmdline=b"", sched_ns=sched_ns, cticks=cticks)
+
+
+def test_a_kernel_thread_goes_by_its_own_name_and_a_new_one_is_no_exec(tmp_path):
+    """A kworker's name ends with the work queue it serves or last served, which changes as it runs: it
+    goes by its own name (the queue a rescuer serves is its own); a kernel thread that takes a new name
+    did not exec: nothing else is read again. A user process's name is its own, and a new one is an exec."""
     write_stat(tmp_path)
-    kthread, user = 0x00200000, 0
-    for pid, flags in ((40, kthread), (41, user)):
-        write_process(
-            tmp_path, pid, comm="kworker/0:1-events", flags=flags, ppid=2, cmdline=b"", sched_ns=10**9
-        )
+    names = {
+        40: "kworker/0:1-events",
+        42: "kworker/u4:2+flush-8:0",
+        43: "kworker/R-mm_percpu_wq",
+        44: "ksoftirqd/0",
+    }
+    for pid, comm in names.items():
+        kernel_thread(tmp_path, pid, comm, sched_ns=10**9)
+    write_process(tmp_path, 41, comm="kworker/0:1-events", ppid=2, cmdline=b"", sched_ns=10**9)
     reader = ProcfsReader(str(tmp_path))
     keys = {key_pid(k): k for k in reader.scan()[1]}
-    assert {pid: reader.process(keys[pid])[0].cgroup for pid in (40, 41)} == {40: DOCKER, 41: DOCKER}
-    for pid, flags in ((40, kthread), (41, user)):
-        write_process(
-            tmp_path, pid, comm="kworker/0:1-mm_percpu_wq", flags=flags, ppid=2, cmdline=b"", sched_ns=2 * 10**9,
-            cgroup="0::/other.slice\n",
-        )  # fmt: skip
-    reader.scan()
-    kworker, execed = reader.process(keys[40])[0], reader.process(keys[41])[0]
-    assert (kworker.comm, kworker.cgroup) == ("kworker/0:1-mm_percpu_wq", DOCKER)  # renamed, not re-read
-    assert (execed.comm, execed.cgroup) == ("kworker/0:1-mm_percpu_wq", "/other.slice")
-    seen = {kworker.comm: kworker}
-    for n in range(3, 13):  # back and forth between names: each name's facts are kept, a few of them
-        comm = "kworker/0:1-events" if n % 2 else f"kworker/0:1-queue{n}"
-        write_process(
-            tmp_path, 40, comm=comm, flags=kthread, ppid=2, cmdline=b"", sched_ns=n * 10**9, cgroup="0::/x\n"
-        )
+    assert {pid: reader.process(keys[pid])[0].comm for pid in (40, 41, 42, 43, 44)} == {
+        40: "kworker/0:1",
+        41: "kworker/0:1-events",
+        42: "kworker/u4:2",
+        43: "kworker/R-mm_percpu_wq",
+        44: "ksoftirqd/0",
+    }
+    kworker = reader.process(keys[40])[0]
+    for comm, sched_ns in (("kworker/0:1-mm_percpu_wq", 2 * 10**9), ("kworker/dying", 3 * 10**9)):
+        for pid, flags in ((40, KTHREAD), (41, 0)):
+            write_process(
+                tmp_path, pid, comm=comm, flags=flags, ppid=2, cmdline=b"", sched_ns=sched_ns,
+                cgroup="0::/other.slice\n",
+            )  # fmt: skip
         reader.scan()
-        renamed = reader.process(keys[40])[0]
-        assert (renamed.comm, renamed.cgroup, renamed.pid) == (comm, DOCKER, 40)
-        assert seen.setdefault(comm, renamed) is renamed  # a name seen before: its facts, not a copy
+        execed = reader.process(keys[41])[0]
+        assert (execed.comm, execed.cgroup) == (comm, "/other.slice")
+    assert reader.process(keys[40])[0] is not kworker  # renamed...
+    assert reader.process(keys[40])[0].comm == "kworker/dying"
+    assert reader.process(keys[40])[0].cgroup == DOCKER  # ...and nothing read again
+    reader.close()
+
+
+def test_a_kernel_thread_that_ran_is_read_whole_only_when_it_may_have_reaped_a_child(tmp_path):
+    """While no process was made since the last scan, a kernel thread with no child we know of can
+    have changed only its run time (its clock says it). A kworker reaps the user-mode helpers it
+    starts: a helper born before the last scan is known, one born since made a fork; either way the
+    time the kworker's `stat` says it reaped is counted."""
+    write_stat(tmp_path, forks=100)
+    kernel_thread(tmp_path, 40, "kworker/0:1-events", sched_ns=10**9)
+    kernel_thread(tmp_path, 50, "kworker/1:0-events", sched_ns=10**9)
+    write_process(tmp_path, 41, comm="modprobe", ppid=40, sched_ns=3 * 10**8)  # a helper 40 started
+    reader = ProcfsReader(str(tmp_path))
+    keys = {key_pid(k): k for k in reader.scan()[1]}
+
+    # Nothing forked. 50 ran; 40 ran and reaped its helper, which ran 0.1 s more before it ended (its
+    # files, kept open, read nothing, where the kernel answers ESRCH).
+    for name in ("stat", "schedstat"):
+        rewrite(tmp_path / "41" / name, b"")
+    shutil.rmtree(tmp_path / "41")
+    kernel_thread(tmp_path, 40, "kworker/0:1-kblockd", sched_ns=2 * 10**9, cticks=(40, 0))
+    kernel_thread(tmp_path, 50, "kworker/1:0-mm_percpu_wq", sched_ns=3 * 10**9)
+    _, tasks = reader.scan()
+    assert tasks[keys[40]] == 2 * 10**9 + 10**8
+    assert tasks[keys[50]] == 3 * 10**9
+    assert reader.process(keys[50])[0].comm == "kworker/1:0"
+
+    # A helper born and reaped between two scans: only the fork counter tells.
+    write_stat(tmp_path, forks=101)
+    kernel_thread(tmp_path, 50, "kworker/1:0-events", sched_ns=4 * 10**9, cticks=(20, 0))
+    _, tasks = reader.scan()
+    assert tasks[keys[50]] == 4 * 10**9 + 20 * TICK_NS
     reader.close()
 
 

@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     from wattprobe.sources.procfs.scan import _Task
 
 
-_NAMES_KEPT = 8  # a kernel thread's facts kept per name it went by
-
-
 class Facts:
     """The per-consumer part of the procfs reader."""
 
@@ -95,24 +92,14 @@ class Facts:
 
     def _drop_info(self, task: _Task) -> None:
         self.cgroups.untrack(task.cgroups)
-        task.info, task.cgroups, task.names = None, (), None
+        task.info, task.cgroups = None, ()
         if task.io_fd == _NO_IO:  # an exec may have changed whose process it is: try /proc/PID/io again
             task.io_fd = _NO_FD
 
     def _renamed(self, task: _Task) -> None:
-        """A kernel thread took a new name (a kworker's tells the work queue it serves): only that changed.
-        It goes back and forth between a few: each name's facts are kept (up to _NAMES_KEPT)."""
-        info = task.info
-        if info is None:
-            return
-        names = task.names
-        if names is None:
-            names = task.names = {}
-        elif len(names) >= _NAMES_KEPT:
-            names.clear()
-        names[info.comm] = info
-        comm = task.comm.decode(errors="replace")
-        task.info = names.get(comm) or dataclasses.replace(info, comm=comm)
+        """A kernel thread took a new name (a worker about to end is `kworker/dying`): only that changed."""
+        if task.info is not None:
+            task.info = dataclasses.replace(task.info, comm=task.comm.decode(errors="replace"))
 
     def _read_info(self, task: _Task) -> tuple[ProcessInfo, tuple[str, ...]]:
         base = f"{self.root}/{task.pid}"
