@@ -236,7 +236,7 @@ def _spread(values: list[float]) -> str:
 
 
 def bench(
-    processes: int = 1000, groups: int = 50, rounds: int = 5, seconds: float = 10.0, warmup_s: float = 3.0
+    processes: int = 1000, groups: int = 50, rounds: int = 15, seconds: float = 10.0, warmup_s: float = 3.0
 ) -> Result:
     per_group = processes // groups
     result = Result(
