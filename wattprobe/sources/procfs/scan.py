@@ -437,10 +437,9 @@ class ProcfsReader(Lineage, Facts):
         a rare rename is seen at its next `stat`); a kworker reaps the user-mode helpers it starts, but
         a child to reap was born before the last scan (we know it) or since (a fork). Most of what runs
         on an idle host is kernel threads, and a `stat` costs the kernel 14 µs cold."""
-        own = sched_ns if self._clock else task.own_ns + sched_ns - task.sched_ns
-        task.own_ns, task.sched_ns = own, sched_ns
-        task.cpu_ns = own + task.exited_ns
-        self._set_cpu(task.key, task.cpu_ns)
+        task.own_ns = sched_ns if self._clock else task.own_ns + sched_ns - task.sched_ns
+        task.sched_ns = sched_ns
+        self._publish(task)
 
     def _first_sight(self, pid: int) -> _Task | None:
         path = f"{self.root}/{pid}/stat"
