@@ -349,6 +349,7 @@ INDEX_PAGE = """<!DOCTYPE html>
 class _Handler(BaseHTTPRequestHandler):
     server: MetricsServer
     server_version = f"wattprobe/{__version__}"
+    server_line = f"Server: {server_version} {BaseHTTPRequestHandler.sys_version}"  # version_string()'s
     protocol_version = "HTTP/1.1"  # keep-alive: a scraper reuses its connection
     timeout = None  # set per read from the request's deadline, then WRITE_TIMEOUT_S to answer
     raw_requestline: bytes  # BaseHTTPRequestHandler's: the request line as read
@@ -382,7 +383,22 @@ class _Handler(BaseHTTPRequestHandler):
             record.deadline = now + IDLE_TIMEOUT_S
             record.started = False
         record.first = False
-        super().handle_one_request()
+        # http.server's step, with GET and HEAD answered at once rather than looked up by name.
+        try:
+            self.raw_requestline = line = self.rfile.readline(_MAX_LINE + 1)
+            if len(line) > _MAX_LINE:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            elif not line:
+                self.close_connection = True
+            elif self.parse_request():
+                if self.command in ("GET", "HEAD"):
+                    self._respond(send_body=self.command == "GET")
+                else:
+                    self.send_error(HTTPStatus.NOT_IMPLEMENTED, f"Unsupported method ({self.command!r})")
+        except TimeoutError as error:  # a read or a write timed out: the connection is dropped
+            self.log_error("Request timed out: %r", error)
+            self.close_connection = True
 
     def parse_request(self) -> bool:
         parsed = self._parse_request()
@@ -462,12 +478,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
         return None
 
-    def do_GET(self) -> None:
-        self._respond(send_body=True)
-
-    def do_HEAD(self) -> None:
-        self._respond(send_body=False)
-
     def _respond(self, *, send_body: bool) -> None:
         if not self._authorized():
             self._send(
@@ -476,7 +486,8 @@ class _Handler(BaseHTTPRequestHandler):
             )  # fmt: skip
             return
         try:
-            path = urlsplit(self.path).path
+            target = self.path  # origin-form (`/metrics?x`) read at once, as urlsplit reads it
+            path = target.split("?", 1)[0].split("#", 1)[0] if target[:1] == "/" else urlsplit(target).path
         except ValueError:  # e.g. `//[x/metrics`: a host part that is not one
             self._send(400, b"400 bad request target\n", "text/plain; charset=utf-8", send_body)
             return
@@ -519,10 +530,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, status: int, body: bytes, content_type: str, send_body: bool, headers: list | None = None
     ) -> None:
-        self.log_request(status)
+        if log.isEnabledFor(logging.DEBUG):
+            self.log_request(status)
         head = [
             f"{self.protocol_version} {status} {self.responses[status][0]}",
-            f"Server: {self.version_string()}",
+            self.server_line,
             f"Date: {_http_date()}",
             f"Content-Type: {content_type}",
             f"Content-Length: {len(body)}",
