@@ -9,6 +9,7 @@ is its schedstat's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from tests.support.processes import schedstat_ns, stat_fields
 from tests.support.procfs import rewrite, write_process, write_stat, write_times
 from tests.support.waiting import wait_for
 from wattprobe.sources.procfs import ProcfsReader, task_key
+from wattprobe.sources.quiet_cgroups import Homes
 
 MS = 1_000_000
 SERVICE = "/system.slice/app.service"
@@ -145,6 +147,124 @@ def test_a_cgroup_whose_process_list_cannot_be_read_is_never_quiet(tmp_path):
     reader.close()
 
 
+class Slice:
+    """/proc with processes in services of /system.slice; every service's counter and the slice's (the
+    sum of theirs) written by hand."""
+
+    def __init__(self, root: Path, services: list[str]) -> None:
+        self.proc, cgroupfs = root / "proc", root / "cgroup"
+        self.proc.mkdir()
+        write_stat(self.proc)
+        cgroupfs.mkdir()
+        (cgroupfs / "cgroup.controllers").write_text("cpu\n")
+        self.root = cgroupfs
+        self.slice = cgroupfs / "system.slice"
+        self.used = dict.fromkeys(services, 0)  # µs
+        self.members: dict[str, list[int]] = {name: [] for name in services}
+        self.ns: dict[int, int] = {}
+        for name in services:
+            (self.slice / name).mkdir(parents=True)
+        self.write()
+
+    def add(self, pid: int, service: str) -> None:
+        self.ns[pid] = 1_000 * MS
+        write_process(self.proc, pid, sched_ns=self.ns[pid], cgroup=f"0::/system.slice/{service}\n")
+        self.members[service].append(pid)
+        rewrite(self.slice / service / "cgroup.procs", "".join(f"{p}\n" for p in self.members[service]))
+
+    def run(self, pid: int, ms: int, *, counted: bool = True) -> None:
+        """Its CPU time grows, and (`counted`) its service's counter and the slice's with it."""
+        self.ns[pid] += ms * MS
+        write_times(self.proc, pid, sched_ns=self.ns[pid])
+        if counted:
+            service = next(name for name, pids in self.members.items() if pid in pids)
+            self.used[service] += ms * 1000
+            self.write()
+
+    def write(self) -> None:
+        for name, us in self.used.items():
+            rewrite(self.slice / name / "cpu.stat", f"usage_usec {us}\nuser_usec 0\nsystem_usec 0\n")
+        total = sum(self.used.values())
+        rewrite(self.slice / "cpu.stat", f"usage_usec {total}\nuser_usec 0\nsystem_usec 0\n")
+
+
+class _NoMove:
+    """A watch of moves that saw none (the real one needs real cgroups: see the tests below)."""
+
+    def moved(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def _scan_reading(reader: ProcfsReader, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[int, int], set[str]]:
+    """One scan: every process's time, and the counter files it read."""
+    read, files = os.pread, set()
+
+    def pread(fd: int, size: int, offset: int) -> bytes:
+        files.add(os.readlink(f"/proc/self/fd/{fd}"))
+        return read(fd, size, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    try:
+        times = reader.scan()[1]
+    finally:
+        monkeypatch.undo()
+    return times, {f for f in files if f.endswith("cpu.stat")}
+
+
+def test_a_home_is_in_the_slice_of_its_top_level_cgroup(tmp_path):
+    """The root's counter is the machine's (interrupts too), no sum of its cgroups': a top-level cgroup is
+    in no slice."""
+    homes = Homes(str(tmp_path), None, lambda path: -1, lambda fd: None, lambda task: None)
+    assert homes.join(object(), 1, "/docker", True).group is None
+    service = homes.join(object(), 2, "/system.slice/a.service", True)
+    deeper = homes.join(object(), 3, "/system.slice/b.service/sub", True)
+    assert service.group is not None and service.group is deeper.group
+    assert service.group.counter_file == f"{tmp_path}/system.slice/cpu.stat"
+    homes.close()
+
+
+def test_in_a_slice_only_the_homes_that_ran_are_read_and_nothing_is_lost(tmp_path, monkeypatch):
+    """With moves watched, a scan reads the homes of a slice that moved at the last scan, then the slice's
+    counter: while it moved by as much as they did, no other home of the slice is read, a home of one
+    process included; when it moved by more, every home is read, and what ran is measured whole."""
+    tree = Slice(tmp_path, ["a.service", "b.service", "c.service", "d.service"])
+    for pid, service in ((10, "a"), (11, "a"), (20, "b"), (21, "b"), (30, "c"), (31, "c"), (40, "d")):
+        tree.add(pid, f"{service}.service")
+    reader = ProcfsReader(str(tree.proc), cgroupfs_root=str(tree.root))
+    reader.homes._moves, reader.homes._watching = _NoMove(), True  # type: ignore[assignment]
+    scans(reader, 5)  # seen, found idle (cgroups looked up), counters read, process lists, then quiet
+    slice_counter, counter = str(tree.slice / "cpu.stat"), lambda s: str(tree.slice / s / "cpu.stat")
+    # Nothing ran: the slice's counter alone.
+    assert _scan_reading(reader, monkeypatch)[1] == {slice_counter}
+    # One of b's ran: the slice moved by more than no home, so every home is read; its time is whole.
+    tree.run(20, 5)
+    times, files = _scan_reading(reader, monkeypatch)
+    assert times[task_key(20, 20)] == 1_005 * MS
+    assert files == {slice_counter, *(counter(s) for s in tree.used)}
+    # b moved last time: it is read again, and the slice moved by as much as b did, so no other home is.
+    tree.run(21, 3)
+    times, files = _scan_reading(reader, monkeypatch)
+    assert times[task_key(21, 21)] == 1_003 * MS
+    assert files == {slice_counter, counter("b.service")}
+    # A change no counter shows (the kernel never makes one) is not read: the scan took the slice's word,
+    # for c's two processes and for d's one.
+    tree.run(30, 7, counted=False)
+    tree.run(40, 2, counted=False)
+    times, files = _scan_reading(reader, monkeypatch)
+    assert (times[task_key(30, 30)], times[task_key(40, 40)]) == (1_000 * MS, 1_000 * MS)
+    assert files == {slice_counter, counter("b.service")}
+    # Once their counters and the slice's move, they are read: their time comes whole, a scan late.
+    tree.used["c.service"] += 7_000
+    tree.used["d.service"] += 2_000
+    tree.write()
+    times = reader.scan()[1]
+    assert (times[task_key(30, 30)], times[task_key(40, 40)]) == (1_007 * MS, 1_002 * MS)
+    reader.close()
+
+
 # -- real cgroups ----------------------------------------------------------------------------------
 # Burns `ms` of CPU for every byte it reads on stdin; waits otherwise.
 _BURNER = """
@@ -252,6 +372,53 @@ def test_with_moves_watched_a_quiet_cgroup_is_listed_only_after_a_move():
         for p in procs:
             assert times[keys[p.pid]] == schedstat_ns(p.pid)
         reader.close()
+
+
+def test_real_services_of_a_slice_are_measured_exactly_and_the_quiet_ones_not_read(monkeypatch):
+    """Real services below a cgroup of their own, as system.slice holds a host's: while none runs, a scan
+    reads none of their counters (where that cgroup is top-level, a slice of its own); one that runs,
+    and one that moves to another service and runs there, are measured exactly."""
+    with real_cgroup() as top:
+        services = [top / f"s{i}.service" for i in range(4)]
+        for service in services:
+            service.mkdir()
+        try:
+            with (
+                burners_in(services[0], 2) as (first, keys),
+                burners_in(services[1], 2) as (second, more),
+                burners_in(services[2], 1) as (third, most),
+            ):
+                keys |= more | most
+                procs = [*first, *second, *third]
+                reader = ProcfsReader()
+                wait_for(
+                    lambda: (reader.scan(), all(_quiet(reader, p.pid) for p in procs))[1],
+                    10,
+                    "every service quiet",
+                    every_s=0.1,
+                )
+                if reader.homes._moves is None:
+                    pytest.skip("the cgroup hierarchies are not mounted whole here: no watch")
+                reader.homes._checks = 1  # the next scans are not one of the every-64th that list anyway
+                counters = {str(service / "cpu.stat") for service in services}
+                if reader.cgroups.v2 is not None and str(top.parent) == reader.cgroups.v2:
+                    assert not _scan_reading(reader, monkeypatch)[1] & counters
+                burn(second[0])
+                times = reader.scan()[1]
+                assert times[keys[second[0].pid]] == schedstat_ns(second[0].pid)
+                (services[3] / "cgroup.procs").write_text(str(first[1].pid))
+                burn(first[1])
+                burn(third[0])
+                times = reader.scan()[1]
+                for p in procs:
+                    assert times[keys[p.pid]] == schedstat_ns(p.pid)
+                reader.close()
+        finally:
+            for service in services:
+                for pid in (service / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        (top / "cgroup.procs").write_text(pid)
+                service.rmdir()
 
 
 def _quiet(reader: ProcfsReader, pid: int) -> bool:

@@ -10,9 +10,9 @@ it under the per-process floor on a machine whose idle processes sit in services
 Membership has to be exact: a process moved out of its cgroup could run elsewhere. When a counter
 stands still, the cgroup's `cgroup.procs` is read too, and the cgroup is quiet only if it lists the
 same processes as the last time (a process that left or came makes it differ: its members are then
-read one by one, and those it no longer lists leave it). A process joins once it is found idle, and
-its cgroup is quiet again only after a listing read since. Multi-threaded processes join only in
-cgroup v2, where a process's threads stay in its cgroup's subtree and the counter covers the
+read one by one, and those it no longer lists leave it). A process joins at its second scan, idle
+or not, and its cgroup is quiet again only after a listing read since. Multi-threaded processes join
+only in cgroup v2, where a process's threads stay in its cgroup's subtree and the counter covers the
 subtree; in v1 a thread can be moved anywhere on its own.
 
 Where inotify watches the whole hierarchy (`sources.cgroup_moves`), the listings are read only in
@@ -20,10 +20,19 @@ the scans after a process was written to a cgroup or a cgroup was made, and ever
 `FULL_LISTING_EVERY` scans regardless: without a move, a cgroup lists what it listed last time, and
 a still counter is enough.
 
+With moves watched, the cgroups below one top-level cgroup (a slice: `/system.slice`,
+`/kubepods.slice`) are not even read one by one. A slice's counter is the sum of everything below it,
+so a scan reads the homes of the slice that moved at the last scan or are new, then the slice's
+counter: if it moved by as much as they did, every other home of the slice stood still, and is not
+read. Else (something else ran), and at every scan that lists, each home is read. On a host whose
+services sit in system.slice, the agent and the services that ran cost a read each, the idle ones
+none, and a service of one process is worth a home too.
+
 What stays approximate, and only in time (no CPU time is ever lost, it is read later): v2 counts
-µs, so processes that ran less than a µs in all between two scans may leave their cgroup looking
-quiet, and a process moved out and back between two scans, having run elsewhere, is read late; both
-are read at the next scan in which their cgroup's counter moves.
+µs, so processes that ran less than a µs in all between two scans (in a slice, less than a µs for
+each home read there) may leave their cgroup looking quiet, and a process moved out and back between
+two scans, having run elsewhere, is read late; both are read at the next scan that reads their
+cgroup's counter and finds it moved (in a slice, at the latest the next that lists).
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ MIN_MEMBERS = 2
 # (a move made where it cannot see) is read late by at most as many scans.
 FULL_LISTING_EVERY = 64
 _NO_FD = -1
+_UNOPENED = -2
 # A read of a seq_file (cgroup.procs) stops at its buffer's end, a page at least; shorter by more
 # than one pid's line, the list ended there and needs no second read (which would walk it again).
 _PAGE_END = 4096 - 16
@@ -55,12 +65,14 @@ class Home:
         "counter_fd",
         "counter_file",
         "directory",
+        "group",
         "key",
         "listable",
         "listing",
         "listing_fd",
         "members",
         "quiet",
+        "usage",
         "v2",
     )
 
@@ -76,6 +88,25 @@ class Home:
         self.members: dict[int, object] = {}  # pid -> the reader's task
         self.listable = True  # False: its cgroup.procs cannot be read (a threaded v2 cgroup): never quiet
         self.quiet = False  # at this scan: nothing in it ran since the last scan
+        self.usage: int | None = None  # its counter as last read, as a number (in a slice: see _Slice)
+        self.group: _Slice | None = None  # the top-level cgroup it is in, if not itself one
+
+
+class _Slice:
+    """A top-level cgroup (`/system.slice`, `/kubepods.slice`) and the homes below it. Its counter is
+    the sum of theirs, and of anything else below it: when it moved by as much as the homes that
+    moved last time (read again) did, every other home below it stood still, unread."""
+
+    __slots__ = ("counter_fd", "counter_file", "homes", "key", "unsettled", "usage", "v2")
+
+    def __init__(self, key: tuple[str, bool], directory: str, v2: bool) -> None:
+        self.key = key
+        self.counter_file = counter_file(directory, v2)
+        self.v2 = v2
+        self.counter_fd = _UNOPENED
+        self.homes: dict[tuple[str, bool], Home] = {}
+        self.unsettled: set[Home] = set()  # to be read at the next check: moved, new or never quiet
+        self.usage: int | None = None  # its counter at the last check
 
 
 class Homes:
@@ -102,11 +133,14 @@ class Homes:
         self._close = close_fd
         self._on_leave = on_leave
         self._homes: dict[tuple[str, bool], Home] = {}
+        self._alone: dict[tuple[str, bool], Home] = {}  # the homes in no slice (top-level ones)
+        self._slices: dict[tuple[str, bool], _Slice] = {}
         self._procfs_root = procfs_root
         self._moves: MoveWatch | None = None
         self._watching = False  # a watch was tried (opened at the first check with cgroups to check)
         self._checks = 0
-        self.counters: dict[str, bytes] = {}  # each counter file the last check read, as it read it
+        self._moved: list[Home] = []
+        self.counters: dict[str, bytes] = {}  # each home's counter file as last read, while it is followed
 
     @property
     def enabled(self) -> bool:
@@ -127,12 +161,24 @@ class Homes:
         key = (path, v2)
         home = self._homes.get(key)
         if home is None:
-            directory = f"{self.v2_root if v2 else self.v1_root}{path}"
-            home = self._homes[key] = Home(key, directory, v2, _NO_FD)
+            root = self.v2_root if v2 else self.v1_root
+            home = self._homes[key] = Home(key, f"{root}{path}", v2, _NO_FD)
             with contextlib.suppress(OSError):  # else gone already, or not ours to read: never quiet
                 home.counter_fd = self._open(home.counter_file)
+            end = path.find("/", 1)
+            if end > 0:  # below a top-level cgroup: in its slice
+                top = path[:end]
+                group = self._slices.get((top, v2))
+                if group is None:
+                    group = self._slices[(top, v2)] = _Slice((top, v2), f"{root}{top}", v2)
+                group.homes[key] = home
+                home.group = group
+            else:
+                self._alone[key] = home
         home.members[pid] = task
         home.listing = None  # quiet again only once a listing read since shows it
+        if home.group is not None:
+            home.group.unsettled.add(home)
         return home
 
     def leave(self, task: object, pid: int, home: Home) -> None:
@@ -141,55 +187,129 @@ class Homes:
             del home.members[pid]
         if not home.members and self._homes.get(home.key) is home:
             del self._homes[home.key]
+            self._alone.pop(home.key, None)
+            self.counters.pop(home.counter_file, None)
             self._close(home.counter_fd)
             self._close(home.listing_fd)
+            group = home.group
+            if group is not None:
+                del group.homes[home.key]
+                group.unsettled.discard(home)
+                if not group.homes:
+                    del self._slices[group.key]
+                    if group.counter_fd >= 0:
+                        self._close(group.counter_fd)
 
     def check(self) -> None:
         """Read the counter of every cgroup with enough members (and its listing where the counter
-        stands still, unless no process moved since it was last listed): set `quiet` on each."""
+        stands still, unless no process moved since it was last listed): set `quiet` on each. Where
+        moves are watched, the homes in a slice are read only when the slice's counter says that
+        more than the homes read ran (see _Slice)."""
         if not self._watching and self._homes:
             self._watching = True
             self._moves = open_watch([r for r in (self.v2_root, self.v1_root) if r], self._procfs_root)
         self._checks += 1
-        counters = self.counters = {}
         moves = self._moves
         relist = moves is None or moves.moved() or self._checks % FULL_LISTING_EVERY == 0
-        pread = os.pread
-        for home in list(self._homes.values()):
-            home.quiet = False
-            fd = home.counter_fd
-            if fd == _NO_FD or not home.listable or len(home.members) < MIN_MEMBERS:
-                home.counter = home.listing = None  # not followed: start afresh when it is
-                continue
+        moved = self._moved = []
+        if moves is None:  # every home is listed at every check: one by one, as many as are worth it
+            self._check_all(list(self._homes.values()), relist, MIN_MEMBERS, moved)
+            return
+        self._check_all(list(self._alone.values()), relist, MIN_MEMBERS, moved)
+        for group in list(self._slices.values()):
+            self._check_slice(group, relist, moved)
+
+    def _check_slice(self, group: _Slice, relist: bool, moved: list[Home]) -> None:
+        """Read the homes of a slice that moved or are new, then the slice's counter: if it moved by as
+        much as they did (to the rounding of each counter to a µs), the others stood still. Else, and
+        at a check that lists every home, read them all. In a slice a home of one process is worth it
+        too, quiet it costs nothing; not at a check that lists (they may come at every check where
+        cgroups are made all the time), where such a home is read one by one, as elsewhere."""
+        shortcut = not relist and group.usage is not None
+        least = MIN_MEMBERS if relist else 1
+        read = list(group.unsettled) if shortcut else list(group.homes.values())
+        ran = self._check_all(read, relist, least, moved)
+        if group.counter_fd == _UNOPENED:
             try:
-                # v2's cpu.stat whole: its other lines (user and system time, throttling) move only
-                # with it, or after it (a quota's last periods): never quiet where it should not be.
-                counter = pread(fd, 256, 0)
-            except OSError:  # removed (ENODEV): its processes moved out, so they left it
-                self._evict(home, set())
-                continue
-            counters[home.counter_file] = counter
-            if counter != home.counter:
-                home.counter = counter
-                continue
-            if not relist and home.listing is not None:  # listed since its last member joined
-                home.quiet = True
-                continue
-            try:
-                listing = self._listing(home)
+                group.counter_fd = self._open(group.counter_file)
             except OSError:
-                home.listable = False  # its members stay, read one by one
-                continue
-            if listing == home.listing:
-                home.quiet = True
-                continue
-            home.listing = listing
-            try:
-                listed = {int(pid) for pid in listing.split()}
-            except ValueError:  # not a list of pids: it cannot vouch for its members, never quiet
-                home.listable = False
-                continue
-            self._evict(home, listed)
+                group.counter_fd = _NO_FD
+        usage = None
+        with contextlib.suppress(OSError):
+            usage = _usage(os.pread(group.counter_fd, 256, 0), group.v2) if group.counter_fd >= 0 else None
+        before = group.usage
+        # Each counter is rounded down to a µs: the sums may differ by one for each.
+        rest_still = (
+            ran is not None
+            and usage is not None
+            and before is not None
+            and abs(usage - before - ran) <= len(read) + 1
+        )
+        if shortcut and not rest_still:
+            done = set(read)
+            self._check_all([h for h in list(group.homes.values()) if h not in done], relist, least, moved)
+            read = list(group.homes.values())
+        group.usage = usage
+        homes = group.homes
+        group.unsettled = {home for home in read if not home.quiet and homes.get(home.key) is home}
+
+    def _check_all(self, homes: list[Home], relist: bool, least: int, moved: list[Home]) -> int | None:
+        """Check each of `homes` (`least`: the members that make a home worth a check); add those not
+        quiet to `moved`. How much their counters moved in all, None where one cannot say."""
+        ran: int | None = 0
+        for home in homes:
+            change = self._check_home(home, relist, least)
+            if not home.quiet:
+                moved.append(home)
+            ran = None if ran is None or change is None else ran + change
+        return ran
+
+    def _check_home(self, home: Home, relist: bool, least: int) -> int | None:
+        """Set `quiet` on a home; how much its counter moved since it was last read (None: unknown)."""
+        home.quiet = False
+        fd = home.counter_fd
+        # In a slice (moves watched), a home that cannot be quiet still counts in the slice's sum.
+        grouped = home.group is not None and self._moves is not None
+        if fd == _NO_FD or len(home.members) < least or not (home.listable or grouped):
+            home.counter = home.listing = home.usage = None  # not followed: start afresh when it is
+            self.counters.pop(home.counter_file, None)
+            return None
+        try:
+            # v2's cpu.stat whole: its other lines (user and system time, throttling) move only
+            # with it, or after it (a quota's last periods): never quiet where it should not be.
+            counter = os.pread(fd, 256, 0)
+        except OSError:  # removed (ENODEV): its processes moved out, so they left it
+            self._evict(home, set())
+            return None
+        self.counters[home.counter_file] = counter
+        change = None
+        if grouped:
+            before, home.usage = home.usage, _usage(counter, home.v2)
+            change = None if before is None or home.usage is None else home.usage - before
+        if not home.listable:
+            return change
+        if counter != home.counter:
+            home.counter = counter
+            return change
+        if not relist and home.listing is not None:  # listed since its last member joined
+            home.quiet = True
+            return change
+        try:
+            listing = self._listing(home)
+        except OSError:
+            home.listable = False  # its members stay, read one by one
+            return change
+        if listing == home.listing:
+            home.quiet = True
+            return change
+        home.listing = listing
+        try:
+            listed = {int(pid) for pid in listing.split()}
+        except ValueError:  # not a list of pids: it cannot vouch for its members, never quiet
+            home.listable = False
+            return change
+        self._evict(home, listed)
+        return change
 
     def _listing(self, home: Home) -> bytes:
         """The cgroup's process list now. A v2 list is read with pread on a descriptor kept open (each
@@ -210,7 +330,7 @@ class Homes:
 
     def moved(self) -> list[Home]:
         """The cgroups not quiet at the last `check()`: their members are read one by one."""
-        return [home for home in self._homes.values() if not home.quiet]
+        return self._moved
 
     def _evict(self, home: Home, listed: set[int]) -> None:
         """Members the cgroup no longer lists leave it (all of them for an empty set)."""
@@ -222,10 +342,25 @@ class Homes:
         for home in self._homes.values():
             self._close(home.counter_fd)
             self._close(home.listing_fd)
-        self._homes = {}
+        for group in self._slices.values():
+            if group.counter_fd >= 0:
+                self._close(group.counter_fd)
+        self._homes, self._alone, self._slices, self._moved = {}, {}, {}, []
+        self.counters = {}
         if self._moves is not None:
             self._moves.close()
             self._moves = None
+
+
+def _usage(counter: bytes, v2: bool) -> int | None:
+    """A counter file's CPU time as a number (v2: µs, its first line; v1: ns); None if it is none."""
+    try:
+        if v2:
+            name, value = counter.split(None, 2)[:2]
+            return int(value) if name == b"usage_usec" else None
+        return int(counter)
+    except ValueError:
+        return None
 
 
 def _read_listing(path: str) -> bytes:

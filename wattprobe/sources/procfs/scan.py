@@ -342,8 +342,10 @@ class ProcfsReader(Lineage, Facts):
                     continue
             if not refresh(task, sched_ns):
                 gone.append(task)
-            elif not task.homed and task.sched_ns < 0:
-                self._find_home(task)  # multi-threaded: its stat is read at every scan otherwise
+            elif not task.homed:
+                # It ran: its cgroup is looked up all the same (multi-threaded ones' stat is read at every
+                # scan otherwise), for a slice's counter to be told apart from what ran in it (quiet_cgroups).
+                self._find_home(task)
             elif home is not None and not home.v2 and task.threads > 1:
                 self._leave_home(task)  # in cgroup v1 a thread can move alone: read it one by one
         self._settle(gone)
