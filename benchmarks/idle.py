@@ -1,14 +1,18 @@
 """An idle host's cost: CPU per scrape with 1,000 idle processes, next to node_exporter's RAPL collector.
 
 An energy agent runs on every machine of a fleet, idle ones included, so what it costs on an idle
-host is what it costs everywhere. Two layouts of the same 1,000 idle processes, each measured in
+host is what it costs everywhere. Three layouts of the same 1,000 idle processes, each measured in
 rounds, every figure of a round taken in the same seconds:
 
-- **in 50 cgroups of 20** (a host's services): wattprobe `prometheus` with its defaults (host power
-  from a synthetic powercap tree and every process's share of it, a fresh measurement at every
-  scrape) next to node_exporter with only its RAPL collector (`--collector.disable-defaults
-  --collector.rapl`, `--path.sysfs` at a directory whose `class/powercap` is the same tree: the same
-  counters, no processes), both running at once and scraped in turn once a second;
+- **in 50 cgroups of 20** (a host's services, each a top-level cgroup): wattprobe `prometheus` with
+  its defaults (host power from a synthetic powercap tree and every process's share of it, a fresh
+  measurement at every scrape) next to node_exporter with only its RAPL collector
+  (`--collector.disable-defaults --collector.rapl`, `--path.sysfs` at a directory whose
+  `class/powercap` is the same tree: the same counters, no processes), both running at once and
+  scraped in turn once a second;
+- **in 50 services of one slice** (as systemd lays out a host's services, in system.slice): the same
+  cgroups below one top-level cgroup, the agent and node_exporter each in a service of that slice
+  too, as their packages' units run them; measured as above;
 - **in one cgroup with the agent** (a child cgroup of theirs holds the agent, so their counter moves
   at every scrape and no cgroup is quiet): wattprobe against the stat floor, one pass that lists
   /proc and opens, reads and closes each process's `stat` (measured by the benchmark between the
@@ -244,7 +248,8 @@ def bench(
         f"An idle host: {processes:,} idle processes, next to node_exporter's RAPL collector",
         __doc__.split("\n", 2)[2]
         .replace("1,000", f"{processes:,}")
-        .replace("50 cgroups of 20", f"{groups} cgroups of {per_group}"),
+        .replace("50 cgroups of 20", f"{groups} cgroups of {per_group}")
+        .replace("50 services", f"{groups} services"),
     )
     why_not = setup()
     if why_not is not None:
@@ -276,6 +281,15 @@ def bench(
         spare.append(homes[2])
         return homes[0], homes[1]
 
+    def in_slice(stack: contextlib.ExitStack) -> tuple[Path, Path] | None:
+        top = stack.enter_context(_cgroups(1, "wattprobe-bench"))
+        if not top:
+            return None
+        homes = [stack.enter_context(_child(top[0], f"s{i}.service")) for i in range(groups + 2)]
+        for home in homes[2:]:
+            stack.enter_context(Swarm(per_group, cgroup=home))
+        return homes[0], homes[1]
+
     def in_one(stack: contextlib.ExitStack) -> tuple[Path, Path] | None:
         homes = stack.enter_context(_cgroups(2, "wattprobe-bench"))
         if not homes:
@@ -285,6 +299,7 @@ def bench(
 
     layouts: list[tuple[str, str, Callable[[contextlib.ExitStack], tuple[Path, Path] | None]]] = [
         (f"in {groups} cgroups of {per_group}", "groups", in_groups),
+        (f"in {groups} services of {per_group} in one slice, the exporters' too", "slice", in_slice),
         ("in one cgroup with the agent", "one", in_one),
     ]
     with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp_name:
@@ -347,6 +362,13 @@ def bench(
             f"wattprobe CPU per scrape / node_exporter's RAPL collector's, {processes:,} idle processes "
             f"in {groups} cgroups",
             result.numbers["groups_versus_node"],
+            BUDGET,
+            "×",
+        ),
+        Budget(
+            f"wattprobe CPU per scrape / node_exporter's RAPL collector's, {processes:,} idle processes "
+            f"in {groups} services of one slice",
+            result.numbers["slice_versus_node"],
             BUDGET,
             "×",
         ),

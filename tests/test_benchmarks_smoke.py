@@ -150,16 +150,21 @@ def test_idle_host_next_to_node_exporter():
         assert "not measured" in result.markdown().lower()
         return
     assert_reported(result, "groups_wattprobe", "groups_node_exporter", "groups_versus_node")
+    assert_reported(result, "slice_wattprobe", "slice_node_exporter", "slice_versus_node")
     assert_reported(result, "one_wattprobe", "one_stat_floor", "one_versus_floor", "one_latency")
     layouts = [row[0] for row in result.tables[0][1:]]
-    assert layouts == ["in 2 cgroups of 10", "in one cgroup with the agent"]
+    assert layouts == [
+        "in 2 cgroups of 10",
+        "in 2 services of 10 in one slice, the exporters' too",
+        "in one cgroup with the agent",
+    ]
     assert result.numbers["groups_wattprobe"] > 0 and result.numbers["one_node_exporter"] > 0
     # Where a scrape goes: HTTP alone, then with the exposition of a kept Frame, then a fresh one.
     assert_reported(result, "groups_http", "groups_kept_frame")
     parts = [row[0] for row in result.tables[1][1:]]
     assert [part.split(" (")[0].split(",")[0] for part in parts] == ["the index page", "/metrics", "/metrics"]
     assert 0 < result.numbers["groups_http"] < result.numbers["groups_kept_frame"]
-    assert len(result.budgets) == 2
+    assert len(result.budgets) == 3
 
 
 def test_run_replaces_only_the_sections_it_ran(tmp_path):
