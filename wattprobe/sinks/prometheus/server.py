@@ -488,7 +488,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             target = self.path  # origin-form (`/metrics?x`) read at once, as urlsplit reads it
             path = target.split("?", 1)[0].split("#", 1)[0] if target[:1] == "/" else urlsplit(target).path
-        except ValueError:  # e.g. `//[x/metrics`: a host part that is not one
+        except ValueError:  # e.g. `http://[x/metrics`: a host part that is not one
             self._send(400, b"400 bad request target\n", "text/plain; charset=utf-8", send_body)
             return
         if path == self.server.metrics_path:
