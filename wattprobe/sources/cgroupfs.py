@@ -23,6 +23,17 @@ def counter_file(directory: str, v2: bool) -> str:
     return f"{directory}/{'cpu.stat' if v2 else 'cpuacct.usage'}"
 
 
+def counter_ns(data: bytes, v2: bool) -> int:
+    """A counter file's CPU time in ns: v2 `cpu.stat`'s first line, usage_usec; v1 `cpuacct.usage`.
+    ValueError for a file that is no such counter."""
+    if v2:
+        name, value = data.split(None, 2)[:2]
+        if name != b"usage_usec":
+            raise ValueError(f"{name!r} where usage_usec was due")
+        return int(value) * 1000
+    return int(data)
+
+
 def cgroup_paths(text: str) -> dict[str, str]:
     """Controller ("" for the v2 hierarchy) -> path, from /proc/<pid>/cgroup.
 
@@ -132,12 +143,7 @@ class CgroupReader:
             if counter.fd < 0:
                 continue
             try:
-                data = read.get(counter.file) or os.pread(counter.fd, 256, 0)
-                if counter.v2:
-                    name, value = data.split(None, 2)[:2]
-                    ns = int(value) * 1000 if name == b"usage_usec" else -1
-                else:
-                    ns = int(data)
+                ns = counter_ns(read.get(counter.file) or os.pread(counter.fd, 256, 0), counter.v2)
             except (OSError, ValueError):
                 continue  # removed (ENODEV), or not a counter: the group falls back to its processes
             if ns >= 0:

@@ -42,7 +42,7 @@ import os
 from collections.abc import Callable
 
 from wattprobe.sources.cgroup_moves import MoveWatch, open_watch
-from wattprobe.sources.cgroupfs import cgroup_paths, counter_file
+from wattprobe.sources.cgroupfs import cgroup_paths, counter_file, counter_ns
 
 # A cgroup costs a counter read per scan (and a listing when it stands still): it is worth it from two
 # processes on, which would cost a read each.
@@ -88,7 +88,7 @@ class Home:
         self.members: dict[int, object] = {}  # pid -> the reader's task
         self.listable = True  # False: its cgroup.procs cannot be read (a threaded v2 cgroup): never quiet
         self.quiet = False  # at this scan: nothing in it ran since the last scan
-        self.usage: int | None = None  # its counter as last read, as a number (in a slice: see _Slice)
+        self.usage: int | None = None  # its counter as last read, in ns (in a slice: see _Slice)
         self.group: _Slice | None = None  # the top-level cgroup it is in, if not itself one
 
 
@@ -238,12 +238,13 @@ class Homes:
         with contextlib.suppress(OSError):
             usage = _usage(os.pread(group.counter_fd, 256, 0), group.v2) if group.counter_fd >= 0 else None
         before = group.usage
-        # Each counter is rounded down to a µs: the sums may differ by one for each.
+        # Each counter is rounded down to its unit (v2: a µs): the sums may differ by one for each.
+        unit = 1000 if group.v2 else 1
         rest_still = (
             ran is not None
             and usage is not None
             and before is not None
-            and abs(usage - before - ran) <= len(read) + 1
+            and abs(usage - before - ran) <= (len(read) + 1) * unit
         )
         if shortcut and not rest_still:
             done = set(read)
@@ -353,12 +354,9 @@ class Homes:
 
 
 def _usage(counter: bytes, v2: bool) -> int | None:
-    """A counter file's CPU time as a number (v2: µs, its first line; v1: ns); None if it is none."""
+    """A counter file's CPU time in ns (see counter_ns); None if it is no counter."""
     try:
-        if v2:
-            name, value = counter.split(None, 2)[:2]
-            return int(value) if name == b"usage_usec" else None
-        return int(counter)
+        return counter_ns(counter, v2)
     except ValueError:
         return None
 
