@@ -95,15 +95,17 @@ ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPE
 burn = "import time\\nend = time.process_time() + %s\\nwhile time.process_time() < end: pass" % sys.argv[1]
 shell = subprocess.Popen(["sh", "-c", 'python3 -c "$0" & echo $!; sleep 0.3', burn], stdout=subprocess.PIPE, text=True)
 print(shell.pid, shell.stdout.readline().strip(), flush=True)
-shell.wait()
+def cpu(usage):
+    return round((usage.ru_utime + usage.ru_stime) * 1e9)
+shell_total = cpu(os.wait4(shell.pid, 0)[2])  # the shell's and its `sleep`'s
 total = 0
 while True:
     try:
         _, _, usage = os.wait4(-1, 0)
     except ChildProcessError:
         break
-    total += round((usage.ru_utime + usage.ru_stime) * 1e9)
-print(total, flush=True)
+    total += cpu(usage)
+print(total, shell_total, flush=True)
 sys.stdin.read()
 """
 
@@ -118,14 +120,21 @@ def test_an_orphan_is_reaped_by_its_subreaper_and_counted_once():
         _, tasks = reader.scan()
         pids = {key_pid(k): k for k in tasks}
         assert shell_pid in pids and orphan_pid in pids
+        # What was seen of the shell and of its `sleep` (if it was forked already): the rest of their
+        # time, reaped by the subreaper with the shell's, is the subreaper's exited descendants' too.
+        shell_seen = sum(
+            tasks[pids[p]] for p in reader.descendants(shell_pid) | {shell_pid} if p != orphan_pid
+        )
         # The shell exits (after 0.3 s): the orphan now belongs to the subreaper.
         wait_for(lambda: int(stat_fields(orphan_pid)[1]) == reaper.pid, 10, "the orphan to be reparented")
         _, tasks = reader.scan()
         orphan_seen = tasks[pids[orphan_pid]]
-        total = int(reaper.stdout.readline())  # the orphan's CPU time, reaped by the subreaper
+        # The orphan's CPU time, and the shell's with its `sleep`'s, each as its reaper (the subreaper) got it.
+        total, shell_total = map(int, reaper.stdout.readline().split())
         reader.scan()
         exited = reader.exited().get(pids[reaper.pid], 0)
-        assert total - orphan_seen - 2 * TICK_NS <= exited <= total - orphan_seen
+        unseen = total - orphan_seen + shell_total - shell_seen
+        assert unseen - 2 * TICK_NS <= exited <= unseen
     finally:
         reaper.stdin.close()
         reaper.wait()

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.procfs import CONTAINER_ID as ID
 from tests.support.procfs import DOCKER_CGROUP as DOCKER
-from tests.support.procfs import rewrite, write_process, write_stat
+from tests.support.procfs import ToldForks, rewrite, write_process, write_stat
 from tests.support.waiting import wait_for
 from tests.support.workloads import BusyChildren
 from wattprobe.sources.identity.containers import parse_cgroup
@@ -231,6 +231,43 @@ def test_a_kernel_thread_that_ran_is_read_whole_only_when_it_may_have_reaped_a_c
     _, tasks = reader.scan()
     assert tasks[keys[50]] == 4 * 10**9 + 20 * TICK_NS
     reader.close()
+
+
+def test_told_forks_name_new_processes_and_the_kernel_threads_that_may_have_reaped(tmp_path):
+    """Where the kernel tells of each fork, /proc is not listed after one: the new processes are those
+    it told of, and a kernel thread that ran has its `stat` read only if one was its child. Where
+    events were lost, /proc is listed and every kernel thread that ran is read."""
+    write_stat(tmp_path, forks=100)
+    kernel_thread(tmp_path, 50, "kworker/1:0-events", sched_ns=10**9)
+    kernel_thread(tmp_path, 60, "kworker/0:2-events", sched_ns=10**9)
+    reader = ProcfsReader(str(tmp_path))
+    reader.events = told = ToldForks()  # type: ignore[assignment]
+    reader.scan()
+    assert reader.listings == 1
+
+    # Two forks: 50 started a helper that ended and was reaped, a shell started 70. 60 ran, and its
+    # `stat` is not read: were it read, its empty file would say it is gone.
+    write_stat(tmp_path, forks=102)
+    told.tell(61, parent=50)
+    told.tell(70, parent=1)
+    write_process(tmp_path, 70, comm="sh", ppid=1, sched_ns=2 * 10**6)
+    write_process(tmp_path, 71, comm="untold", ppid=1, sched_ns=10**6)  # no fork said it: not seen
+    kernel_thread(tmp_path, 50, "kworker/1:0-events", sched_ns=2 * 10**9, cticks=(20, 0))
+    rewrite(tmp_path / "60" / "stat", b"")
+    rewrite(tmp_path / "60" / "schedstat", f"{3 * 10**9} 0 1\n")
+    tasks = {key_pid(k): ns for k, ns in reader.scan()[1].items()}
+    assert reader.listings == 1
+    assert tasks == {50: 2 * 10**9 + 20 * TICK_NS, 60: 3 * 10**9, 70: 2 * 10**6}
+
+    # Events lost: /proc is listed (71 is found) and 60, which ran again, is read (and gone).
+    write_stat(tmp_path, forks=103)
+    told.lose()
+    rewrite(tmp_path / "60" / "schedstat", f"{4 * 10**9} 0 1\n")
+    tasks = {key_pid(k): ns for k, ns in reader.scan()[1].items()}
+    assert reader.listings == 2
+    assert set(tasks) == {50, 70, 71}
+    reader.close()
+    assert told.closed
 
 
 def test_real_process_cpu_time_is_precise():

@@ -12,8 +12,10 @@ import pytest
 
 from tests.support import agents
 from tests.support.paths import REPO
+from tests.support.processes import child, schedstat_ns
 from tests.support.procfs import write_process, write_stat
 from tests.support.waiting import wait_for
+from wattprobe.sources.process_events import open_fork_events
 from wattprobe.sources.procfs import TICK_NS, ProcfsReader, key_pid
 from wattprobe.sources.procfs.files import _NO_IO
 from wattprobe.sources.procfs.scan import clocks_readable
@@ -206,6 +208,37 @@ def test_without_a_fork_counter_every_scan_lists(tmp_path):
     assert cpu_by_pid(reader.scan()[1]) == {42: 1_500_000_000, 43: 100_000_000}
     assert reader.listings == 2
     reader.close()
+
+
+def test_on_the_real_proc_a_new_process_is_found_from_its_fork_event():
+    """Where the kernel tells this process of forks: a process born since the last scan is found from
+    its fork event, its CPU time from its clock, and /proc is not listed; events lost are said, and
+    that scan lists /proc."""
+    reader = ProcfsReader()
+    if reader.events is None:
+        reader.close()
+        pytest.skip(
+            "the kernel gives no process events to this test (not root, or not in the initial namespaces)"
+        )
+    try:
+        reader.scan()
+        listed = reader.listings
+        with child() as burner:
+            wait_for(
+                lambda: cpu_by_pid(reader.scan()[1]).get(burner.pid, 0) > 50_000_000, 10, "the burner seen"
+            )
+            assert reader.listings == listed
+            assert cpu_by_pid(reader.scan()[1])[burner.pid] <= schedstat_ns(burner.pid)
+        reader.events.close()
+        reader.events = open_fork_events(buffer_bytes=16384)  # room for tens of events, not for hundreds
+        assert reader.events is not None
+        for _ in range(50):
+            subprocess.run(["true"], check=True)
+        with child(busy=False) as sleeper:
+            assert sleeper.pid in cpu_by_pid(reader.scan()[1])
+            assert reader.listings == listed + 1
+    finally:
+        reader.close()
 
 
 def test_a_process_that_exits_between_listings_leaves_the_scan():

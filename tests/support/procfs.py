@@ -172,3 +172,26 @@ class FakeProc:
             "vsize": 123_456_789,
             "rss_pages": 2048,
         }
+
+
+class ToldForks:
+    """The kernel's fork events for a synthetic /proc (`ProcfsReader.events`): the births `tell()`
+    queued since the last `born()`; `lose()` makes the next `born()` say that events were lost."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._born: dict[int, int] = {}
+        self._lost = False
+
+    def tell(self, pid: int, parent: int) -> None:
+        self._born[pid] = parent
+
+    def lose(self) -> None:
+        self._lost = True
+
+    def born(self) -> dict[int, int] | None:
+        born, lost, self._born, self._lost = self._born, self._lost, {}, False
+        return None if lost else born
+
+    def close(self) -> None:
+        self.closed = True

@@ -39,6 +39,7 @@ from wattprobe.core.model import DiskIo, MachineCpu, ProcessInfo
 from wattprobe.sources.cgroupfs import CgroupReader
 from wattprobe.sources.identity.redaction import Redactor
 from wattprobe.sources.kept_files import KeptFiles
+from wattprobe.sources.process_events import open_fork_events
 from wattprobe.sources.procfs.facts import Facts
 from wattprobe.sources.procfs.files import _NO_FD, TICK_NS, _read_file
 from wattprobe.sources.procfs.lineage import Lineage
@@ -253,6 +254,7 @@ class ProcfsReader(Lineage, Facts):
         schedstat: bool = True,
         cgroupfs_root: str | None = "/sys/fs/cgroup",
         redactor: Redactor | None = None,
+        process_events: bool = True,
     ) -> None:
         self.root = root
         self.redactor = redactor or Redactor()
@@ -262,8 +264,8 @@ class ProcfsReader(Lineage, Facts):
         # The keys whose cpu_ns changed since the last changed(), each with its cpu_ns then (0: new since).
         self._changed: dict[int, int] = {}
         self._changes = 0  # calls of changed()
-        self._forks = -1  # the machine's fork counter at the last listing of /proc (-1: none yet)
-        self.listings = 0  # scans that listed /proc (the others found no fork since the last one)
+        self._forks = -1  # the machine's fork counter at the last scan (-1: none yet)
+        self.listings = 0  # scans that listed /proc (the others found no fork, or were told of them)
         self._by_key: dict[int, _Task] = {}  # the same, by task_key
         self._kids: dict[int, dict[int, _Task]] = {}  # parent pid -> its children we know, by key
         self._exited: dict[int, int] = {}  # task key -> exited_ns, for the processes where it is not 0
@@ -271,7 +273,10 @@ class ProcfsReader(Lineage, Facts):
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self._max_kept = (1 << 62) if soft == resource.RLIM_INFINITY else max(soft - FD_RESERVE, 0)
         self._use_schedstat = schedstat
-        self._clock = schedstat and clocks_readable(root)  # own CPU time from the process's clock
+        own = clocks_readable(root)  # the agent's own procfs
+        self._clock = schedstat and own  # own CPU time from the process's clock
+        # New processes told by the kernel, where it tells this agent: /proc is not listed after a fork.
+        self.events = open_fork_events() if process_events and own else None
         self._scan = 0
         self._reaped: list[_Task] = []  # tasks whose cticks moved in this scan
         self._files = KeptFiles()  # the machine's files read at every scan: /proc/stat, our own statm
@@ -296,14 +301,25 @@ class ProcfsReader(Lineage, Facts):
         except ValueError as error:  # as unreadable for this scan: the sampler skips the sample, goes on
             raise OSError(errno.EIO, f"{self.root}/stat is garbled: {error}") from None
         tasks = self._tasks
-        # No fork since the last listing: no new process (nor reused pid) can be there, and one that
-        # exited ran (its cgroup's counter moved) or answers ESRCH when read below. Without the
-        # counter (a synthetic tree), every scan lists.
+        # No fork since the last scan: no new process (nor reused pid) can be there, and one that
+        # exited ran (its cgroup's counter moved) or answers ESRCH when read below. Where the kernel
+        # tells of each fork, the new processes are those it told of (read after /proc/stat: a fork
+        # the counter missed is told now, one after it at the next scan). Else, and without the
+        # counter (a synthetic tree), /proc is listed.
+        forked = machine.forks <= 0 or machine.forks != self._forks
+        self._forks = machine.forks
+        events = self.events
+        born = events.born() if events is not None else None
+        if events is not None and events.closed:
+            self.events = events = None
         names: set[str] | None = None
         gone: list[_Task] = []
-        if machine.forks <= 0 or machine.forks != self._forks:
+        # A kernel thread that ran may have reaped a child only if it is the parent of one we know, or
+        # of one born since the last scan: those we were told of, or any where a fork went untold.
+        untold = born is None and (events is not None or forked)
+        parents = set(born.values()) if born is not None else set()
+        if not self.listings or untold:
             names = set(os.listdir(self.root))
-            self._forks = machine.forks
             self.listings += 1
             vanished = tasks.keys() - names
             gone = [tasks[name] for name in vanished]
@@ -337,8 +353,14 @@ class ProcfsReader(Lineage, Facts):
                     if not task.homed:
                         self._find_home(task)  # idle: from now on, its cgroup's counter may speak for it
                     continue
-                if task.kernel and names is None and sched_ns >= 0 and task.pid not in kids:
-                    self._kernel_ran(task, sched_ns)  # nothing forked since the last scan: see there
+                if (
+                    task.kernel
+                    and not untold
+                    and sched_ns >= 0
+                    and task.pid not in kids
+                    and task.pid not in parents
+                ):
+                    self._kernel_ran(task, sched_ns)  # no child of its can have been reaped: see there
                     continue
             if not refresh(task, sched_ns):
                 gone.append(task)
@@ -350,7 +372,8 @@ class ProcfsReader(Lineage, Facts):
                 self._leave_home(task)  # in cgroup v1 a thread can move alone: read it one by one
         self._settle(gone)
         # New processes, and pids reused by a new process since the last scan.
-        for name in names - tasks.keys() if names is not None else ():
+        arrived = names if names is not None else {str(pid) for pid in born or ()}
+        for name in arrived - tasks.keys():
             if name.isdigit():
                 new = self._first_sight(int(name))
                 if new is not None:  # else it vanished between listing and reading
@@ -433,12 +456,13 @@ class ProcfsReader(Lineage, Facts):
         return True
 
     def _kernel_ran(self, task: _Task, sched_ns: int) -> None:
-        """A kernel thread ran, with no child we know of and no process made since the last scan: of
-        what its `stat` says, only its run time can have changed, and its clock (or schedstat) says
-        that. It has no memory, one thread and kthreadd for parent; its name stands (see _worker_name;
-        a rare rename is seen at its next `stat`); a kworker reaps the user-mode helpers it starts, but
-        a child to reap was born before the last scan (we know it) or since (a fork). Most of what runs
-        on an idle host is kernel threads, and a `stat` costs the kernel 14 µs cold."""
+        """A kernel thread ran, with no child we know of and none born since the last scan (no process
+        made, or none of its own among those the kernel told of): of what its `stat` says, only its
+        run time can have changed, and its clock (or schedstat) says that. It has no memory, one thread
+        and kthreadd for parent; its name stands (see _worker_name; a rare rename is seen at its next
+        `stat`); a kworker reaps the user-mode helpers it starts, but a child to reap was born before
+        the last scan (we know it) or since (a fork). Most of what runs on an idle host is kernel
+        threads, and a `stat` costs the kernel 14 µs cold."""
         task.own_ns = sched_ns if self._clock else task.own_ns + sched_ns - task.sched_ns
         task.sched_ns = sched_ns
         self._publish(task)
@@ -679,3 +703,5 @@ class ProcfsReader(Lineage, Facts):
         self.homes.close()
         self.cgroups.close()
         self._files.close()
+        if self.events is not None:
+            self.events.close()
