@@ -1,12 +1,12 @@
 """New processes, told by the kernel's process events, so that /proc need not be listed after a fork.
 
 The proc connector (netlink, NETLINK_CONNECTOR, CN_IDX_PROC) sends its listeners an event for each
-fork, exec and exit on the machine. The kernel takes a listener only in the initial user and pid
-namespaces (its events name pids as the initial pid namespace does) and, before Linux 6.6, with
-CAP_NET_ADMIN. So the reader asks for them only where the procfs it reads is the agent's own, and
-keeps them only once it heard the fork of a thread it started, under the pids it sees; elsewhere it
-lists /proc after a fork, as before. Events that did not fit in the socket's buffer are lost, and
-the kernel says so (ENOBUFS): that scan lists /proc.
+fork, exec and exit on the machine. It sends them in the initial network namespace, and takes a
+listener only in the initial user and pid namespaces (its events name pids as the initial pid
+namespace does) and, before Linux 6.6, with CAP_NET_ADMIN. So the reader asks for them only where
+the procfs it reads is the agent's own, and keeps them only once it heard the fork of a thread it
+started, under the pids it sees; elsewhere it lists /proc after a fork, as before. Events that did
+not fit in the socket's buffer are lost, and the kernel says so (ENOBUFS): that scan lists /proc.
 """
 
 from __future__ import annotations
