@@ -48,6 +48,8 @@ class ForkEvents:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        self._pending = select.poll()
+        self._pending.register(sock, select.POLLIN)
         self._seq = 0
         self._listening = False  # the kernel counted our request to listen (undone at close)
 
@@ -57,11 +59,11 @@ class ForkEvents:
         failed (then for good)."""
         born: dict[int, int] = {}
         lost = False
-        while True:
+        while self._pending.poll(0):  # a poll, not a read refused with an exception: most scans find none
             try:
                 data = self._sock.recv(65536, socket.MSG_DONTWAIT)
             except BlockingIOError:
-                return None if lost else born
+                break
             except OSError as error:
                 if error.errno == errno.ENOBUFS:  # the buffer overflowed: read on, and say so
                     lost = True
@@ -72,6 +74,7 @@ class ForkEvents:
             for what, _, parent, child, child_tgid in _events(data):
                 if what == _FORK and child == child_tgid:
                     born[child] = parent
+        return None if lost else born
 
     @property
     def closed(self) -> bool:

@@ -303,15 +303,17 @@ class ProcfsReader(Lineage, Facts):
         tasks = self._tasks
         # No fork since the last scan: no new process (nor reused pid) can be there, and one that
         # exited ran (its cgroup's counter moved) or answers ESRCH when read below. Where the kernel
-        # tells of each fork, the new processes are those it told of (read after /proc/stat: a fork
-        # the counter missed is told now, one after it at the next scan). Else, and without the
-        # counter (a synthetic tree), /proc is listed.
+        # tells of each fork, the new processes are those it told of (read after /proc/stat when the
+        # counter moved: a fork after that read is counted, and told, at the next scan). Else, and
+        # without the counter (a synthetic tree), /proc is listed.
         forked = machine.forks <= 0 or machine.forks != self._forks
         self._forks = machine.forks
         events = self.events
-        born = events.born() if events is not None else None
-        if events is not None and events.closed:
-            self.events = events = None
+        born: dict[int, int] | None = None  # the processes the kernel told of (None: not told)
+        if events is not None:
+            born = events.born() if forked else {}  # no fork counted, none to be told of: not even a poll
+            if events.closed:
+                self.events = events = None
         names: set[str] | None = None
         gone: list[_Task] = []
         # A kernel thread that ran may have reaped a child only if it is the parent of one we know, or
@@ -372,8 +374,11 @@ class ProcfsReader(Lineage, Facts):
                 self._leave_home(task)  # in cgroup v1 a thread can move alone: read it one by one
         self._settle(gone)
         # New processes, and pids reused by a new process since the last scan.
-        arrived = names if names is not None else {str(pid) for pid in born or ()}
-        for name in arrived - tasks.keys():
+        if names is not None:
+            arrived = names - tasks.keys()
+        else:  # not `- tasks.keys()`: that walks every key
+            arrived = {name for pid in born or () if (name := str(pid)) not in tasks}
+        for name in arrived:
             if name.isdigit():
                 new = self._first_sight(int(name))
                 if new is not None:  # else it vanished between listing and reading
