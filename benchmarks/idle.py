@@ -1,7 +1,7 @@
 """An idle host's cost: CPU per scrape with 1,000 idle processes, next to node_exporter's RAPL collector.
 
 An energy agent runs on every machine of a fleet, idle ones included, so what it costs on an idle
-host is what it costs everywhere. Three layouts of the same 1,000 idle processes, each measured in
+host is what it costs everywhere. Four layouts of the same 1,000 idle processes, each measured in
 rounds, every figure of a round taken in the same seconds:
 
 - **in 50 cgroups of 20** (a host's services, each a top-level cgroup): wattprobe `prometheus` with
@@ -13,6 +13,11 @@ rounds, every figure of a round taken in the same seconds:
 - **in 50 services of one slice** (as systemd lays out a host's services, in system.slice): the same
   cgroups below one top-level cgroup, the agent and node_exporter each in a service of that slice
   too, as their packages' units run them; measured as above;
+- **in 50 cgroups of 20, one starting 2 processes a second** (as a timer or a probe does: something
+  forks every second on most hosts): the first layout, with a shell in one of the services that runs
+  `/bin/true` then `sleep 1`, over and over. Measured as above, without a budget: where the kernel
+  tells the agent of each fork, it finds the new processes from those events; where it does not, it
+  lists /proc after each fork;
 - **in one cgroup with the agent** (a child cgroup of theirs holds the agent, so their counter moves
   at every scrape and no cgroup is quiet): wattprobe against the stat floor, one pass that lists
   /proc and opens, reads and closes each process's `stat` (measured by the benchmark between the
@@ -34,6 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -170,6 +177,21 @@ def _cgroups(n: int, prefix: str) -> Iterator[list[Path]]:
 
 
 @contextlib.contextmanager
+def _timer(cgroup: Path) -> Iterator[None]:
+    """A shell in `cgroup` that starts two short processes a second for the block, as a timer or a
+    probe does: `/bin/true`, then `sleep 1`."""
+    with subprocess.Popen(
+        ["sh", "-c", "while :; do /bin/true; sleep 1; done"], start_new_session=True
+    ) as shell:
+        try:
+            (cgroup / "cgroup.procs").write_text(str(shell.pid))  # its children are born there
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(shell.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
 def _child(parent: Path, name: str) -> Iterator[Path]:
     """A cgroup below `parent` for the block; what runs in it at the end goes back to `parent`."""
     child = parent / name
@@ -281,6 +303,15 @@ def bench(
         spare.append(homes[2])
         return homes[0], homes[1]
 
+    def in_groups_forking(stack: contextlib.ExitStack) -> tuple[Path, Path] | None:
+        homes = stack.enter_context(_cgroups(groups + 2, "wattprobe-bench"))
+        if not homes:
+            return None
+        for home in homes[2:]:
+            stack.enter_context(Swarm(per_group, cgroup=home))
+        stack.enter_context(_timer(homes[2]))
+        return homes[0], homes[1]
+
     def in_slice(stack: contextlib.ExitStack) -> tuple[Path, Path] | None:
         top = stack.enter_context(_cgroups(1, "wattprobe-bench"))
         if not top:
@@ -300,6 +331,11 @@ def bench(
     layouts: list[tuple[str, str, Callable[[contextlib.ExitStack], tuple[Path, Path] | None]]] = [
         (f"in {groups} cgroups of {per_group}", "groups", in_groups),
         (f"in {groups} services of {per_group} in one slice, the exporters' too", "slice", in_slice),
+        (
+            f"in {groups} cgroups of {per_group}, one starting 2 processes a second",
+            "forks",
+            in_groups_forking,
+        ),
         ("in one cgroup with the agent", "one", in_one),
     ]
     with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp_name:

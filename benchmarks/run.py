@@ -1,6 +1,6 @@
 """Run wattprobe's overhead benchmarks and write their results into docs/performance.md.
 
-    python benchmarks/run.py                 # every benchmark, full length (about 38 minutes)
+    python benchmarks/run.py                 # every benchmark, full length (about 41 minutes)
     python benchmarks/run.py --quick         # shorter runs (about 6 minutes), soak of 30 s
     python benchmarks/run.py --only tick,accuracy
     python benchmarks/run.py --out /tmp/perf.md

@@ -151,11 +151,13 @@ def test_idle_host_next_to_node_exporter():
         return
     assert_reported(result, "groups_wattprobe", "groups_node_exporter", "groups_versus_node")
     assert_reported(result, "slice_wattprobe", "slice_node_exporter", "slice_versus_node")
+    assert_reported(result, "forks_wattprobe", "forks_node_exporter", "forks_versus_node")
     assert_reported(result, "one_wattprobe", "one_stat_floor", "one_versus_floor", "one_latency")
     layouts = [row[0] for row in result.tables[0][1:]]
     assert layouts == [
         "in 2 cgroups of 10",
         "in 2 services of 10 in one slice, the exporters' too",
+        "in 2 cgroups of 10, one starting 2 processes a second",
         "in one cgroup with the agent",
     ]
     assert result.numbers["groups_wattprobe"] > 0 and result.numbers["one_node_exporter"] > 0
