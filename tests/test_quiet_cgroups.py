@@ -428,8 +428,9 @@ def _quiet(reader: ProcfsReader, pid: int) -> bool:
 
 def test_a_real_cgroup_listing_longer_than_a_page_is_read_whole():
     """A cgroup's process list comes a page (about 700 pids) per read: read in part, it would look as if
-    its other processes had left, and they would be read one by one at every scan."""
-    with real_cgroup() as service, sleepers(900) as pids:
+    its other processes had left, and they would be read one by one at every scan. 1,200 pids fill more
+    than a page however short they are (after pid_max wraps, from 300: at least 4 bytes each)."""
+    with real_cgroup() as service, sleepers(1200) as pids:
         for pid in pids:
             (service / "cgroup.procs").write_text(str(pid))
         assert len((service / "cgroup.procs").read_bytes()) > 4096
