@@ -294,22 +294,15 @@ def bench(
 
     spare: list[Path] = []  # the cgroup of the second agent, in the 50 cgroups' layout
 
-    def in_groups(stack: contextlib.ExitStack) -> tuple[Path, Path] | None:
+    def in_groups(stack: contextlib.ExitStack, timer: bool = False) -> tuple[Path, Path] | None:
         homes = stack.enter_context(_cgroups(groups + 3, "wattprobe-bench"))
         if not homes:
             return None
         for home in homes[3:]:
             stack.enter_context(Swarm(per_group, cgroup=home))
+        if timer:  # in the first service, beside its idle processes
+            stack.enter_context(_timer(homes[3]))
         spare.append(homes[2])
-        return homes[0], homes[1]
-
-    def in_groups_forking(stack: contextlib.ExitStack) -> tuple[Path, Path] | None:
-        homes = stack.enter_context(_cgroups(groups + 2, "wattprobe-bench"))
-        if not homes:
-            return None
-        for home in homes[2:]:
-            stack.enter_context(Swarm(per_group, cgroup=home))
-        stack.enter_context(_timer(homes[2]))
         return homes[0], homes[1]
 
     def in_slice(stack: contextlib.ExitStack) -> tuple[Path, Path] | None:
@@ -334,7 +327,7 @@ def bench(
         (
             f"in {groups} cgroups of {per_group}, one starting 2 processes a second",
             "forks",
-            in_groups_forking,
+            lambda stack: in_groups(stack, timer=True),
         ),
         ("in one cgroup with the agent", "one", in_one),
     ]

@@ -124,7 +124,7 @@ class ForkEvents:
     def _replies(self) -> Iterator[bytes]:
         """What comes on the socket for _ANSWER_S (other processes' events too)."""
         end = time.monotonic() + _ANSWER_S
-        while (left := end - time.monotonic()) > 0 and select.select([self._sock], [], [], left)[0]:
+        while (left := end - time.monotonic()) > 0 and self._pending.poll(left * 1000):
             yield self._sock.recv(65536)
 
 
