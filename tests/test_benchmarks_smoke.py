@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 from benchmarks import accuracy, agent, host, idle, names, peers, run, scrape, tick
 from benchmarks.swarm import MAX_ARG, Swarm, long_argument
@@ -83,6 +84,8 @@ def test_host_sampling_rate():
     result = host.bench(seconds=0.1)
     assert_reported(result, "ticks_per_s")
     assert result.numbers["counters"] == 9
+    if any(os.path.exists(p) for p in host.SYSFS_NUMBERS):  # the reads of counters on sysfs, both ways
+        assert result.numbers["sysfs_kept_s"] > 0 and result.numbers["sysfs_anew_s"] > 0
 
 
 def test_accuracy_with_cpu_clocks_and_stat_ticks_threads_and_short_lived_processes():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import pytest
 
 from tests.support.powercap_tree import MAX_UJ, PowercapTree, default_watts
 from wattprobe.core.counters import energy_deltas, host_energy
 from wattprobe.errors import SensorReadError, WattprobeError
+from wattprobe.sources.mounts import filesystem_of
 from wattprobe.sources.powercap import PowercapSensor
 
 
@@ -77,3 +81,58 @@ def test_a_read_is_stamped_in_its_middle_with_how_long_it_took(powercap):
     ticks = iter([1_000_000_000, 1_004_000_000])
     reading = PowercapSensor(str(powercap.root), clock=lambda: next(ticks)).read()
     assert (reading.t_ns, reading.spread_ns) == (1_002_000_000, 4_000_000)
+
+
+def _open_files(root) -> dict[int, str]:
+    """The descriptors this process holds open on files below `root`, with their paths."""
+    found = {}
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is closed by now
+            found[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
+    return {fd: path for fd, path in found.items() if path.startswith(str(root))}
+
+
+def _descriptors_on(root) -> list[str]:
+    return list(_open_files(root).values())
+
+
+def test_a_tree_off_sysfs_is_opened_anew_at_each_read_and_follows_its_renames(tmp_path):
+    tree = PowercapTree(tmp_path)  # each counter's file replaced by rename at each write, as a VM's export
+    assert filesystem_of(str(tmp_path)) != "sysfs"
+    sensor = PowercapSensor(str(tmp_path), clock=tree.clock)
+    before = sensor.read()
+    assert _descriptors_on(tmp_path) == []
+    tree.advance(1.0)
+    deltas = energy_deltas(before, sensor.read())
+    assert {key: uj / 1e6 for key, uj in deltas.items()} == pytest.approx(tree.watts, rel=1e-6)
+
+
+def test_kept_descriptors_follow_a_tree_rewritten_in_place_as_sysfs_is(tmp_path):
+    tree = PowercapTree(tmp_path, tear_pause_s=0.0)  # in place: the file stays, its text changes
+    sensor = PowercapSensor(str(tmp_path), clock=tree.clock, keep_open=True)
+    before = sensor.read()
+    kept = sorted(_descriptors_on(tmp_path))
+    assert kept == sorted(z.path for z in sensor.zones)
+    tree.advance(1.0)
+    after = sensor.read()
+    assert sorted(_descriptors_on(tmp_path)) == kept  # read again through the same ones, none opened
+    deltas = energy_deltas(before, after)
+    assert {key: uj / 1e6 for key, uj in deltas.items()} == pytest.approx(tree.watts, rel=1e-6)
+    sensor.close()
+    assert _descriptors_on(tmp_path) == []
+
+
+def test_a_kept_descriptor_that_fails_is_a_skipped_sample_and_opened_anew_at_the_next_read(tmp_path):
+    tree = PowercapTree(tmp_path, tear_pause_s=0.0)
+    sensor = PowercapSensor(str(tmp_path), clock=tree.clock, keep_open=True)
+    before = sensor.read()
+    package = str(tree.paths[(0, "package")])
+    (broken,) = (fd for fd, path in _open_files(tmp_path).items() if path == package)
+    os.close(broken)  # as a zone's file that went with its driver answers
+    with pytest.raises(SensorReadError, match="intel-rapl:0/energy_uj"):
+        sensor.read()
+    tree.advance(1.0)
+    deltas = energy_deltas(before, sensor.read())
+    assert deltas[(0, "package")] / 1e6 == pytest.approx(tree.watts[(0, "package")], rel=1e-6)
+    assert package in _descriptors_on(tmp_path)
+    sensor.close()

@@ -20,6 +20,8 @@ import select
 import struct
 from collections.abc import Callable
 
+from wattprobe.sources.mounts import mounts
+
 log = logging.getLogger(__name__)
 
 _IN_MODIFY = 0x2
@@ -138,17 +140,5 @@ def open_watch(roots: list[str], procfs_root: str = "/proc") -> MoveWatch | None
 def _mounted_whole(directory: str, procfs_root: str) -> bool:
     """Whether a cgroup hierarchy is mounted at `directory` from its root (not a subtree bound there)."""
     target = os.path.realpath(directory)
-    try:
-        with open(f"{procfs_root}/self/mountinfo", "rb") as f:
-            lines = f.read().split(b"\n")
-    except OSError:
-        return False
-    for line in lines:
-        fields, _, after = line.partition(b" - ")
-        parts = fields.split(b" ")
-        if len(parts) < 5 or not after.startswith((b"cgroup2 ", b"cgroup ")):
-            continue
-        mount_point = parts[4].replace(b"\\040", b" ").replace(b"\\011", b"\t").replace(b"\\134", b"\\")
-        if os.fsdecode(mount_point) == target:
-            return parts[3] == b"/"
-    return False
+    cgroups = (m for m in mounts(procfs_root) if m.fstype in ("cgroup2", "cgroup") and m.point == target)
+    return next((m.root == "/" for m in cgroups), False)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from wattprobe.core.model import CpuInfo, Disk, HostFacts
 from wattprobe.sources.kept_files import KeptFiles
+from wattprobe.sources.mounts import unescape
 
 # File systems that live on a disk (not tmpfs, proc, overlay, network shares...).
 DISK_FILE_SYSTEMS = frozenset(
@@ -127,7 +128,7 @@ class HostReader:
             fields = line.split()
             if len(fields) < 3 or fields[2] not in DISK_FILE_SYSTEMS or fields[0] in seen:
                 continue
-            device, mount_point = fields[0], _unescape(fields[1])
+            device, mount_point = fields[0], unescape(fields[1])
             try:
                 stats = os.statvfs(mount_point)
             except (OSError, ValueError):
@@ -173,13 +174,6 @@ def _first_line(path: str) -> str:
             return f.readline().strip()
     except OSError:
         return ""
-
-
-def _unescape(path: str) -> str:
-    """A mount point as /proc/mounts writes it: space, tab, newline and backslash in octal."""
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        path = path.replace(code, char)
-    return path
 
 
 _CPU_FIELDS = {"processor": "processor", "vendor_id": "vendor_id", "model name": "model_name",
