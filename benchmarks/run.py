@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
 
     sections = {"machine": _machine_section()}
+    # In each section's stamp: the sections of one file may come from runs on different machines.
+    processor = machine()["cpu"]
     missed = []
     for name in names:
         function, full, quick = BENCHMARKS[name]
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         took = time.monotonic() - started
         stamp = (
             f"_{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {'quick' if args.quick else 'full'} mode, "
-            f"{took:.0f} s; load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after._"
+            f"{took:.0f} s, on {processor}; load average {load_before:.2f} before, "
+            f"{os.getloadavg()[0]:.2f} after._"
         )
         sections[name] = f"{stamp}\n\n{result.markdown()}"
         for budget in result.budgets:
@@ -86,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _machine_section() -> str:
     rows = [["", ""], *([key, value] for key, value in machine().items())]
-    return markdown_table(rows) + "\n"
+    return (
+        "The machine of the latest run. Each section's stamp names the processor it ran on (a stamp\n"
+        "without one is older than that: the history of this file has the machine it ran on).\n\n"
+        + markdown_table(rows)
+        + "\n"
+    )
 
 
 def update(path: str, sections: dict[str, str]) -> None:
