@@ -91,7 +91,7 @@ def _machine_section() -> str:
     rows = [["", ""], *([key, value] for key, value in machine().items())]
     return (
         "The machine of the latest run. Each section's stamp names the processor it ran on (a stamp\n"
-        "without one is older than that: the history of this file has the machine it ran on).\n\n"
+        "without one predates that: the history of this file has the machine it ran on).\n\n"
         + markdown_table(rows)
         + "\n"
     )
