@@ -173,7 +173,9 @@ def test_json_stopped_before_the_first_step_is_still_valid(tmp_path):
     out = tmp_path / "out.json"
     process = agents.start(agents.command("-s", "estimate", "json", "-s", "30", "-f", str(out)))
     wait_for(out.exists, 10, "the agent to open its file", alive=process)  # it handles signals by then
-    agents.stop(process, signum=signal.SIGINT, timeout_s=5)
+    # It ends within a tenth of a second here, with CPU hogs or thousands of processes beside it; once,
+    # in a full suite on 2 busy cores, not within 5 s. A hang still fails: it is killed after 30 s.
+    agents.stop(process, signum=signal.SIGINT, timeout_s=30)
     assert process.returncode == 0
     assert json.loads(out.read_text()) == []
 
