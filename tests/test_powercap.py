@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import pytest
 
 from tests.support.powercap_tree import MAX_UJ, PowercapTree, default_watts
+from tests.support.processes import open_files
 from wattprobe.core.counters import energy_deltas, host_energy
 from wattprobe.errors import SensorReadError, WattprobeError
 from wattprobe.sources.mounts import filesystem_of
@@ -83,17 +83,8 @@ def test_a_read_is_stamped_in_its_middle_with_how_long_it_took(powercap):
     assert (reading.t_ns, reading.spread_ns) == (1_002_000_000, 4_000_000)
 
 
-def _open_files(root) -> dict[int, str]:
-    """The descriptors this process holds open on files below `root`, with their paths."""
-    found = {}
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):  # the listing's own descriptor is closed by now
-            found[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
-    return {fd: path for fd, path in found.items() if path.startswith(str(root))}
-
-
 def _descriptors_on(root) -> list[str]:
-    return list(_open_files(root).values())
+    return list(open_files(root).values())
 
 
 def test_a_tree_off_sysfs_is_opened_anew_at_each_read_and_follows_its_renames(tmp_path):
@@ -127,7 +118,7 @@ def test_a_kept_descriptor_that_fails_is_a_skipped_sample_and_opened_anew_at_the
     sensor = PowercapSensor(str(tmp_path), clock=tree.clock, keep_open=True)
     before = sensor.read()
     package = str(tree.paths[(0, "package")])
-    (broken,) = (fd for fd, path in _open_files(tmp_path).items() if path == package)
+    (broken,) = (fd for fd, path in open_files(tmp_path).items() if path == package)
     os.close(broken)  # as a zone's file that went with its driver answers
     with pytest.raises(SensorReadError, match="intel-rapl:0/energy_uj"):
         sensor.read()

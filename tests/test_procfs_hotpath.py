@@ -74,6 +74,7 @@ def test_without_schedstat_files_stat_ticks_are_used(tmp_path):
 _OUT_OF_FDS = """
 import os, resource, shutil, sys
 from pathlib import Path
+from tests.support.processes import open_files
 from tests.support.procfs import write_process, write_stat
 from tests.support.waiting import wait_for
 from wattprobe.sources.procfs import FD_RESERVE, TICK_NS, ProcfsReader, key_pid
@@ -86,13 +87,7 @@ for pid in range(100, 110):
 resource.setrlimit(resource.RLIMIT_NOFILE, (FD_RESERVE + 5, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 reader = ProcfsReader(str(root))
 first = reader.scan()[1]
-def target(fd):
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return ""  # the descriptor of the listing itself
-held = [target(fd) for fd in os.listdir("/proc/self/fd")]
-held = [path for path in held if path.startswith(str(root))]
+held = list(open_files(root).values())
 held.remove(str(root / "stat"))  # the machine's, kept open beside the processes' budget
 assert len(held) == 5, held
 assert sorted(first.values()) == [pid * TICK_NS for pid in range(100, 110)], first

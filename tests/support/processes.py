@@ -5,6 +5,7 @@ known are in tests/support/workloads.py."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -67,6 +68,15 @@ def pending(pid: int, signum: int) -> bool:
         int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))
     ]
     return any(mask >> (signum - 1) & 1 for mask in masks)
+
+
+def open_files(below: Path | str) -> dict[int, str]:
+    """The descriptors this process holds open on files below `below`, with their paths."""
+    found = {}
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is closed by now
+            found[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
+    return {fd: path for fd, path in found.items() if path.startswith(str(below))}
 
 
 def stat_fields(pid: int) -> list[str]:

@@ -125,11 +125,11 @@ class PowercapSensor:
             raise
 
     def close(self) -> None:
-        for fd in (self._kept or {}).values():
+        kept = self._kept or {}
+        for fd in kept.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
-        if self._kept:
-            self._kept.clear()
+        kept.clear()
 
 
 def open_powercap(root: str, *, vm: bool = False) -> PowercapSensor:
